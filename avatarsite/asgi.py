@@ -1,0 +1,23 @@
+"""ASGI entry point: HTTP through Django (plus static files when SERVE_STATIC is on),
+dispatched by Channels' protocol router so WebSocket consumers plug in beside it."""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
+
+# Django must be set up before anything imports models.
+django_http = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from conversations.llm import warn_about_unconfigured_providers  # noqa: E402
+
+warn_about_unconfigured_providers()
+
+application = ProtocolTypeRouter(
+    {"http": ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http}
+)

@@ -1,0 +1,136 @@
+"""AIAvatarKit's request and response envelopes (wire-protocols §0.1, §0.2, §1.3).
+
+The request is validated with pydantic so a bad field gets the same 422 shape FastAPI gives
+AIAvatarKit's clients; responses always carry every key, null when unset, in AIAvatarKit's order.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from .pipeline.events import TurnChunk, TurnEvent, TurnFailed, TurnFinished, TurnStarted
+
+RESPONSE_KEYS = (
+    "type",
+    "session_id",
+    "user_id",
+    "context_id",
+    "text",
+    "voice_text",
+    "language",
+    "control_tags",
+    "avatar_control_request",
+    "audio_data",
+    "metadata",
+    "structured_content",
+)
+
+
+class AIAvatarRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    session_id: str | None = None
+    user_id: str | None = None
+    context_id: str | None = None
+    text: str | None = None
+    audio_data: str | None = None
+    files: list[dict[str, str]] | None = None
+    system_prompt_params: dict[str, Any] | None = None
+    allow_merge: bool = True
+    wait_in_queue: bool = False
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("files")
+    @classmethod
+    def _files_have_urls(cls, files: list[dict[str, str]] | None) -> list[dict[str, str]] | None:
+        for file in files or []:
+            url = file.get("url", "")
+            if not url.startswith(("http://", "https://", "data:")):
+                raise ValueError("each file needs a 'url' that is an http(s) or data: URL")
+        return files
+
+    @field_validator("context_id")
+    @classmethod
+    def _context_id_is_uuid(cls, context_id: str | None) -> str | None:
+        if context_id:
+            try:
+                uuid.UUID(context_id)
+            except ValueError as exc:
+                raise ValueError("context_id must be a UUID issued by this server") from exc
+        return context_id or None
+
+    @field_validator("audio_data")
+    @classmethod
+    def _audio_is_base64(cls, audio: str | None) -> str | None:
+        if audio:
+            try:
+                base64.b64decode(audio, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise ValueError("audio_data is not valid base64") from exc
+        return audio or None
+
+    def audio(self) -> bytes | None:
+        return base64.b64decode(self.audio_data) if self.audio_data else None
+
+
+def validation_errors(exc: Any) -> list[dict[str, Any]]:
+    """Pydantic errors in FastAPI's `detail` shape, without echoing the (possibly huge) input."""
+    return [
+        {"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]}
+        for error in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+
+
+def envelope(type_: str, *, session_id: str | None, user_id: str | None, **fields: Any) -> str:
+    """One response as compact JSON with every key present (AIAvatarKit's byte shape)."""
+    values = {"type": type_, "session_id": session_id, "user_id": user_id, **fields}
+    return json.dumps(
+        {key: values.get(key) for key in RESPONSE_KEYS}, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) -> str:
+    ids = {"session_id": session_id, "user_id": user_id}
+    context_id = str(event.context_id) if event.context_id else None
+    match event:
+        case TurnStarted():
+            return envelope(
+                "start",
+                **ids,
+                context_id=context_id,
+                metadata={
+                    "request_text": event.request_text,
+                    "recognized_text": event.recognized_text,
+                },
+            )
+        case TurnChunk():
+            return envelope(
+                "chunk",
+                **ids,
+                context_id=context_id,
+                text=event.text,
+                voice_text=event.voice_text,
+                language=event.language,
+                control_tags=event.control_tags,
+                avatar_control_request=event.avatar_control.as_dict(),
+                metadata={"is_first_chunk": event.is_first, "is_guardrail_triggered": False},
+            )
+        case TurnFinished():
+            return envelope(
+                "vision" if event.vision_source else "final",
+                **ids,
+                context_id=context_id,
+                text=event.text,
+                voice_text=event.voice_text,
+                metadata={"source": event.vision_source} if event.vision_source else {},
+            )
+        case TurnFailed():
+            return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
+    raise TypeError(f"Unknown turn event {event!r}")

@@ -1,0 +1,129 @@
+"""Conversation history: which context a turn continues, and writing a finished turn.
+
+These are plain synchronous ORM functions; the async pipeline calls each through one
+`sync_to_async` hop so a turn costs two trips to the database thread, not one per query.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from characters.models import Character
+
+from .llm import ChatMessage
+from .models import ChannelIdentity, Context, EndUser, Message, TurnRecord
+
+
+@dataclass(slots=True)
+class OpenedContext:
+    context_id: uuid.UUID
+    history: list[ChatMessage]
+
+
+def resolve_end_user(channel: str, external_id: str) -> EndUser:
+    """The end user behind a channel's id, created on first sight (safe under races)."""
+    identity = (
+        ChannelIdentity.objects.select_related("end_user")
+        .filter(channel=channel, external_id=external_id)
+        .first()
+    )
+    if identity is not None:
+        return identity.end_user
+    try:
+        with transaction.atomic():
+            end_user = EndUser.objects.create()
+            ChannelIdentity.objects.create(
+                channel=channel, external_id=external_id, end_user=end_user
+            )
+            return end_user
+    except IntegrityError:
+        # Another request created the identity first; use theirs.
+        return (
+            ChannelIdentity.objects.select_related("end_user")
+            .get(channel=channel, external_id=external_id)
+            .end_user
+        )
+
+
+class UnknownContext(Exception):
+    """The client sent a context id this server never issued (for this character)."""
+
+
+def open_context(character: Character, requested_id: uuid.UUID | None) -> OpenedContext:
+    """The conversation a turn continues: `requested_id` when it has live history, else new.
+
+    Clients cannot pick ids: an id never issued raises UnknownContext. An id that was issued
+    but has no history (its first turn failed) or whose conversation expired gets a fresh id,
+    so the client sees the restart instead of silently losing history under the old id.
+    """
+    if requested_id is None:
+        return OpenedContext(uuid.uuid4(), [])
+    context = (
+        Context.objects.select_related("character")
+        .filter(id=requested_id, character=character)
+        .first()
+    )
+    if context is None:
+        issued = TurnRecord.objects.filter(context_id=requested_id, character=character).exists()
+        if not issued:
+            raise UnknownContext(requested_id)
+        return OpenedContext(uuid.uuid4(), [])
+    if context.is_expired():
+        return OpenedContext(uuid.uuid4(), [])
+    return OpenedContext(context.id, _recent_history(context))
+
+
+def _recent_history(context: Context) -> list[ChatMessage]:
+    rows = list(
+        context.messages.order_by("-position").values_list(
+            "role", "content", "files", "tool_calls", "tool_call_id"
+        )[: settings.CONTEXT_HISTORY_LIMIT]
+    )
+    rows.reverse()
+    # A window that starts with a tool result or an assistant message confuses providers.
+    while rows and rows[0][0] != Message.Role.USER:
+        rows.pop(0)
+    return [
+        ChatMessage(role=r, content=c, files=f, tool_calls=t, tool_call_id=i)
+        for r, c, f, t, i in rows
+    ]
+
+
+def save_turn(
+    record: TurnRecord, end_user: EndUser, messages: list[ChatMessage] | None = None
+) -> None:
+    """Store the turn's record and, for a completed turn, its messages, all or nothing."""
+    with transaction.atomic():
+        record.save(force_insert=True)
+        if not messages:
+            return
+        context, _ = Context.objects.select_for_update().get_or_create(
+            id=record.context_id,
+            defaults={
+                "character_id": record.character_id,
+                "end_user": end_user,
+                "channel": record.channel,
+            },
+        )
+        Message.objects.bulk_create(
+            Message(
+                context=context,
+                position=context.message_count + offset,
+                role=m.role,
+                content=m.content,
+                files=m.files,
+                tool_calls=m.tool_calls,
+                tool_call_id=m.tool_call_id,
+                turn=record,
+            )
+            for offset, m in enumerate(messages)
+        )
+        Context.objects.filter(pk=context.pk).update(
+            message_count=F("message_count") + len(messages), updated_at=timezone.now()
+        )

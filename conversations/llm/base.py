@@ -1,0 +1,37 @@
+"""The one interface every LLM provider implements, in provider-neutral types."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """A message in neutral form; each provider converts it to its own wire shape."""
+
+    role: str  # "system" | "user" | "assistant" | "tool"
+    content: str
+    files: list[dict[str, str]] = field(default_factory=list)
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    tool_call_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LLMRequest:
+    messages: list[ChatMessage]
+    model: str
+    temperature: float | None = None
+
+
+class LLMError(Exception):
+    """A provider failed after its retries; the message is safe to show to a client."""
+
+
+class LLMProvider(Protocol):
+    name: str
+
+    def stream(self, request: LLMRequest) -> AsyncIterator[str]:
+        """Yield the reply as text deltas; raise LLMError when the provider fails."""
+        ...

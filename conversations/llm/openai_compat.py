@@ -1,0 +1,101 @@
+"""Any OpenAI-compatible chat-completions API, through the official `openai` SDK.
+
+The SDK already retries 429/5xx and connection errors with exponential backoff (bounded by
+`max_retries`) and enforces timeouts, so this module only configures it and translates its
+errors into LLMError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import openai
+from django.conf import settings
+
+from .base import ChatMessage, LLMError, LLMRequest
+
+# One SDK client (and so one connection pool) per event loop and endpoint: building a client
+# per turn would cost a TLS handshake per turn; sharing one across loops breaks httpx.
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _client(base_url: str | None, api_key: str) -> openai.AsyncOpenAI:
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    key = (base_url or "", api_key)
+    client = per_loop.get(key)
+    if client is None:
+        client = openai.AsyncOpenAI(
+            api_key=api_key,
+            base_url=base_url or None,
+            timeout=httpx.Timeout(
+                settings.LLM_TIMEOUT_SECONDS, connect=settings.LLM_CONNECT_TIMEOUT_SECONDS
+            ),
+            max_retries=settings.LLM_MAX_RETRIES,
+        )
+        per_loop[key] = client
+    return client
+
+
+def to_openai_message(message: ChatMessage) -> dict[str, Any]:
+    """Neutral message → chat-completions message (images as `image_url` parts)."""
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.files:
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": f["url"]}} for f in message.files
+        ]
+        parts.append({"type": "text", "text": message.content})
+        return {"role": message.role, "content": parts}
+    result: dict[str, Any] = {"role": message.role, "content": message.content}
+    if message.tool_calls:
+        result["tool_calls"] = [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": call["arguments"]},
+            }
+            for call in message.tool_calls
+        ]
+    return result
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, openai.APIStatusError):
+        return f"LLM provider returned HTTP {exc.status_code}"
+    if isinstance(exc, openai.APITimeoutError):
+        return "LLM provider timed out"
+    if isinstance(exc, openai.APIConnectionError):
+        return "LLM provider is unreachable"
+    return "LLM provider stream broke off"
+
+
+class OpenAICompatibleProvider:
+    name = "openai"
+
+    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+        self.api_key = api_key
+        self.base_url = base_url
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
+        params: dict[str, Any] = {
+            "model": request.model,
+            "messages": [to_openai_message(m) for m in request.messages],
+            "stream": True,
+        }
+        if request.temperature is not None:
+            params["temperature"] = request.temperature
+        try:
+            stream = await _client(self.base_url, self.api_key).chat.completions.create(**params)
+            async with stream:
+                async for chunk in stream:
+                    # Azure's content-filter chunks and usage chunks carry no choices.
+                    if chunk.choices and chunk.choices[0].delta.content:
+                        yield chunk.choices[0].delta.content
+        except (openai.OpenAIError, httpx.HTTPError) as exc:
+            raise LLMError(_describe(exc)) from exc

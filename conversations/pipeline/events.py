@@ -1,0 +1,61 @@
+"""What goes into a turn and what comes out of it, independent of any wire format."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from characters.models import Character
+from conversations.history import OpenedContext
+from conversations.models import EndUser
+
+from .tags import AvatarControl
+
+
+@dataclass(slots=True)
+class TurnRequest:
+    character: Character
+    end_user: EndUser
+    channel: str
+    session_id: str
+    context: OpenedContext  # the conversation this turn continues (or a fresh one)
+    text: str = ""
+    audio: bytes | None = None  # PCM16 mono 16 kHz, used when `text` is empty
+    files: list[dict[str, str]] = field(default_factory=list)
+    system_prompt_params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class TurnStarted:
+    context_id: uuid.UUID
+    request_text: str  # what the LLM receives
+    recognized_text: str  # what the user said
+
+
+@dataclass(slots=True)
+class TurnChunk:
+    context_id: uuid.UUID
+    text: str  # raw, with control tags
+    voice_text: str  # tags removed
+    language: str | None
+    control_tags: list[dict[str, Any]] | None
+    avatar_control: AvatarControl
+    is_first: bool
+
+
+@dataclass(slots=True)
+class TurnFinished:
+    context_id: uuid.UUID
+    text: str
+    voice_text: str
+    vision_source: str | None  # set when the reply asks for an image: the turn ends as `vision`
+
+
+@dataclass(slots=True)
+class TurnFailed:
+    context_id: uuid.UUID
+    error: str
+
+
+TurnEvent = TurnStarted | TurnChunk | TurnFinished | TurnFailed

@@ -1,0 +1,181 @@
+"""The one path every turn takes, whatever transport it came from.
+
+`run_turn` takes a TurnRequest and yields TurnEvents: started, chunk*, then finished (or
+failed). History is written only for a completed turn, in one transaction with its
+TurnRecord; failed and interrupted turns leave a TurnRecord and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.utils import timezone
+
+from conversations.history import save_turn
+from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
+from conversations.models import Message, TurnRecord
+
+from .events import TurnChunk, TurnEvent, TurnFailed, TurnFinished, TurnRequest, TurnStarted
+from .prompt import render_persona
+from .splitter import SentenceSplitter
+from .tags import avatar_control, control_tags, language_of, vision_source, voice_text
+
+logger = logging.getLogger("avatarsite.turn")
+
+# Languages written without spaces between sentences.
+UNSPACED_LANGUAGES = ("ja", "zh", "ko", "th")
+
+
+class _Timer:
+    """Milliseconds since the turn began, for the per-phase timings of a TurnRecord."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+
+    def ms(self) -> float:
+        return round((time.perf_counter() - self._start) * 1000, 2)
+
+
+class _ChunkComposer:
+    """Turns split segments into chunks; remembers the turn's language once a tag sets it."""
+
+    def __init__(self, request: TurnRequest, context_id: uuid.UUID) -> None:
+        self.catalog = request.character.artifact_catalog
+        self.context_id = context_id
+        self.language: str | None = None
+        self.texts: list[str] = []
+        self.voice_texts: list[str] = []
+
+    def compose(self, segment: str) -> TurnChunk:
+        self.language = language_of(segment) or self.language
+        spoken = voice_text(segment)
+        self.texts.append(segment)
+        if spoken:
+            self.voice_texts.append(spoken)
+        return TurnChunk(
+            context_id=self.context_id,
+            text=segment,
+            voice_text=spoken,
+            language=self.language,
+            control_tags=control_tags(segment, self.catalog),
+            avatar_control=avatar_control(segment),
+            is_first=len(self.texts) == 1,
+        )
+
+    def full_voice_text(self, character_language: str) -> str:
+        language = (self.language or character_language).lower()
+        separator = "" if language.startswith(UNSPACED_LANGUAGES) else " "
+        return separator.join(self.voice_texts)
+
+
+async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
+    timer = _Timer()
+    character = request.character
+    provider = provider_for(character)
+    record = TurnRecord(
+        character=character,
+        end_user=request.end_user,
+        session_id=request.session_id,
+        channel=request.channel,
+        request_text=request.text,
+        provider=provider.name,
+        model=character.llm_model,
+        started_at=timezone.now(),
+    )
+
+    async def finish(
+        status: str, *, error: str = "", messages: list[ChatMessage] | None = None
+    ) -> None:
+        record.status = status
+        record.error = error
+        record.total_ms = timer.ms()
+        await sync_to_async(save_turn)(record, request.end_user, messages)
+        logger.info(
+            "turn id=%s character=%s status=%s provider=%s llm_first_token_ms=%s "
+            "first_chunk_ms=%s llm_ms=%s total_ms=%s%s",
+            record.id,
+            character.slug,
+            status,
+            provider.name,
+            record.llm_first_token_ms,
+            record.first_chunk_ms,
+            record.llm_ms,
+            record.total_ms,
+            f" error={error!r}" if error else "",
+        )
+
+    opened = request.context
+    record.context_id = opened.context_id
+
+    if not request.text and request.audio:
+        error = "Speech-to-text is not configured on this server; send text instead."
+        await finish(TurnRecord.Status.FAILED, error=error)
+        yield TurnFailed(context_id=opened.context_id, error=error)
+        return
+
+    yield TurnStarted(
+        context_id=opened.context_id, request_text=request.text, recognized_text=request.text
+    )
+
+    user_message = ChatMessage(role=Message.Role.USER, content=request.text, files=request.files)
+    system = render_persona(character.persona, request.system_prompt_params)
+    llm_request = LLMRequest(
+        messages=[
+            *([ChatMessage(role="system", content=system)] if system else []),
+            *opened.history,
+            user_message,
+        ],
+        model=character.llm_model,
+        temperature=character.llm_temperature,
+    )
+    splitter = SentenceSplitter()
+    composer = _ChunkComposer(request, opened.context_id)
+
+    def chunks_of(segments: list[str]) -> list[TurnChunk]:
+        chunks = [composer.compose(s) for s in segments]
+        if chunks and record.first_chunk_ms is None:
+            record.first_chunk_ms = timer.ms()
+        return chunks
+
+    try:
+        async for delta in provider.stream(llm_request):
+            if record.llm_first_token_ms is None:
+                record.llm_first_token_ms = timer.ms()
+            for chunk in chunks_of(splitter.feed(delta)):
+                yield chunk
+        record.llm_ms = timer.ms()
+        for chunk in chunks_of(splitter.flush()):
+            yield chunk
+    except LLMError as exc:
+        await finish(TurnRecord.Status.FAILED, error=str(exc))
+        yield TurnFailed(context_id=opened.context_id, error=str(exc))
+        return
+    except Exception as exc:
+        logger.exception("turn id=%s failed unexpectedly", record.id)
+        error = f"Internal error in the conversation pipeline ({type(exc).__name__})"
+        await finish(TurnRecord.Status.FAILED, error=error)
+        yield TurnFailed(context_id=opened.context_id, error=error)
+        return
+    except (asyncio.CancelledError, GeneratorExit):
+        # The client went away or the turn was interrupted: record it, keep history clean.
+        record.response_text = "".join(composer.texts)
+        await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
+        raise
+
+    text = "".join(composer.texts)
+    record.response_text = text
+    await finish(
+        TurnRecord.Status.COMPLETED,
+        messages=[user_message, ChatMessage(role=Message.Role.ASSISTANT, content=text.strip())],
+    )
+    yield TurnFinished(
+        context_id=opened.context_id,
+        text=text,
+        voice_text=composer.full_voice_text(character.language),
+        vision_source=vision_source(text),
+    )

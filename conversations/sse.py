@@ -1,0 +1,57 @@
+"""Server-sent events (wire-protocols §0.6): one `data:` line per event, flushed at once,
+with a keep-alive comment whenever the turn is quiet for a while."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+
+_DONE = object()
+
+
+async def _with_pings(events: AsyncIterator[str], interval: float) -> AsyncIterator[bytes]:
+    """Frame `events` as SSE, interleaving `: ping` comments during silences.
+
+    The events are pulled by a task of their own so a slow LLM never blocks the pings; when
+    the client disconnects, Django cancels this generator and the task is cancelled with it.
+    """
+    queue: asyncio.Queue[object] = asyncio.Queue()
+
+    async def pump() -> None:
+        try:
+            async for event in events:
+                queue.put_nowait(event)
+        finally:
+            queue.put_nowait(_DONE)
+
+    task = asyncio.create_task(pump())
+    try:
+        while True:
+            try:
+                async with asyncio.timeout(interval):
+                    item = await queue.get()
+            except TimeoutError:
+                yield f": ping - {timezone.now().isoformat()}\r\n\r\n".encode()
+                continue
+            if item is _DONE:
+                break
+            yield f"data: {item}\r\n\r\n".encode()
+        await task  # surfaces an exception from the producer
+    finally:
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+
+def sse_response(events: AsyncIterator[str]) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(
+        _with_pings(events, settings.SSE_PING_INTERVAL_SECONDS),
+        content_type="text/event-stream; charset=utf-8",
+    )
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -55,6 +55,16 @@ class UnknownContext(Exception):
     """The client sent a context id this server never issued (for this character)."""
 
 
+def new_end_user(channel: str) -> EndUser:
+    """A user the server names: its channel id is its own UUID, so later requests find it."""
+    with transaction.atomic():
+        end_user = EndUser.objects.create()
+        ChannelIdentity.objects.create(
+            channel=channel, external_id=str(end_user.id), end_user=end_user
+        )
+    return end_user
+
+
 def open_context(character: Character, requested_id: uuid.UUID | None) -> OpenedContext:
     """The conversation a turn continues: `requested_id` when it has live history, else new.
 

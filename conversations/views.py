@@ -24,7 +24,7 @@ from characters.models import Character
 
 from .aiavatar_wire import AIAvatarRequest, envelope, event_envelope, validation_errors
 from .auth import INVALID_KEY, authenticate_bearer
-from .history import UnknownContext, open_context, resolve_end_user
+from .history import UnknownContext, new_end_user, open_context, resolve_end_user
 from .models import EndUser
 from .pipeline.events import TurnRequest
 from .pipeline.turn import run_turn
@@ -132,9 +132,8 @@ def _prepare_start(
     payload, character = _admit(headers, slug, parsed)
     if payload.user_id:
         return payload, character, resolve_end_user(CHANNEL, payload.user_id), payload.user_id
-    # No user yet: mint one whose wire id is its own UUID, so later requests find it again.
-    user_id = str(uuid.uuid4())
-    return payload, character, resolve_end_user(CHANNEL, user_id), user_id
+    end_user = new_end_user(CHANNEL)
+    return payload, character, end_user, str(end_user.id)
 
 
 async def _events(turn: TurnRequest, user_id: str | None) -> AsyncIterator[str]:

@@ -12,14 +12,13 @@ import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import openai
 from django.conf import settings
 
 from .base import ChatMessage, LLMError, LLMRequest
 
 # One SDK client (and so one connection pool) per event loop and endpoint: building a client
-# per turn would cost a TLS handshake per turn; sharing one across loops breaks httpx.
+# per turn would cost a TLS handshake per turn; sharing one across loops breaks its pool.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]] = (
     weakref.WeakKeyDictionary()
 )
@@ -33,7 +32,7 @@ def _client(base_url: str | None, api_key: str) -> openai.AsyncOpenAI:
         client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or None,
-            timeout=httpx.Timeout(
+            timeout=openai.Timeout(
                 settings.LLM_TIMEOUT_SECONDS, connect=settings.LLM_CONNECT_TIMEOUT_SECONDS
             ),
             max_retries=settings.LLM_MAX_RETRIES,
@@ -97,5 +96,5 @@ class OpenAICompatibleProvider:
                     # Azure's content-filter chunks and usage chunks carry no choices.
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
-        except (openai.OpenAIError, httpx.HTTPError) as exc:
+        except openai.OpenAIError as exc:
             raise LLMError(_describe(exc)) from exc

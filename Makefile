@@ -1,0 +1,45 @@
+# avatarsite: `make run` starts the product, `make test` runs the test suite.
+# Both create the virtualenv and install what they need on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test bench lint apikey clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Re-install when pyproject.toml changes.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	scripts/install-test-deps.sh $(BIN)
+	touch $@ $(VENV)/.installed
+
+run: $(VENV)/.installed
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py ensure_demo_character
+	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
+
+test: export DJANGO_SECRET_KEY ?= insecure-key-for-tests-only
+test: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/python -m pytest
+
+bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.chat_sse
+
+apikey: $(VENV)/.installed
+	$(BIN)/python manage.py createapikey $(or $(NAME),local)
+
+clean:
+	rm -rf $(VENV) var

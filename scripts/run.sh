@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Start a Celery worker (with beat embedded, on django-celery-beat's database scheduler) in
+# the background and daphne in the foreground; stopping daphne stops the worker too.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=.venv/bin
+
+"$BIN/celery" -A avatarsite worker --beat \
+    --scheduler django_celery_beat.schedulers:DatabaseScheduler \
+    --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" &
+worker=$!
+trap 'kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT INT TERM
+
+echo "avatarsite on http://${HOST:-127.0.0.1}:${PORT:-8000}/ (admin at /admin/)"
+"$BIN/daphne" -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" avatarsite.asgi:application

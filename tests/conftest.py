@@ -1,0 +1,164 @@
+"""Shared fixtures: the fake LLM, a real daphne server in its own process, and data.
+
+The server runs as a separate process on 127.0.0.1 against the test database, exactly as
+`make run` would run it, so these tests cross a real socket, a real ASGI server and a real
+OpenAI SDK talking to a fake OpenAI server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+
+from characters.models import Character
+from conversations.models import ApiKey
+from tests.fakes.openai_server import FakeOpenAI
+
+IN_CI = os.environ.get("CI") == "1"
+LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
+# Short enough that timeout and ping tests take about a second.
+SERVER_ENV = {
+    "SSE_PING_INTERVAL_SECONDS": "0.3",
+    "LLM_TIMEOUT_SECONDS": "1",
+    "LLM_MAX_RETRIES": "1",
+    "LOG_LEVEL": "WARNING",
+}
+
+
+def require_service(name: str, available: bool) -> None:
+    """Skip outside CI when a service is not configured; in CI a missing service fails."""
+    if available:
+        return
+    if IN_CI:
+        pytest.fail(f"{name} is required in CI but is not configured")
+    pytest.skip(f"{name} is not configured")
+
+
+@pytest.fixture(scope="session")
+def fake_openai() -> Iterator[FakeOpenAI]:
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_llm(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
+    fake_openai.reset()
+    yield fake_openai
+    fake_openai.reset()
+
+
+@dataclass(frozen=True)
+class AsgiServer:
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def _test_database_url() -> str:
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    credentials = quote(db["USER"]) + (f":{quote(db['PASSWORD'])}" if db["PASSWORD"] else "")
+    return f"postgres://{credentials}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start daphne on a free loopback port and wait until it accepts connections."""
+    port = _free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "avatarsite.asgi:application",
+            ],
+            cwd=settings.BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"daphne exited early:\n{log_path.read_text()}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"daphne did not start:\n{log_path.read_text()}")
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def server_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **SERVER_ENV,
+        "DATABASE_URL": _test_database_url(),
+        "DJANGO_SECRET_KEY": settings.SECRET_KEY,
+        LLM_KEY_VARIABLE: fake.api_key,
+        **extra,
+    }
+
+
+@pytest.fixture(scope="session")
+def asgi_server(
+    django_db_setup: None, fake_openai: FakeOpenAI, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AsgiServer]:
+    log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
+    process, url = start_daphne(server_env(fake_openai), log_path)
+    try:
+        yield AsgiServer(url=url, log_path=log_path)
+    finally:
+        stop_process(process)
+
+
+@pytest.fixture
+def character(fake_openai: FakeOpenAI) -> Character:
+    """The default character, speaking through the fake OpenAI server."""
+    return Character.objects.create(
+        slug="mia",
+        name="Mia",
+        persona="You are Mia.",
+        llm_model="gpt-4o-mini",
+        llm_base_url=fake_openai.base_url,
+        llm_api_key_env=LLM_KEY_VARIABLE,
+        is_default=True,
+    )
+
+
+@pytest.fixture
+def api_key() -> str:
+    return ApiKey.issue("tests")[1]

@@ -64,14 +64,14 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
     return result
 
 
-def _describe(exc: Exception) -> str:
+def _describe(exc: openai.OpenAIError, *, streaming: bool) -> str:
     if isinstance(exc, openai.APIStatusError):
         return f"LLM provider returned HTTP {exc.status_code}"
     if isinstance(exc, openai.APITimeoutError):
         return "LLM provider timed out"
-    if isinstance(exc, openai.APIConnectionError):
-        return "LLM provider is unreachable"
-    return "LLM provider stream broke off"
+    if streaming:
+        return "LLM provider stream broke off"
+    return "LLM provider is unreachable"
 
 
 class OpenAICompatibleProvider:
@@ -89,12 +89,14 @@ class OpenAICompatibleProvider:
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        streaming = False
         try:
             stream = await _client(self.base_url, self.api_key).chat.completions.create(**params)
+            streaming = True
             async with stream:
                 async for chunk in stream:
                     # Azure's content-filter chunks and usage chunks carry no choices.
                     if chunk.choices and chunk.choices[0].delta.content:
                         yield chunk.choices[0].delta.content
         except openai.OpenAIError as exc:
-            raise LLMError(_describe(exc)) from exc
+            raise LLMError(_describe(exc, streaming=streaming)) from exc

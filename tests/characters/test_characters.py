@@ -1,0 +1,96 @@
+"""Characters: validation, the demo character, and the admin pages operators use."""
+
+from __future__ import annotations
+
+from io import StringIO
+
+import pytest
+from django.core.exceptions import ValidationError
+from django.core.management import call_command
+from django.db import IntegrityError
+from django.test import Client
+from django.urls import reverse
+
+from characters.models import Character
+from conversations.models import ApiKey, EndUser, TurnRecord
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_rejects_an_unknown_timezone_and_a_key_in_place_of_a_variable() -> None:
+    character = Character(slug="x", name="X", timezone="Mars/Olympus", llm_api_key_env="sk-123")
+
+    with pytest.raises(ValidationError) as excinfo:
+        character.full_clean()
+
+    assert set(excinfo.value.message_dict) == {"timezone", "llm_api_key_env"}
+
+
+def test_it_allows_only_one_default_character() -> None:
+    Character.objects.create(slug="a", name="A", is_default=True)
+
+    with pytest.raises(IntegrityError):
+        Character.objects.create(slug="b", name="B", is_default=True)
+
+
+def test_ensure_demo_character_is_idempotent() -> None:
+    for _ in range(2):
+        call_command("ensure_demo_character", stdout=StringIO())
+
+    demo = Character.objects.get()
+    assert (demo.slug, demo.is_default) == ("demo", True)
+
+
+def test_the_admin_requires_a_login(client: Client) -> None:
+    response = client.get(reverse("admin:characters_character_changelist"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("admin:login"))
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "characters/character",
+        "conversations/enduser",
+        "conversations/channelidentity",
+        "conversations/context",
+        "conversations/message",
+        "conversations/turnrecord",
+        "conversations/apikey",
+    ],
+)
+def test_staff_can_list_and_search_every_model(admin_client: Client, model: str) -> None:
+    Character.objects.create(slug="mia", name="Mia")
+    url = f"/admin/{model}/"
+
+    assert admin_client.get(url).status_code == 200
+    assert admin_client.get(url, {"q": "mia"}).status_code == 200
+
+
+def test_the_admin_shows_a_new_api_key_once(admin_client: Client) -> None:
+    response = admin_client.post(
+        reverse("admin:conversations_apikey_add"), {"name": "kiosk"}, follow=True
+    )
+
+    [message] = [str(m) for m in response.context["messages"] if "shown only once" in str(m)]
+    raw = message.rsplit(" ", 1)[-1]
+    assert ApiKey.authenticate(raw).name == "kiosk"
+
+
+def test_turn_records_are_read_only_in_the_admin(admin_client: Client) -> None:
+    character = Character.objects.create(slug="mia", name="Mia")
+    record = TurnRecord.objects.create(
+        character=character,
+        end_user=EndUser.objects.create(),
+        context_id="9b2f6a9e-4a4e-4f61-9b0a-3f1f7c1f2a10",
+        channel="http",
+        status=TurnRecord.Status.FAILED,
+        error="LLM provider returned HTTP 500",
+    )
+    url = reverse("admin:conversations_turnrecord_change", args=[record.pk])
+
+    assert admin_client.get(url).status_code == 200
+    admin_client.post(url, {"status": "completed"})
+    record.refresh_from_db()
+    assert record.status == TurnRecord.Status.FAILED

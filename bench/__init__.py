@@ -1,0 +1,1 @@
+"""Benchmarks for avatarsite; `make bench` runs `python -m bench.chat_sse`."""

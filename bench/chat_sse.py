@@ -80,7 +80,12 @@ START_TIMEOUT_SECONDS = 30.0
 VAR_DIR = BASE_DIR / "var"
 SQLITE_PATH = VAR_DIR / "bench.sqlite3"
 RESULTS_PATH = VAR_DIR / "bench-chat-sse.json"
-DAPHNE_LOG = VAR_DIR / "bench-daphne.log"
+
+
+def daphne_log(number: int) -> Path:
+    return VAR_DIR / f"bench-daphne-{number}.log"
+
+
 FAKE_LLM_LOG = VAR_DIR / "bench-fake-llm.log"
 
 # Run by `manage.py shell -c` in a subprocess, with the same environment daphne gets, so the
@@ -391,12 +396,12 @@ class CpuSnapshot:
     machine_total: int
 
     @classmethod
-    def take(cls, server_pid: int, fake_pid: int) -> CpuSnapshot:
+    def take(cls, server_pids: Sequence[int], fake_pid: int) -> CpuSnapshot:
         busy, total = machine_cpu_ticks()
         return cls(
             wall=time.perf_counter(),
             client=time.process_time(),
-            server=process_cpu_seconds(server_pid),
+            server=sum(process_cpu_seconds(pid) for pid in server_pids),
             fake_llm=process_cpu_seconds(fake_pid),
             machine_busy=busy,
             machine_total=total,
@@ -464,13 +469,14 @@ class LevelResult:
 
 
 async def run_level(
-    url: str,
+    urls: Sequence[str],
     api_key: str,
     extra_headers: dict[str, str],
     clients: int,
     warmup: float,
     duration: float,
-    pids: tuple[int, int],
+    server_pids: Sequence[int],
+    fake_pid: int,
 ) -> LevelResult:
     """Run `clients` users for warm-up + duration; count only turns that end in the window.
 
@@ -479,7 +485,10 @@ async def run_level(
     """
     results: list[TurnResult] = []
     stopping = asyncio.Event()
-    connections = [ChatConnection(url, api_key, extra_headers) for _ in range(clients)]
+    # Clients spread over the server processes round-robin, as a load balancer would.
+    connections = [
+        ChatConnection(urls[i % len(urls)], api_key, extra_headers) for i in range(clients)
+    ]
     tasks = [
         asyncio.create_task(run_client(i, connections[i], results, stopping))
         for i in range(clients)
@@ -487,9 +496,9 @@ async def run_level(
     drained = False
     try:
         await asyncio.sleep(warmup)
-        before = CpuSnapshot.take(*pids)
+        before = CpuSnapshot.take(server_pids, fake_pid)
         await asyncio.sleep(duration)
-        after = CpuSnapshot.take(*pids)
+        after = CpuSnapshot.take(server_pids, fake_pid)
         stopping.set()
         _, pending = await asyncio.wait(tasks, timeout=DRAIN_TIMEOUT_SECONDS)
         drained = not pending
@@ -664,7 +673,7 @@ def print_table(levels: list[LevelResult]) -> None:
         )
 
 
-def print_notes(levels: list[LevelResult]) -> None:
+def print_notes(levels: list[LevelResult], servers: int) -> None:
     notes: list[str] = []
     for r in levels:
         if r.cpu_percent["client"] >= CLIENT_SATURATION_PERCENT:
@@ -672,17 +681,17 @@ def print_notes(levels: list[LevelResult]) -> None:
                 f"{r.clients} clients: the load generator used {r.cpu_percent['client']:.0f}% "
                 "of a core; one Python process may be the limit at this level."
             )
-        if r.cpu_percent["server"] >= SERVER_BOUND_PERCENT:
+        if r.cpu_percent["server"] >= SERVER_BOUND_PERCENT * servers:
             notes.append(
                 f"{r.clients} clients: daphne used {r.cpu_percent['server']:.0f}% of a core "
                 f"while the machine was {r.cpu_percent['machine_busy_of_all_cores']:.0f}% busy: "
-                "the single server process was the limit."
+                f"the {servers} server process(es) were the limit."
             )
         if r.errors or r.errors_outside_window:
             notes.append(
                 f"{r.clients} clients: {r.errors} errors in the window "
                 f"({r.errors_outside_window} more in warm-up/drain): {r.errors_by_kind}; "
-                f"samples: {r.error_samples} (daphne log: {DAPHNE_LOG})"
+                f"samples: {r.error_samples} (daphne logs: {daphne_log(0)}, ...)"
             )
         if not r.drained:
             notes.append(f"{r.clients} clients: turns still running after the window; cancelled.")
@@ -710,15 +719,23 @@ def positive(text: str) -> float:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.chat_sse",
-        description="Requests/s and time to first chunk of POST /chat (SSE) on one daphne "
+        description="Requests/s and time to first chunk of POST /chat (SSE) on daphne "
         "process against a zero-latency fake LLM.",
     )
     parser.add_argument("--levels", type=parse_levels, default=[1, 10, 50], help="1,10,50")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per level (2)")
     parser.add_argument("--duration", type=positive, default=10.0, help="seconds per level (10)")
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="daphne processes, clients spread over them as behind a load balancer (1)",
+    )
     args = parser.parse_args(argv)
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
+    if args.servers < 1:
+        parser.error("--servers must be >= 1")
     return args
 
 
@@ -744,8 +761,13 @@ def main(argv: list[str] | None = None) -> int:
     fake, llm_base_url = start_fake_llm(env, FAKE_LLM_LOG)
     try:
         setup = set_up_database(env, llm_base_url)
-        server, url = start_daphne(env, DAPHNE_LOG)
+        servers: list[subprocess.Popen[bytes]] = []
+        urls: list[str] = []
         try:
+            for number in range(args.servers):
+                server, url = start_daphne(env, daphne_log(number))
+                servers.append(server)
+                urls.append(url)
             extra = {} if setup["default_is_bench"] else {"X-Character": CHARACTER_SLUG}
             lib = versions()
             print("avatarsite POST /chat (SSE) benchmark")
@@ -755,8 +777,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"Python {machine['python']}"
             )
             print(
-                f"server  : daphne {lib['daphne']} (Twisted {lib['twisted']}), 1 process, "
-                f"Django {lib['django']}, at {url}; log {DAPHNE_LOG.relative_to(BASE_DIR)}"
+                f"server  : daphne {lib['daphne']} (Twisted {lib['twisted']}), "
+                f"{args.servers} process(es), Django {lib['django']}, at {', '.join(urls)}; "
+                f"log {daphne_log(0).relative_to(BASE_DIR)}"
             )
             print(f"database: {setup['database']}{' (fresh)' if fresh_sqlite else ''}")
             print(
@@ -774,13 +797,14 @@ def main(argv: list[str] | None = None) -> int:
             for clients in args.levels:
                 result = asyncio.run(
                     run_level(
-                        url,
+                        urls,
                         setup["api_key"],
                         extra,
                         clients,
                         args.warmup,
                         args.duration,
-                        (server.pid, fake.pid),
+                        [server.pid for server in servers],
+                        fake.pid,
                     )
                 )
                 levels.append(result)
@@ -791,7 +815,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             print()
         finally:
-            stop_process(server)
+            for server in servers:
+                stop_process(server)
     finally:
         stop_fake_llm(fake)
 
@@ -799,7 +824,7 @@ def main(argv: list[str] | None = None) -> int:
     print_table(levels)
     print()
     print("AAK = AIAvatarKit 0.9.2 on a 2-core machine: 23 / 47 / 51 req/s at 1 / 10 / 50 clients")
-    print_notes(levels)
+    print_notes(levels, args.servers)
     print(f"total wall time: {wall:.1f} s; results in {RESULTS_PATH.relative_to(BASE_DIR)}")
     RESULTS_PATH.write_text(
         json.dumps(
@@ -807,7 +832,7 @@ def main(argv: list[str] | None = None) -> int:
                 "benchmark": "chat_sse",
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine,
-                "server": {"kind": "daphne", "processes": 1, "versions": lib},
+                "server": {"kind": "daphne", "processes": args.servers, "versions": lib},
                 "database": setup["database"],
                 "parameters": {
                     "levels": args.levels,

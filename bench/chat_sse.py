@@ -123,7 +123,7 @@ else:
     database = (
         f"{{connection.display_name}} {{major}}.{{minor}} "
         f"({{db['HOST'] or 'local socket'}}:{{db['PORT'] or 5432}}/{{db['NAME']}}, "
-        f"CONN_MAX_AGE={{db['CONN_MAX_AGE']}})"
+        f"pool max {{db['OPTIONS'].get('pool', {{}}).get('max_size', 'off')}})"
     )
 print({SETUP_MARKER!r} + json.dumps(dict(
     api_key=ApiKey.issue("bench")[1],

@@ -100,7 +100,6 @@ def _prepare_chat(
 ) -> tuple[TurnRequest, str | None]:
     payload, character = _admit(headers, slug, parsed)
     assert payload.session_id
-    end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
     requested = uuid.UUID(payload.context_id) if payload.context_id else None
     try:
         context = open_context(character, requested)
@@ -112,6 +111,8 @@ def _prepare_chat(
                 "start a conversation, then reuse the one the start event returns."
             },
         ) from None
+    # Only now, with the request known to be good, may a new end user be created.
+    end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
     turn = TurnRequest(
         character=character,
         end_user=end_user,

@@ -334,7 +334,8 @@ def test_it_rejects_a_context_id_it_never_issued(
 
     assert result.status == 404
     assert result.body["detail"].startswith("Unknown context_id")
-    assert not TurnRecord.objects.exists() and history_is_empty()
+    assert not TurnRecord.objects.exists() and not EndUser.objects.exists()
+    assert history_is_empty()
 
 
 def test_it_refuses_an_oversized_body(

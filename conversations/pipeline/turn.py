@@ -88,11 +88,17 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         started_at=timezone.now(),
     )
 
+    opened = request.context
+    record.context_id = opened.context_id
+    splitter = SentenceSplitter()
+    composer = _ChunkComposer(request, opened.context_id)
+
     async def finish(
         status: str, *, error: str = "", messages: list[ChatMessage] | None = None
     ) -> None:
         record.status = status
         record.error = error
+        record.response_text = "".join(composer.texts)
         record.total_ms = timer.ms()
         await sync_to_async(save_turn)(record, request.end_user, messages)
         logger.info(
@@ -108,9 +114,6 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             record.total_ms,
             f" error={error!r}" if error else "",
         )
-
-    opened = request.context
-    record.context_id = opened.context_id
 
     if not request.text and request.audio:
         error = "Speech-to-text is not configured on this server; send text instead."
@@ -133,8 +136,6 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         model=character.llm_model,
         temperature=character.llm_temperature,
     )
-    splitter = SentenceSplitter()
-    composer = _ChunkComposer(request, opened.context_id)
 
     def chunks_of(segments: list[str]) -> list[TurnChunk]:
         chunks = [composer.compose(s) for s in segments]
@@ -163,12 +164,10 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         return
     except (asyncio.CancelledError, GeneratorExit):
         # The client went away or the turn was interrupted: record it, keep history clean.
-        record.response_text = "".join(composer.texts)
         await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
         raise
 
     text = "".join(composer.texts)
-    record.response_text = text
     await finish(
         TurnRecord.Status.COMPLETED,
         messages=[user_message, ChatMessage(role=Message.Role.ASSISTANT, content=text.strip())],

@@ -33,6 +33,9 @@ class CharacterAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Conversation", {"fields": ("context_timeout_seconds", "artifact_catalog")}),
+        (
+            "Conversation",
+            {"fields": ("context_timeout_seconds", "artifact_catalog", "disabled_tools")},
+        ),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )

@@ -69,6 +69,11 @@ class Character(models.Model):
         blank=True,
         help_text='Artifacts the LLM may show by id: {"about": {"type": "image", "src": "..."}}.',
     )
+    disabled_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Names of tools this character must not use, e.g. ["get_diary"].',
+    )
     is_default = models.BooleanField(
         default=False, help_text="Answers on /chat when the request names no character."
     )
@@ -93,3 +98,6 @@ class Character(models.Model):
         catalog = self.artifact_catalog
         if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
             raise ValidationError({"artifact_catalog": "Expected an object of objects."})
+        tools = self.disabled_tools
+        if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
+            raise ValidationError({"disabled_tools": "Expected a list of tool names."})

@@ -35,7 +35,14 @@ class CharacterAdmin(admin.ModelAdmin):
         ),
         (
             "Conversation",
-            {"fields": ("context_timeout_seconds", "artifact_catalog", "disabled_tools")},
+            {
+                "fields": (
+                    "context_timeout_seconds",
+                    "use_turn_queue",
+                    "artifact_catalog",
+                    "disabled_tools",
+                )
+            },
         ),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )

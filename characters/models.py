@@ -69,6 +69,13 @@ class Character(models.Model):
         blank=True,
         help_text='Artifacts the LLM may show by id: {"about": {"type": "image", "src": "..."}}.',
     )
+    use_turn_queue = models.BooleanField(
+        "queue turns",
+        default=False,
+        help_text="Off: a new request in a session interrupts the answer in progress. On: it "
+        "waits its turn when it asks to (wait_in_queue), else it interrupts and drops the "
+        "requests still waiting.",
+    )
     disabled_tools = models.JSONField(
         default=list,
         blank=True,

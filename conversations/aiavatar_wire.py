@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .pipeline.events import (
+    TurnCancelled,
     TurnChunk,
     TurnEvent,
     TurnFailed,
@@ -145,8 +146,16 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 context_id=context_id,
                 text=event.text,
                 voice_text=event.voice_text,
-                metadata={"source": event.vision_source} if event.vision_source else {},
+                metadata=(
+                    {"source": event.vision_source}
+                    if event.vision_source
+                    else {"interrupted": True}
+                    if event.interrupted
+                    else {}
+                ),
             )
+        case TurnCancelled():
+            return envelope("cancelled", **ids, context_id=context_id)
         case TurnFailed():
             return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
     raise TypeError(f"Unknown turn event {event!r}")

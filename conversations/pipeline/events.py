@@ -62,6 +62,14 @@ class TurnFinished:
     text: str
     voice_text: str
     vision_source: str | None  # set when the reply asks for an image: the turn ends as `vision`
+    interrupted: bool = False  # a newer request in the session cut the reply short
+
+
+@dataclass(slots=True)
+class TurnCancelled:
+    """A queued request dropped before it started, because a newer one interrupted."""
+
+    context_id: uuid.UUID
 
 
 @dataclass(slots=True)
@@ -70,4 +78,4 @@ class TurnFailed:
     error: str
 
 
-TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed
+TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed | TurnCancelled

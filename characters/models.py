@@ -19,6 +19,16 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"Unknown time zone {value!r}.") from exc
 
 
+def validate_artifact_catalog(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValidationError("Expected an object of objects.")
+
+
+def validate_tool_names(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("Expected a list of tool names.")
+
+
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ECHO = "echo", "Development echo (no LLM)"
@@ -67,6 +77,7 @@ class Character(models.Model):
     artifact_catalog = models.JSONField(
         default=dict,
         blank=True,
+        validators=[validate_artifact_catalog],
         help_text='Artifacts the LLM may show by id: {"about": {"type": "image", "src": "..."}}.',
     )
     use_turn_queue = models.BooleanField(
@@ -79,6 +90,7 @@ class Character(models.Model):
     disabled_tools = models.JSONField(
         default=list,
         blank=True,
+        validators=[validate_tool_names],
         help_text='Names of tools this character must not use, e.g. ["get_diary"].',
     )
     is_default = models.BooleanField(
@@ -100,11 +112,3 @@ class Character(models.Model):
 
     def __str__(self) -> str:
         return self.name
-
-    def clean(self) -> None:
-        catalog = self.artifact_catalog
-        if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
-            raise ValidationError({"artifact_catalog": "Expected an object of objects."})
-        tools = self.disabled_tools
-        if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
-            raise ValidationError({"disabled_tools": "Expected a list of tool names."})

@@ -23,10 +23,11 @@ from tests.processes import start_daphne, stop_process
 
 IN_CI = os.environ.get("CI") == "1"
 LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
-# Short enough that timeout and ping tests take about a second.
+# Short enough for quick timeout and ping tests, long enough that the slow fake replies
+# (chunks a second apart) never hit the timeout on a loaded machine.
 SERVER_ENV = {
     "SSE_PING_INTERVAL_SECONDS": "0.3",
-    "LLM_TIMEOUT_SECONDS": "1",
+    "LLM_TIMEOUT_SECONDS": "3",
     "LLM_MAX_RETRIES": "1",
     "LOG_LEVEL": "WARNING",
     "TOOL_MODULES": "tests.conversations.tools_for_tests",

@@ -14,12 +14,18 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Re-install when pyproject.toml changes.
+# silero-vad is installed without its dependencies: they are torch, and we only take the ONNX
+# model it ships (ONNX Runtime runs it). The local-speech extra brings offline speech-to-text.
+SILERO_VAD := silero-vad>=6.2,<7
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[local-speech]'
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local-speech]'
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)'
 	scripts/install-test-deps.sh $(BIN)
 	touch $@ $(VENV)/.installed
 

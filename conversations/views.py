@@ -28,6 +28,7 @@ from .history import UnknownContext, new_end_user, open_context, resolve_end_use
 from .models import EndUser
 from .pipeline.events import TurnRequest
 from .pipeline.turn import run_turn
+from .speech.audio import AudioError, speech_input
 from .sse import sse_response
 
 logger = logging.getLogger(__name__)
@@ -65,8 +66,10 @@ def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
     return parsed
 
 
-def _character(slug: str | None) -> Character:
-    characters = Character.objects.filter(is_active=True)
+def character_for(slug: str | None) -> Character:
+    """The named active character, else the default one; Rejected(404) when there is none.
+    Voice settings come along, so the async pipeline never queries for them."""
+    characters = Character.objects.filter(is_active=True).select_related("voice")
     if slug:
         character = characters.filter(slug=slug).first()
         if character is None:
@@ -92,7 +95,7 @@ def _admit(
         raise Rejected(401, INVALID_KEY)
     if isinstance(parsed, Rejected):
         raise parsed
-    return parsed, _character(slug or headers.get("X-Character"))
+    return parsed, character_for(slug or headers.get("X-Character"))
 
 
 def _prepare_chat(
@@ -111,6 +114,16 @@ def _prepare_chat(
                 "start a conversation, then reuse the one the start event returns."
             },
         ) from None
+    try:
+        audio = payload.audio()
+        if audio is not None:
+            audio = speech_input(
+                audio,
+                sample_rate=settings.SPEECH_SAMPLE_RATE,
+                max_seconds=settings.STT_MAX_AUDIO_SECONDS,
+            )
+    except AudioError as exc:
+        raise Rejected(400, {"error": str(exc)}) from None
     # Only now, with the request known to be good, may a new end user be created.
     end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
     turn = TurnRequest(
@@ -120,9 +133,10 @@ def _prepare_chat(
         session_id=payload.session_id,
         context=context,
         text=payload.text or "",
-        audio=payload.audio(),
+        audio=audio,
         files=payload.files or [],
         system_prompt_params=payload.system_prompt_params or {},
+        speech_speed=payload.speech_speed(),
     )
     return turn, payload.user_id
 

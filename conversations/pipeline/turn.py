@@ -11,17 +11,23 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
 from conversations.models import Message, TurnRecord
+from conversations.speech.stt import STTError
+from conversations.speech.tts import TTSError
+from conversations.speech.voices import recognizer_for, synthesizer_for
 
 from .events import TurnChunk, TurnEvent, TurnFailed, TurnFinished, TurnRequest, TurnStarted
 from .prompt import render_persona
+from .speaking import speak_ahead
 from .splitter import SentenceSplitter
 from .tags import avatar_control, control_tags, language_of, vision_source, voice_text
 
@@ -102,30 +108,37 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         record.total_ms = timer.ms()
         await sync_to_async(save_turn)(record, request.end_user, messages)
         logger.info(
-            "turn id=%s character=%s status=%s provider=%s llm_first_token_ms=%s "
-            "first_chunk_ms=%s llm_ms=%s total_ms=%s%s",
+            "turn id=%s character=%s status=%s provider=%s stt_ms=%s llm_first_token_ms=%s "
+            "first_chunk_ms=%s first_audio_ms=%s llm_ms=%s tts_ms=%s total_ms=%s%s",
             record.id,
             character.slug,
             status,
             provider.name,
+            record.stt_ms,
             record.llm_first_token_ms,
             record.first_chunk_ms,
+            record.first_audio_ms,
             record.llm_ms,
+            record.tts_ms,
             record.total_ms,
             f" error={error!r}" if error else "",
         )
 
-    if not request.text and request.audio:
-        error = "Speech-to-text is not configured on this server; send text instead."
-        await finish(TurnRecord.Status.FAILED, error=error)
-        yield TurnFailed(context_id=opened.context_id, error=error)
+    text = request.text
+    synthesizer = None
+    try:
+        if not text and request.audio:
+            text = await _transcribe(request, record, timer)
+            record.request_text = text
+        synthesizer = synthesizer_for(character)
+    except (STTError, TTSError) as exc:
+        await finish(TurnRecord.Status.FAILED, error=str(exc))
+        yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
 
-    yield TurnStarted(
-        context_id=opened.context_id, request_text=request.text, recognized_text=request.text
-    )
+    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=text)
 
-    user_message = ChatMessage(role=Message.Role.USER, content=request.text, files=request.files)
+    user_message = ChatMessage(role=Message.Role.USER, content=text, files=request.files)
     system = render_persona(character.persona, request.system_prompt_params)
     llm_request = LLMRequest(
         messages=[
@@ -143,7 +156,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             record.first_chunk_ms = timer.ms()
         return chunks
 
-    try:
+    async def llm_chunks() -> AsyncGenerator[TurnChunk, None]:
         async for delta in provider.stream(llm_request):
             if record.llm_first_token_ms is None:
                 record.llm_first_token_ms = timer.ms()
@@ -152,7 +165,29 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         record.llm_ms = timer.ms()
         for chunk in chunks_of(splitter.flush()):
             yield chunk
-    except LLMError as exc:
+
+    async def synthesize(chunk: TurnChunk) -> bytes:
+        assert synthesizer is not None
+        started = time.perf_counter()
+        audio = await synthesizer.synthesize(
+            chunk.voice_text,
+            styled_text=chunk.text,
+            language=chunk.language or character.language,
+            speed=request.speech_speed,
+        )
+        record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
+        return audio
+
+    chunks = llm_chunks()
+    if synthesizer is not None:
+        chunks = speak_ahead(chunks, synthesize, settings.TTS_LOOKAHEAD)
+    try:
+        async with aclosing(chunks):
+            async for chunk in chunks:
+                if chunk.audio and record.first_audio_ms is None:
+                    record.first_audio_ms = timer.ms()
+                yield chunk
+    except (LLMError, TTSError) as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
@@ -167,14 +202,28 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
         raise
 
-    text = "".join(composer.texts)
+    reply = "".join(composer.texts)
     await finish(
         TurnRecord.Status.COMPLETED,
-        messages=[user_message, ChatMessage(role=Message.Role.ASSISTANT, content=text.strip())],
+        messages=[user_message, ChatMessage(role=Message.Role.ASSISTANT, content=reply.strip())],
     )
     yield TurnFinished(
         context_id=opened.context_id,
-        text=text,
+        text=reply,
         voice_text=composer.full_voice_text(character.language),
-        vision_source=vision_source(text),
+        vision_source=vision_source(reply),
     )
+
+
+async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> str:
+    """The words in the request's audio; STTError when they cannot be had."""
+    assert request.audio is not None
+    recognizer = recognizer_for(request.character)
+    if recognizer is None:
+        raise STTError("Speech-to-text is not configured on this server; send text instead.")
+    started = timer.ms()
+    transcript = await recognizer.recognize(request.session_id, request.audio)
+    record.stt_ms = round(timer.ms() - started, 2)
+    if not transcript.text:
+        raise STTError("No speech was recognized in the audio.")
+    return transcript.text

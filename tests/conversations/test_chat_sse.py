@@ -14,6 +14,7 @@ from django.utils import timezone
 from characters.models import Character
 from conversations.aiavatar_wire import RESPONSE_KEYS
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
+from conversations.speech.models import STTProvider, VoiceSettings
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.sse import post_sse
@@ -353,6 +354,8 @@ def test_it_refuses_an_oversized_body(
 def test_it_reports_audio_without_speech_to_text_as_an_error(
     asgi_server: AsgiServer, character: Character, api_key: str
 ) -> None:
+    VoiceSettings.objects.create(character=character, stt_provider=STTProvider.NONE)
+
     result = post_sse(
         f"{asgi_server.url}/chat", hello(text=None, audio_data="AAAAAA=="), key=api_key
     )

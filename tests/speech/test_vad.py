@@ -97,9 +97,7 @@ async def test_it_keeps_each_sessions_state_apart(batcher: SileroBatcher) -> Non
     alone_b = await feed(SileroSpeechDetector(batcher=batcher), "b", second.pcm)
     detector = SileroSpeechDetector(batcher=batcher)
     batches_before = batcher.batches
-    together = await asyncio.gather(
-        feed(detector, "a", first.pcm), feed(detector, "b", second.pcm)
-    )
+    together = await asyncio.gather(feed(detector, "a", first.pcm), feed(detector, "b", second.pcm))
 
     assert together == [alone_a, alone_b]
     assert len(alone_a) == len(alone_b) == 1

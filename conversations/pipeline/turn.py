@@ -135,6 +135,9 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
+    except asyncio.CancelledError:
+        await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
+        raise
 
     yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=text)
 

@@ -14,7 +14,7 @@ from django.utils import timezone
 from characters.models import Character
 from conversations.aiavatar_wire import RESPONSE_KEYS
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
-from conversations.speech.models import STTProvider, VoiceSettings
+from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.sse import post_sse
@@ -380,6 +380,9 @@ def test_it_sends_pings_while_the_llm_is_quiet(
 def test_it_records_an_interrupted_turn_when_the_client_leaves(
     asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
+    # Text only: spoken chunks leave later, and "Second." arrives just as the 1 s LLM read
+    # timeout would fire. Leaving while speaking is tested in tests/speech.
+    VoiceSettings.objects.create(character=character, tts_provider=TTSProvider.NONE)
     fake_llm.script(ScriptedReply(chunks=["First. ", "Second. ", "Third."], chunk_delay=1.0))
 
     with (

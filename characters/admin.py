@@ -1,5 +1,7 @@
 from django.contrib import admin
 
+from conversations.speech.admin import VoiceSettingsInline
+
 from .models import Character
 
 
@@ -19,6 +21,7 @@ class CharacterAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug", "persona")
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at", "updated_at")
+    inlines = [VoiceSettingsInline]
     fieldsets = (
         (None, {"fields": ("name", "slug", "persona", "language", "timezone")}),
         (

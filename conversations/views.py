@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -22,6 +23,7 @@ from .history import new_end_user, resolve_end_user
 from .models import EndUser
 from .pipeline.events import TurnRequest
 from .pipeline.sessions import run_session_turn
+from .speech.audio import AudioError, speech_input
 from .sse import sse_response
 from .transport import Rejected, authenticate, continue_context, find_character, read_json
 
@@ -77,6 +79,16 @@ def _prepare_chat(
     payload, character = _admit(headers, slug, parsed)
     assert payload.session_id
     context = continue_context(character, payload.context_id, "context_id")
+    audio = payload.audio()
+    if audio is not None:
+        try:
+            audio = speech_input(
+                audio,
+                sample_rate=settings.SPEECH_SAMPLE_RATE,
+                max_seconds=settings.STT_MAX_AUDIO_SECONDS,
+            )
+        except AudioError as exc:
+            raise Rejected(400, str(exc), code="audio", body={"error": str(exc)}) from None
     # Only now, with the request known to be good, may a new end user be created.
     end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
     turn = TurnRequest(
@@ -86,9 +98,10 @@ def _prepare_chat(
         session_id=payload.session_id,
         context=context,
         text=payload.text or "",
-        audio=payload.audio(),
+        audio=audio,
         files=payload.files or [],
         system_prompt_params=payload.system_prompt_params or {},
+        speech_speed=payload.speech_speed(),
     )
     return turn, payload
 

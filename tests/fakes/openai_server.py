@@ -338,12 +338,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = _LISTEN_BACKLOG
 
-    def __init__(self, fake: "FakeOpenAI") -> None:
+    def __init__(self, fake: "ScriptedFake") -> None:
         self.fake = fake
         self.stopping = threading.Event()
         self._live_lock = threading.Lock()
         self._live: dict[threading.Thread, socket.socket] = {}
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), fake.handler)
 
     def server_bind(self) -> None:
         """Skip HTTPServer's socket.getfqdn() call: a reverse DNS lookup that can
@@ -356,7 +356,7 @@ class _Server(ThreadingHTTPServer):
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
-            name=f"{THREAD_NAME_PREFIX}-connection-{client_address[1]}",
+            name=f"{self.fake.thread_name_prefix}-connection-{client_address[1]}",
             daemon=True,
         )
         with self._live_lock:
@@ -407,22 +407,25 @@ class _Handler(BaseHTTPRequestHandler):
         # keep-alive connection starts at the right byte.
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
-        route = (self.command, urlsplit(self.path).path.rstrip("/"))
         try:
-            if route not in {("POST", _CHAT_PATH), ("GET", _MODELS_PATH)}:
-                self._send_json(
-                    404, error_body(404, f"Unknown request URL: {self.command} {self.path}.")
-                )
-            elif self.headers.get("Authorization") != f"Bearer {self.server.fake.api_key}":
-                self._send_json(401, error_body(401))
-            elif route[0] == "GET":
-                self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
-            else:
-                self._chat_completions(raw)
+            self._route(urlsplit(self.path).path.rstrip("/"), raw)
         except (_AbortResponse, OSError):
             self.close_connection = True
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
+
+    def _route(self, path: str, raw: bytes) -> None:
+        route = (self.command, path)
+        if route not in {("POST", _CHAT_PATH), ("GET", _MODELS_PATH)}:
+            self._send_json(
+                404, error_body(404, f"Unknown request URL: {self.command} {self.path}.")
+            )
+        elif self.headers.get("Authorization") != f"Bearer {self.server.fake.api_key}":
+            self._send_json(401, error_body(401))
+        elif route[0] == "GET":
+            self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
+        else:
+            self._chat_completions(raw)
 
     def _chat_completions(self, raw: bytes) -> None:
         try:
@@ -524,40 +527,46 @@ def _model_entry(model: str) -> JSON:
     return {"id": model, "object": "model", "created": _MODELS_CREATED, "owned_by": "fake-openai"}
 
 
-class FakeOpenAI:
-    """An in-process OpenAI-compatible server on 127.0.0.1 with a random port.
+class ScriptedFake:
+    """An in-process fake API server on 127.0.0.1 with a random port, answering
+    from a script of replies; subclasses name the wire protocol (`handler`).
 
     Thread-safe: the test thread scripts and inspects while handler threads
     record requests and consume the script. Use as a context manager (or call
     start()/stop()); it can be restarted after stop(), on a new port.
     """
 
+    handler: type[BaseHTTPRequestHandler]
+    thread_name_prefix: str
+    api_key: str
+    default_reply: ScriptedReply = ScriptedReply()
+    """What a request gets when nothing is scripted."""
+
     def __init__(self, default_chunk_delay: float = 0.0) -> None:
         self.default_chunk_delay = default_chunk_delay
-        self.api_key = FAKE_API_KEY
         self.requests: list[JSON] = []
-        """Bodies of authenticated chat-completion requests whose body was a JSON
-        object, in arrival order (retries included). Cleared in place by reset()."""
+        """Bodies of authenticated requests whose body was a JSON object, in
+        arrival order (retries included). Cleared in place by reset()."""
         self._lock = threading.Lock()
         self._script: deque[_Queued] = deque()
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
-    def base_url(self) -> str:
-        """Pass as `base_url` to the openai client; valid once started."""
+    def root_url(self) -> str:
+        """http://127.0.0.1:<port>, valid once started."""
         if self._server is None:
-            raise RuntimeError("FakeOpenAI is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> Self:
         if self._server is not None:
-            raise RuntimeError("FakeOpenAI is already running")
+            raise RuntimeError(f"{type(self).__name__} is already running")
         self._server = _Server(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL},
-            name=f"{THREAD_NAME_PREFIX}-server-{self._server.server_port}",
+            name=f"{self.thread_name_prefix}-server-{self._server.server_port}",
             daemon=True,
         )
         self._thread.start()
@@ -580,7 +589,7 @@ class FakeOpenAI:
         stuck = server.close_connections(_JOIN_TIMEOUT)
         server.server_close()
         if stuck:
-            raise RuntimeError(f"FakeOpenAI handler threads did not stop: {stuck}")
+            raise RuntimeError(f"{type(self).__name__} handler threads did not stop: {stuck}")
 
     def __enter__(self) -> Self:
         return self.start()
@@ -595,7 +604,7 @@ class FakeOpenAI:
 
     def script(self, *replies: ScriptedReply) -> None:
         """Queue replies behind any already queued; each answers `repeat`
-        consecutive chat-completion requests, then the default behaviour resumes."""
+        consecutive requests, then the default behaviour resumes."""
         with self._lock:
             self._script.extend(_Queued(reply, reply.repeat) for reply in replies)
 
@@ -611,7 +620,7 @@ class FakeOpenAI:
         with self._lock:
             self.requests.append(body)
             if not self._script:
-                return _DEFAULT_REPLY
+                return self.default_reply
             queued = self._script[0]
             queued.remaining -= 1
             if queued.remaining == 0:
@@ -619,7 +628,17 @@ class FakeOpenAI:
             return queued.reply
 
 
-_DEFAULT_REPLY = ScriptedReply()
+class FakeOpenAI(ScriptedFake):
+    """An in-process OpenAI-compatible chat-completions server."""
+
+    handler = _Handler
+    thread_name_prefix = THREAD_NAME_PREFIX
+    api_key = FAKE_API_KEY
+
+    @property
+    def base_url(self) -> str:
+        """Pass as `base_url` to the openai client; valid once started."""
+        return f"{self.root_url}/v1"
 
 
 __all__ = [
@@ -627,6 +646,7 @@ __all__ = [
     "MODELS",
     "THREAD_NAME_PREFIX",
     "FakeOpenAI",
+    "ScriptedFake",
     "ScriptedReply",
     "default_reply_text",
     "error_body",

@@ -55,7 +55,8 @@ class Character(models.Model):
         null=True,
         blank=True,
         validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
-        help_text="Blank: the provider's default. Anthropic accepts 0 to 1.",
+        help_text="Blank: the provider's default. Leave blank for Anthropic: its API takes "
+        "no sampling parameters since version 2026-10-21.",
     )
     llm_base_url = models.URLField(
         "LLM base URL",
@@ -129,5 +130,7 @@ class Character(models.Model):
             raise ValidationError(
                 {"llm_model": f"{DEFAULT_LLM_MODEL} is an OpenAI model; name a {provider} model."}
             )
-        if self.llm_provider == LLMProvider.ANTHROPIC and (self.llm_temperature or 0) > 1:
-            raise ValidationError({"llm_temperature": "Anthropic accepts a temperature of 0 to 1."})
+        if self.llm_provider == LLMProvider.ANTHROPIC and self.llm_temperature is not None:
+            raise ValidationError(
+                {"llm_temperature": "Anthropic's API takes no temperature; leave it blank."}
+            )

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 import anthropic
+import httpx2
 from django.conf import settings
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, ToolSpec
@@ -121,13 +122,13 @@ def to_anthropic_tool(tool: ToolSpec) -> JSON:
     return {"name": tool.name, "description": tool.description, "input_schema": tool.parameters}
 
 
-def _describe(exc: anthropic.AnthropicError, *, streaming: bool) -> str:
+def _describe(exc: anthropic.AnthropicError | httpx2.HTTPError, *, streaming: bool) -> str:
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 400:
         return failure_message(status_code=exc.status_code)
     # An `error` event inside a 200 stream (e.g. overloaded_error mid-answer) surfaces as a
     # status error carrying the 200; for the client the stream broke off.
     return failure_message(
-        timed_out=isinstance(exc, anthropic.APITimeoutError),
+        timed_out=isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException),
         streaming=streaming or isinstance(exc, anthropic.APIStatusError),
     )
 
@@ -149,8 +150,8 @@ class AnthropicProvider:
         }
         if system:
             params["system"] = system
-        if request.temperature is not None:
-            params["temperature"] = request.temperature
+        # No temperature: API version 2026-10-21, which this SDK speaks, refuses every sampling
+        # parameter with a 400, so a character's temperature is refused in the admin instead.
         if request.tools:
             params["tools"] = [to_anthropic_tool(t) for t in request.tools]
         # tool_use blocks by content index: id and name at block start, then JSON pieces.
@@ -176,7 +177,9 @@ class AnthropicProvider:
                             "Claude stopped at ANTHROPIC_MAX_TOKENS=%s; the answer is cut short",
                             settings.ANTHROPIC_MAX_TOKENS,
                         )
-        except anthropic.AnthropicError as exc:
+        # Once the events flow, the SDK lets its HTTP client's errors (a dropped connection,
+        # a read timeout) through unwrapped.
+        except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise LLMError(_describe(exc, streaming=streaming)) from exc
         for _, call in sorted(calls.items()):
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])

@@ -7,8 +7,9 @@ content_block_delta with text_delta / input_json_delta, content_block_stop, mess
 message_stop) or answered as one Message; errors carry Anthropic's body
 `{"type": "error", "error": {"type": ..., "message": ...}}`. It checks what the real API
 checks and a conversion bug would break: the key and `anthropic-version` headers,
-`max_tokens`, no `system` role inside `messages`, no empty text, and every `tool_use`
-answered by a `tool_result` at the start of the next message.
+`max_tokens`, no sampling parameters (refused since API version 2026-10-21, the one SDK 2.x
+sends), no `system` role inside `messages`, no empty text, and every `tool_use` answered by a
+`tool_result` at the start of the next message.
 
 Typical use::
 
@@ -46,6 +47,9 @@ FAKE_API_KEY = "sk-ant-fake-test-key"
 THREAD_NAME_PREFIX = "FakeAnthropic"
 
 _MESSAGES_PATH = "/v1/messages"
+# From this API version on, sampling parameters are refused (even at their defaults).
+_NO_SAMPLING_SINCE = "2026-10-21"
+_SAMPLING_PARAMETERS = ("temperature", "top_p", "top_k")
 
 _ERROR_KINDS: dict[int, tuple[str, str]] = {
     400: ("invalid_request_error", "Invalid request."),
@@ -97,8 +101,12 @@ def _blocks(content: object) -> list[JSON]:
     return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
 
 
-def request_problem(body: JSON) -> str | None:
-    """What the real API would refuse in this body with a 400, or None."""
+def request_problem(body: JSON, version: str) -> str | None:
+    """What the real API (at `version`) would refuse in this body with a 400, or None."""
+    if version >= _NO_SAMPLING_SINCE:
+        for name in _SAMPLING_PARAMETERS:
+            if name in body:
+                return f"{name}: Extra inputs are not permitted"
     if not isinstance(body.get("model"), str):
         return "model: Field required"
     if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] < 1:
@@ -235,21 +243,21 @@ class _AnthropicHandler(_Handler):
     server_version = "FakeAnthropic/1.0"
 
     def _route(self, path: str, raw: bytes) -> None:
-        fake = self.server.fake
+        # SDK 2.x sends the key as a bearer token; the API takes either, x-api-key first.
+        key = self.headers.get("x-api-key")
+        if key is None:
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        version = self.headers.get("anthropic-version")
         if (self.command, path) != ("POST", _MESSAGES_PATH):
             self._send_json(404, error_body(404, f"Not found: {self.command} {self.path}"))
-        elif fake.api_key not in (
-            self.headers.get("x-api-key"),
-            # The SDK sends the key as a bearer token since 2.x; the API accepts both.
-            self.headers.get("Authorization", "").removeprefix("Bearer "),
-        ):
+        elif key != self.server.fake.api_key:
             self._send_json(401, error_body(401))
-        elif not self.headers.get("anthropic-version"):
+        elif not version:
             self._send_json(400, error_body(400, "anthropic-version: header is required"))
         else:
-            self._messages(raw)
+            self._messages(raw, version)
 
-    def _messages(self, raw: bytes) -> None:
+    def _messages(self, raw: bytes, version: str) -> None:
         try:
             body = json.loads(raw)
         except ValueError:
@@ -257,7 +265,7 @@ class _AnthropicHandler(_Handler):
         if not isinstance(body, dict):
             self._send_json(400, error_body(400, "There was an issue with the JSON body."))
             return
-        problem = request_problem(body)
+        problem = request_problem(body, version)
         if problem is not None:
             self._send_json(400, error_body(400, problem))
             return

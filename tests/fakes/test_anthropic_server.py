@@ -26,13 +26,15 @@ def fake(server: FakeAnthropic) -> Iterator[FakeAnthropic]:
     server.reset()
 
 
-def client(fake: FakeAnthropic, **options: object) -> anthropic.Anthropic:
-    return anthropic.Anthropic(
-        api_key=fake.api_key, base_url=fake.base_url, max_retries=0, **options
-    )
+@pytest.fixture
+def sdk(fake: FakeAnthropic) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(api_key=fake.api_key, base_url=fake.base_url, max_retries=0) as sdk:
+        yield sdk
 
 
-def test_it_streams_events_the_sdk_accumulates_into_a_message(fake: FakeAnthropic) -> None:
+def test_it_streams_events_the_sdk_accumulates_into_a_message(
+    fake: FakeAnthropic, sdk: anthropic.Anthropic
+) -> None:
     fake.script(
         ScriptedReply(
             text="Let me look.",
@@ -40,7 +42,7 @@ def test_it_streams_events_the_sdk_accumulates_into_a_message(fake: FakeAnthropi
         )
     )
 
-    with client(fake).messages.stream(model="claude-x", max_tokens=50, messages=HI) as stream:
+    with sdk.messages.stream(model="claude-x", max_tokens=50, messages=HI) as stream:
         texts = list(stream.text_stream)
         final = stream.get_final_message()
 
@@ -50,8 +52,10 @@ def test_it_streams_events_the_sdk_accumulates_into_a_message(fake: FakeAnthropi
     assert final.stop_reason == "tool_use" and final.usage.output_tokens > 0
 
 
-def test_it_answers_without_streaming_from_the_history(fake: FakeAnthropic) -> None:
-    message = client(fake).messages.create(
+def test_it_answers_without_streaming_from_the_history(
+    fake: FakeAnthropic, sdk: anthropic.Anthropic
+) -> None:
+    message = sdk.messages.create(
         model="claude-x",
         max_tokens=50,
         system="Be brief.",
@@ -76,21 +80,25 @@ def test_it_answers_without_streaming_from_the_history(fake: FakeAnthropic) -> N
     ],
 )
 def test_it_returns_anthropic_error_bodies(
-    fake: FakeAnthropic, status: int, error: type[anthropic.APIStatusError], kind: str
+    fake: FakeAnthropic,
+    sdk: anthropic.Anthropic,
+    status: int,
+    error: type[anthropic.APIStatusError],
+    kind: str,
 ) -> None:
     fake.script(ScriptedReply(status=status))
 
     with pytest.raises(error) as raised:
-        client(fake).messages.create(model="claude-x", max_tokens=50, messages=HI)
+        sdk.messages.create(model="claude-x", max_tokens=50, messages=HI)
 
     assert (raised.value.status_code, raised.value.type) == (status, kind)
     assert raised.value.request_id and raised.value.request_id.startswith("req_")
 
 
-def test_it_sends_an_error_event_mid_stream(fake: FakeAnthropic) -> None:
+def test_it_sends_an_error_event_mid_stream(fake: FakeAnthropic, sdk: anthropic.Anthropic) -> None:
     fake.script(ScriptedReply(text="One two three.", error_event_after=1))
 
-    stream = client(fake).messages.create(model="claude-x", max_tokens=50, messages=HI, stream=True)
+    stream = sdk.messages.create(model="claude-x", max_tokens=50, messages=HI, stream=True)
     with pytest.raises(anthropic.APIStatusError) as raised:
         list(stream)
 
@@ -98,15 +106,26 @@ def test_it_sends_an_error_event_mid_stream(fake: FakeAnthropic) -> None:
 
 
 def test_it_refuses_a_wrong_key(fake: FakeAnthropic) -> None:
-    wrong = anthropic.Anthropic(api_key="sk-wrong", base_url=fake.base_url, max_retries=0)
-
-    with pytest.raises(anthropic.AuthenticationError):
+    with (
+        anthropic.Anthropic(api_key="sk-wrong", base_url=fake.base_url, max_retries=0) as wrong,
+        pytest.raises(anthropic.AuthenticationError),
+    ):
         wrong.messages.create(model="claude-x", max_tokens=50, messages=HI)
     assert fake.requests == []
 
 
+def test_it_refuses_sampling_parameters_at_the_sdks_api_version(
+    fake: FakeAnthropic, sdk: anthropic.Anthropic
+) -> None:
+    with pytest.raises(anthropic.BadRequestError, match="temperature: Extra inputs"):
+        sdk.messages.create(
+            model="claude-x", max_tokens=50, messages=HI, extra_body={"temperature": 1.0}
+        )
+
+
 def test_it_accepts_x_api_key_and_requires_the_version_header(fake: FakeAnthropic) -> None:
-    body = {"model": "claude-x", "max_tokens": 50, "messages": HI}
+    # The old API version still took a temperature.
+    body = {"model": "claude-x", "max_tokens": 50, "messages": HI, "temperature": 0.5}
     url = f"{fake.base_url}/v1/messages"
     versioned = {"x-api-key": fake.api_key, "anthropic-version": "2023-06-01"}
 
@@ -140,7 +159,7 @@ def test_it_accepts_x_api_key_and_requires_the_version_header(fake: FakeAnthropi
     ids=["system-role", "blank-text", "unanswered-tool-use", "orphan-tool-result"],
 )
 def test_it_refuses_what_the_real_api_refuses(
-    fake: FakeAnthropic, messages: list[dict[str, object]], problem: str
+    fake: FakeAnthropic, sdk: anthropic.Anthropic, messages: list[dict[str, object]], problem: str
 ) -> None:
     with pytest.raises(anthropic.BadRequestError, match=problem):
-        client(fake).messages.create(model="claude-x", max_tokens=50, messages=messages)
+        sdk.messages.create(model="claude-x", max_tokens=50, messages=messages)

@@ -31,7 +31,13 @@ def validate_tool_names(value: object) -> None:
 
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
+    ANTHROPIC = "anthropic", "Anthropic (Claude)"
+    GEMINI = "gemini", "Google Gemini (OpenAI-compatible endpoint)"
     ECHO = "echo", "Development echo (no LLM)"
+
+
+# The model field's default names an OpenAI model; other providers need one of their own.
+DEFAULT_LLM_MODEL = "gpt-4.1-mini"
 
 
 class Character(models.Model):
@@ -48,18 +54,26 @@ class Character(models.Model):
     llm_provider = models.CharField(
         "LLM provider", max_length=20, choices=LLMProvider.choices, default=LLMProvider.OPENAI
     )
-    llm_model = models.CharField("LLM model", max_length=100, default="gpt-4.1-mini")
+    llm_model = models.CharField(
+        "LLM model",
+        max_length=100,
+        default=DEFAULT_LLM_MODEL,
+        help_text="e.g. gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash.",
+    )
     llm_temperature = models.FloatField(
         "LLM temperature",
         null=True,
         blank=True,
         validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
-        help_text="Blank: the provider's default.",
+        help_text="Blank: the provider's default. Leave blank for Anthropic: its API takes "
+        "no sampling parameters since version 2026-10-21.",
     )
     llm_base_url = models.URLField(
         "LLM base URL",
         blank=True,
-        help_text="Blank: the OPENAI_BASE_URL environment variable, else api.openai.com.",
+        help_text="Blank: the provider's public API (OpenAI: the OPENAI_BASE_URL environment "
+        "variable, else api.openai.com; Anthropic: ANTHROPIC_BASE_URL, else api.anthropic.com; "
+        "Gemini: its OpenAI-compatible endpoint).",
     )
     llm_api_key_env = models.CharField(
         "LLM API key variable",
@@ -67,7 +81,9 @@ class Character(models.Model):
         default="OPENAI_API_KEY",
         validators=[ENV_VAR_NAME],
         help_text="Name of the environment variable holding the key; the key itself is never "
-        "stored. When it is empty the character answers with the development echo provider.",
+        "stored. Left at OPENAI_API_KEY it means the provider's own variable (ANTHROPIC_API_KEY, "
+        "GEMINI_API_KEY). When it is empty the character answers with the development echo "
+        "provider.",
     )
     context_timeout_seconds = models.PositiveIntegerField(
         default=3600,
@@ -112,3 +128,15 @@ class Character(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        other_provider = self.llm_provider in (LLMProvider.ANTHROPIC, LLMProvider.GEMINI)
+        if other_provider and self.llm_model == DEFAULT_LLM_MODEL:
+            provider = self.get_llm_provider_display()
+            raise ValidationError(
+                {"llm_model": f"{DEFAULT_LLM_MODEL} is an OpenAI model; name a {provider} model."}
+            )
+        if self.llm_provider == LLMProvider.ANTHROPIC and self.llm_temperature is not None:
+            raise ValidationError(
+                {"llm_temperature": "Anthropic's API takes no temperature; leave it blank."}
+            )

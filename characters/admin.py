@@ -42,6 +42,8 @@ class CharacterAdmin(admin.ModelAdmin):
                 "fields": (
                     "context_timeout_seconds",
                     "use_turn_queue",
+                    "voice_text_tags",
+                    "terminal_voice_tag",
                     "artifact_catalog",
                     "disabled_tools",
                 )

@@ -29,6 +29,12 @@ def validate_tool_names(value: object) -> None:
         raise ValidationError("Expected a list of tool names.")
 
 
+TAG_NAMES = RegexValidator(
+    r"^\s*[A-Za-z_][A-Za-z0-9_-]*\s*(,\s*[A-Za-z_][A-Za-z0-9_-]*\s*)*$",
+    "Enter tag names separated by commas, e.g. 'answer' or 'ack, answer'.",
+)
+
+
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ANTHROPIC = "anthropic", "Anthropic (Claude)"
@@ -103,6 +109,18 @@ class Character(models.Model):
         "waits its turn when it asks to (wait_in_queue), else it interrupts and drops the "
         "requests still waiting.",
     )
+    voice_text_tags = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[TAG_NAMES],
+        help_text="Speak only inside these tags, comma-separated (e.g. 'answer' when the persona "
+        "asks for <think>…</think><answer>…</answer>). Blank: speak everything.",
+    )
+    terminal_voice_tag = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="One of the voice tags: the reply ends at its first closing tag.",
+    )
     disabled_tools = models.JSONField(
         default=list,
         blank=True,
@@ -129,7 +147,12 @@ class Character(models.Model):
     def __str__(self) -> str:
         return self.name
 
+    def voice_tag_names(self) -> list[str]:
+        return [name.strip() for name in self.voice_text_tags.split(",") if name.strip()]
+
     def clean(self) -> None:
+        if self.terminal_voice_tag and self.terminal_voice_tag not in self.voice_tag_names():
+            raise ValidationError({"terminal_voice_tag": "Must be one of the voice tags."})
         other_provider = self.llm_provider in (LLMProvider.ANTHROPIC, LLMProvider.GEMINI)
         if other_provider and self.llm_model == DEFAULT_LLM_MODEL:
             provider = self.get_llm_provider_display()

@@ -176,7 +176,8 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 ),
             )
         case TurnCancelled():
-            return envelope("cancelled", **ids, context_id=context_id)
+            metadata = {"reason": event.reason} if event.reason else None
+            return envelope("cancelled", **ids, context_id=context_id, metadata=metadata)
         case TurnFailed():
             return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
     raise TypeError(f"Unknown turn event {event!r}")

@@ -113,6 +113,7 @@ class TurnRecord(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
         INTERRUPTED = "interrupted"
+        CANCELLED = "cancelled"  # refused before the LLM: a validator, or not awake
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="turns")
@@ -146,6 +147,24 @@ class TurnRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class SessionState(models.Model):
+    """What a session remembers between requests, for the request-shaping features that need
+    it (merging, wake words, timestamps); kept in the database so every server process sees it.
+    """
+
+    key = models.CharField(max_length=300, unique=True)  # channel:session_id
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
+    previous_request_at = models.DateTimeField(null=True, blank=True)
+    previous_request_text = models.TextField(blank=True)
+    previous_request_files = models.JSONField(default=list, blank=True)
+    awake_at = models.DateTimeField(null=True, blank=True)
+    timestamp_inserted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
 
 
 def _hash_key(raw_key: str) -> str:

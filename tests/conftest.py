@@ -33,7 +33,8 @@ SERVER_ENV = {
     "LLM_TIMEOUT_SECONDS": "3",
     "LLM_MAX_RETRIES": "1",
     "LOG_LEVEL": "WARNING",
-    "TOOL_MODULES": "tests.conversations.tools_for_tests",
+    "TOOL_MODULES": "tests.conversations.plugins_for_tests",
+    "REQUEST_VALIDATORS": "tests.conversations.plugins_for_tests.refuse_secrets",
     # Each speech test sees its provider called; the cache has its own tests.
     "TTS_CACHE_DIR": "",
     "STT_RETRY_BACKOFF_SECONDS": "0.01",

@@ -28,6 +28,7 @@ from conversations.speech.voices import recognizer_for, synthesizer_for
 from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
 
 from .events import (
+    TurnCancelled,
     TurnChunk,
     TurnEvent,
     TurnFailed,
@@ -37,6 +38,7 @@ from .events import (
     TurnToolCall,
 )
 from .prompt import render_persona
+from .shaping import ShapedRequest, needs_shaping, refusal, shape
 from .speaking import speak_ahead
 from .splitter import SentenceSplitter
 from .tags import (
@@ -181,13 +183,17 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             f" error={error!r}" if error else "",
         )
 
-    text = request.text
+    recognized = request.text
     synthesizer = None
     try:
-        if not text and request.audio:
-            text = await _transcribe(request, record, timer)
-            record.request_text = text
+        if not recognized and request.audio:
+            recognized = await _transcribe(request, record, timer)
+            record.request_text = recognized
         synthesizer = synthesizer_for(character)
+        reason = await refusal(request, recognized)
+        shaped = ShapedRequest(recognized, request.files, awake=True)
+        if reason is None and needs_shaping(request):
+            shaped = await sync_to_async(shape)(request, recognized, timezone.now())
     except (STTError, TTSError) as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
@@ -195,10 +201,21 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     except asyncio.CancelledError:
         await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
         raise
+    if reason is not None:
+        await finish(TurnRecord.Status.CANCELLED, error=reason)
+        yield TurnCancelled(context_id=opened.context_id, reason=reason)
+        return
 
-    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=text)
+    text = shaped.text
+    record.request_text = text
+    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=recognized)
+    if not shaped.awake:
+        # Asleep: the turn is acknowledged but nothing is paid for, nothing remembered.
+        await finish(TurnRecord.Status.CANCELLED, error="Not awake: no wake word yet.")
+        yield TurnFinished(opened.context_id, text="", voice_text="", vision_source=None)
+        return
 
-    user_message = ChatMessage(role=Message.Role.USER, content=text, files=request.files)
+    user_message = ChatMessage(role=Message.Role.USER, content=text, files=shaped.files)
     system = render_persona(character.persona, request.system_prompt_params)
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.

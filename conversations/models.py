@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from characters.models import Character
+
+
+def validate_pattern(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}") from exc
 
 
 class EndUser(models.Model):
@@ -147,6 +156,61 @@ class TurnRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Guardrail(models.Model):
+    """A check on what users ask or what a character answers, run by every turn."""
+
+    class AppliesTo(models.TextChoices):
+        REQUEST = "request"
+        RESPONSE = "response"
+        BOTH = "both"
+
+    class Kind(models.TextChoices):
+        PATTERN = "pattern", "Regular expression"
+        LLM = "llm", "Question to the character's LLM"
+
+    class Action(models.TextChoices):
+        BLOCK = "block", "Block: answer with the message instead"
+        REPLACE = "replace", "Replace: use the message instead of the text"
+
+    name = models.CharField(max_length=100)
+    character = models.ForeignKey(
+        Character,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="guardrails",
+        help_text="Blank: every character.",
+    )
+    applies_to = models.CharField(max_length=10, choices=AppliesTo.choices)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PATTERN)
+    pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_pattern],
+        help_text="For a regular expression: matched case-insensitively anywhere in the text.",
+    )
+    question = models.TextField(
+        blank=True,
+        help_text="For an LLM check: a yes/no question about the text, e.g. 'Does it ask for "
+        "medical advice?'. Yes triggers the guardrail.",
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    message = models.TextField(help_text="What is said (block) or used (replace) instead.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.PATTERN and not self.pattern:
+            raise ValidationError({"pattern": "A regular-expression guardrail needs a pattern."})
+        if self.kind == self.Kind.LLM and not self.question.strip():
+            raise ValidationError({"question": "An LLM guardrail needs a question."})
 
 
 class SessionState(models.Model):

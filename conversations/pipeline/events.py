@@ -47,6 +47,7 @@ class TurnChunk:
     is_first: bool
     # One complete WAV; b"" for a sentence with nothing to say; None when TTS is off.
     audio: bytes | None = None
+    guardrail: str = ""  # the guardrail whose message this chunk is, if any
 
 
 @dataclass(slots=True)

@@ -19,9 +19,10 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from conversations.guardrails import check, guardrails_for
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
-from conversations.models import Message, TurnRecord
+from conversations.models import Guardrail, Message, TurnRecord
 from conversations.speech.stt import STTError
 from conversations.speech.tts import TTSError
 from conversations.speech.voices import recognizer_for, synthesizer_for
@@ -93,6 +94,12 @@ class _ChunkComposer:
             spoken = self.voice_tags.speak(segment)
         return self._chunk(segment, spoken)
 
+    def guarded(self, segment: str, guardrail: str) -> TurnChunk:
+        """A chunk of a guardrail's message, flagged as such."""
+        chunk = self._chunk(segment, voice_text(segment))
+        chunk.guardrail = guardrail
+        return chunk
+
     def fallback(self) -> TurnChunk | None:
         """A reply that used none of the voice tags is spoken whole, in one extra chunk."""
         if self.voice_tags is None or self.voice_tags.seen or not self.texts:
@@ -118,6 +125,11 @@ class _ChunkComposer:
         language = (self.language or character_language).lower()
         separator = "" if language.startswith(UNSPACED_LANGUAGES) else " "
         return separator.join(self.voice_texts)
+
+
+def _sentences(text: str) -> list[str]:
+    splitter = SentenceSplitter()
+    return [*splitter.feed(text), *splitter.flush()]
 
 
 async def _call_tool(
@@ -215,6 +227,12 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         yield TurnFinished(opened.context_id, text="", voice_text="", vision_source=None)
         return
 
+    guardrails = await sync_to_async(guardrails_for)(character)
+    hit = await check(guardrails, character, text, "request")
+    if hit is not None and hit.action == Guardrail.Action.REPLACE:
+        text = record.request_text = hit.message  # the corrected text is what is kept
+    blocked = hit if hit is not None and hit.action == Guardrail.Action.BLOCK else None
+
     user_message = ChatMessage(role=Message.Role.USER, content=text, files=shaped.files)
     system = render_persona(character.persona, request.system_prompt_params)
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
@@ -297,7 +315,19 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             yield spoken_whole
         record.llm_ms = timer.ms()
         answer = "".join(composer.texts[round_start:]).strip()
+        corrected = await check(guardrails, character, answer, "response")
+        if corrected is not None:
+            # Already streamed; say the correction, and keep only it in the history.
+            for sentence in _sentences(corrected.message):
+                yield composer.guarded(sentence, corrected.name)
+            answer = corrected.message
         added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
+
+    async def guardrail_answer() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
+        """A blocked request is answered with the guardrail's message, and no LLM call."""
+        assert blocked is not None
+        for sentence in _sentences(blocked.message):
+            yield composer.guarded(sentence, blocked.name)
 
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
@@ -311,7 +341,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
         return audio
 
-    events = llm_events()
+    events = llm_events() if blocked is None else guardrail_answer()
     if synthesizer is not None:
         events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
     try:
@@ -336,7 +366,10 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         raise
 
     reply = "".join(composer.texts)
-    await finish(TurnRecord.Status.COMPLETED, messages=added)
+    if blocked is not None:  # nothing of a blocked request enters the history
+        await finish(TurnRecord.Status.CANCELLED, error=f"Blocked by guardrail {blocked.name}")
+    else:
+        await finish(TurnRecord.Status.COMPLETED, messages=added)
     yield TurnFinished(
         context_id=opened.context_id,
         text=reply,

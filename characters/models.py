@@ -39,6 +39,7 @@ class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ANTHROPIC = "anthropic", "Anthropic (Claude)"
     GEMINI = "gemini", "Google Gemini (OpenAI-compatible endpoint)"
+    DIFY = "dify", "Dify app (its own prompt, memory and tools)"
     ECHO = "echo", "Development echo (no LLM)"
 
 

@@ -68,6 +68,12 @@ class Context(models.Model):
     end_user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="contexts")
     channel = models.CharField(max_length=32)
     message_count = models.PositiveIntegerField(default=0, editable=False)
+    provider_state = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What a provider that keeps its own history needs (Dify's conversation id).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -172,11 +172,12 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     async def finish(
         status: str, *, error: str = "", messages: list[ChatMessage] | None = None
     ) -> None:
+        """Record the turn; a completed one also writes its messages and provider state."""
         record.status = status
         record.error = error
         record.response_text = "".join(composer.texts)
         record.total_ms = timer.ms()
-        await sync_to_async(save_turn)(record, request.end_user, messages)
+        await sync_to_async(save_turn)(record, request.end_user, messages, opened.provider_state)
         logger.info(
             "turn id=%s character=%s status=%s provider=%s stt_ms=%s llm_first_token_ms=%s "
             "first_chunk_ms=%s first_audio_ms=%s tool_ms=%s llm_ms=%s tts_ms=%s total_ms=%s%s",
@@ -265,6 +266,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                 model=character.llm_model,
                 temperature=character.llm_temperature,
                 tools=offered,
+                user=str(request.end_user.id),
+                state=opened.provider_state,
             )
             async for item in provider.stream(llm_request):
                 if record.llm_first_token_ms is None:

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from .llm.base import check_inline_params
 from .pipeline.events import (
     TurnCancelled,
     TurnChunk,
@@ -96,6 +97,20 @@ class AIAvatarRequest(BaseModel):
 
     def audio(self) -> bytes | None:
         return base64.b64decode(self.audio_data) if self.audio_data else None
+
+    @field_validator("metadata")
+    @classmethod
+    def _inline_params_allowed(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        params = (metadata or {}).get("inline_llm_params")
+        if params is not None:
+            if not isinstance(params, dict):
+                raise ValueError("metadata.inline_llm_params must be an object")
+            check_inline_params(params)
+        return metadata
+
+    def llm_params(self) -> dict[str, Any]:
+        """This request's own LLM parameters, sent as `metadata.inline_llm_params`."""
+        return dict((self.metadata or {}).get("inline_llm_params") or {})
 
     def speech_speed(self) -> float | None:
         """This session's own TTS speed, sent as `metadata.speech_speed` (0.25 to 4)."""

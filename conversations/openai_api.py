@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from characters.models import Character
 
 from .history import resolve_end_user, resume_context
+from .llm.base import INLINE_PARAMS
 from .pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnRequest
 from .pipeline.sessions import run_session_turn
 from .pipeline.tags import without_tags
@@ -99,6 +100,8 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
         context=resume_context(character, end_user, CHANNEL),
         text=text,
         files=files,
+        # Sampling parameters of the request apply to this turn; `model` names the character.
+        llm_params={k: data[k] for k in INLINE_PARAMS - {"model"} if k in data},
     )
     return turn, payload.model, payload.stream
 

@@ -154,6 +154,7 @@ class AnthropicProvider:
         # parameter with a 400, so a character's temperature is refused in the admin instead.
         if request.tools:
             params["tools"] = [to_anthropic_tool(t) for t in request.tools]
+        params.update(request.options)
         # tool_use blocks by content index: id and name at block start, then JSON pieces.
         calls: dict[int, dict[str, str]] = {}
         streaming = False

@@ -45,6 +45,35 @@ class LLMRequest:
     # The conversation's provider-side memory (e.g. Dify's conversation id): read and updated
     # by providers that keep history themselves, saved with the turn.
     state: dict[str, Any] = field(default_factory=dict)
+    # This request's own provider parameters (checked against INLINE_PARAMS), merged last.
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+# Parameters a request may set for itself (`inline_llm_params`), over the character's own.
+# Nothing that changes what is sent (messages, tools, stream) can be overridden this way.
+INLINE_PARAMS = frozenset(
+    {
+        "model",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "max_completion_tokens",
+        "reasoning_effort",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stop",
+    }
+)
+
+
+def check_inline_params(params: dict[str, Any]) -> dict[str, Any]:
+    """`params` when every key is allowed; ValueError naming the others."""
+    unknown = sorted(set(params) - INLINE_PARAMS)
+    if unknown:
+        allowed = ", ".join(sorted(INLINE_PARAMS))
+        raise ValueError(f"inline_llm_params may not set {', '.join(unknown)}; allowed: {allowed}")
+    return params
 
 
 class LLMError(Exception):

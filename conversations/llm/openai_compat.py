@@ -83,6 +83,7 @@ class OpenAICompatibleProvider:
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        params.update(request.options)
         if request.tools:
             params["tools"] = [
                 {

@@ -25,6 +25,7 @@ class TurnRequest:
     audio: bytes | None = None  # PCM16 mono 16 kHz, used when `text` is empty
     files: list[dict[str, str]] = field(default_factory=list)
     system_prompt_params: dict[str, Any] = field(default_factory=dict)
+    llm_params: dict[str, Any] = field(default_factory=dict)  # inline_llm_params, checked
     allow_merge: bool = True  # may join the session's previous request (merge window)
     speech_speed: float | None = None  # this session's TTS speed; None: the character's
 

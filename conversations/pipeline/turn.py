@@ -268,6 +268,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                 tools=offered,
                 user=str(request.end_user.id),
                 state=opened.provider_state,
+                options=request.llm_params,
             )
             async for item in provider.stream(llm_request):
                 if record.llm_first_token_ms is None:

@@ -422,3 +422,25 @@ def test_start_answers_connected_and_assigns_a_user(
     chat = post_sse(f"{asgi_server.url}/chat", hello(user_id=connected["user_id"]), key=api_key)
     assert TurnRecord.objects.get().end_user == user
     assert chat.types[-1] == "final"
+
+
+def test_it_applies_inline_llm_params_and_refuses_unsafe_ones(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    tuned = post_sse(
+        f"{asgi_server.url}/chat",
+        hello(metadata={"inline_llm_params": {"temperature": 0.2, "max_tokens": 64}}),
+        key=api_key,
+    )
+    refused = post_sse(
+        f"{asgi_server.url}/chat",
+        hello(metadata={"inline_llm_params": {"messages": []}}),
+        key=api_key,
+    )
+
+    assert tuned.types[-1] == "final"
+    sent = fake_llm.requests[-1]
+    assert (sent["temperature"], sent["max_tokens"]) == (0.2, 64)
+    assert refused.status == 422
+    assert "may not set messages" in refused.body["detail"][0]["msg"]
+    assert len(fake_llm.requests) == 1

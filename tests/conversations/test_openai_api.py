@@ -139,3 +139,14 @@ def test_it_lists_characters_as_models(
 
     with client(asgi_server, api_key) as sdk:
         assert [m.id for m in sdk.models.list()] == ["mia"]
+
+
+def test_it_passes_the_requests_sampling_parameters_on(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    with client(asgi_server, api_key) as sdk:
+        ask(sdk, "Hi", temperature=0.1, max_tokens=32, seed=7)
+
+    sent = fake_llm.requests[-1]
+    assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.1, 32, 7)
+    assert sent["model"] == character.llm_model  # `model` named the character, not the LLM

@@ -174,6 +174,30 @@ SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
 # Messages of history sent to the LLM per turn (AIAvatarKit's default is 100).
 CONTEXT_HISTORY_LIMIT = env.int("CONTEXT_HISTORY_LIMIT", default=100)
 
+# Character life (characters/life.py): schedules and diaries written on each character's clock.
+# Missed days are caught up this far back (never before the character existed).
+LIFE_BACKFILL_DAYS = env.int("LIFE_BACKFILL_DAYS", default=7)
+# Attempts per LLM answer, the first included: an answer that fails its JSON schema is shown
+# back to the LLM with the error. (Transport errors are retried by the provider, LLM_MAX_RETRIES.)
+LIFE_LLM_ATTEMPTS = env.int("LIFE_LLM_ATTEMPTS", default=3)
+# A run holds the lease on a schedule or diary this long (extended after every LLM answer);
+# a crashed run's lease expires and another run takes over, reusing the answers paid for.
+LIFE_LEASE_SECONDS = env.int("LIFE_LEASE_SECONDS", default=600)
+# After a failed attempt the beat waits this long, doubling per failure (at most 6 hours).
+LIFE_RETRY_BASE_SECONDS = env.int("LIFE_RETRY_BASE_SECONDS", default=300)
+# A job that found its work leased by another run looks again after this long, this many times.
+LIFE_BUSY_RETRY_SECONDS = env.int("LIFE_BUSY_RETRY_SECONDS", default=60)
+LIFE_BUSY_RETRIES = env.int("LIFE_BUSY_RETRIES", default=30)
+# Queued jobs older than this are taken for lost (their worker died) and enqueued again.
+LIFE_JOB_STALE_SECONDS = env.int("LIFE_JOB_STALE_SECONDS", default=3600)
+# The beat's own succeeded jobs are deleted after this many days.
+LIFE_JOB_RETENTION_DAYS = env.int("LIFE_JOB_RETENTION_DAYS", default=30)
+# About how many characters a diary has.
+LIFE_DIARY_LENGTH = env.int("LIFE_DIARY_LENGTH", default=1200)
+# A web-search chat model of the characters' provider (e.g. gpt-4o-mini-search-preview) that
+# fetches each day's news for diaries. Empty: diaries are written without news, and say so.
+LIFE_NEWS_MODEL = env.str("LIFE_NEWS_MODEL", default="")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

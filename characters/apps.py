@@ -2,7 +2,10 @@ from django.apps import AppConfig
 
 
 class CharactersConfig(AppConfig):
-    """Characters: persona, voice, LLM choice and (later) their daily life."""
+    """Characters: persona, LLM choice, and their daily life (schedules and diaries)."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "characters"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (connects the diary_saved announcer)

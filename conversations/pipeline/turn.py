@@ -21,7 +21,7 @@ from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
 from conversations.models import Message, TurnRecord
 
 from .events import TurnChunk, TurnEvent, TurnFailed, TurnFinished, TurnRequest, TurnStarted
-from .prompt import render_persona
+from .prompt import compose_system_prompt
 from .splitter import SentenceSplitter
 from .tags import avatar_control, control_tags, language_of, vision_source, voice_text
 
@@ -126,7 +126,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     )
 
     user_message = ChatMessage(role=Message.Role.USER, content=request.text, files=request.files)
-    system = render_persona(character.persona, request.system_prompt_params)
+    system = await compose_system_prompt(character, request.end_user, request.system_prompt_params)
     llm_request = LLMRequest(
         messages=[
             *([ChatMessage(role="system", content=system)] if system else []),

@@ -563,11 +563,15 @@ def due_days(now: datetime) -> list[DueDay]:
     (never before the character was created), so a stopped beat catches up and no day is
     skipped. Dates already queued, and work whose last attempt failed recently (see
     Claim.fail), are left out. Five queries whatever the number of characters.
+
+    `now` decides which dates are due; back-offs and queued jobs are judged on the real clock,
+    the one they were recorded with.
     """
     characters = list(Character.objects.filter(is_active=True))
     if not characters:
         return []
     window = timedelta(days=settings.LIFE_BACKFILL_DAYS)
+    wall = timezone.now()
     # Local dates run up to a day behind UTC's.
     earliest = (now - window - timedelta(days=1)).date()
     known = _Known(
@@ -583,12 +587,12 @@ def due_days(now: datetime) -> list[DueDay]:
             GenerationJob.objects.filter(
                 status__in=GenerationJob.UNFINISHED,
                 date_from__gte=earliest,
-                created_at__gt=now - timedelta(seconds=settings.LIFE_JOB_STALE_SECONDS),
+                created_at__gt=wall - timedelta(seconds=settings.LIFE_JOB_STALE_SECONDS),
                 kind__in=(GenerationJob.Kind.DAY, GenerationJob.Kind.SCHEDULE),
             ).values_list("character_id", "date_from")
         ),
         backing_off=set(
-            GenerationClaim.objects.filter(retry_after__gt=now, token__isnull=True).values_list(
+            GenerationClaim.objects.filter(retry_after__gt=wall, token__isnull=True).values_list(
                 "key", flat=True
             )
         ),

@@ -169,6 +169,9 @@ LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
 LLM_CONNECT_TIMEOUT_SECONDS = env.float("LLM_CONNECT_TIMEOUT_SECONDS", default=5.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
 
+# Modules that register extra tools (with conversations.tools.tool) when the app starts.
+TOOL_MODULES = env.list("TOOL_MODULES", default=[])
+
 # Streaming chat: SSE keep-alive comment interval.
 SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
 # Messages of history sent to the LLM per turn (AIAvatarKit's default is 100).

@@ -142,7 +142,10 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
                 )
             },
         ),
-        ("Conversation", {"fields": ("context_timeout_seconds", "artifact_catalog")}),
+        (
+            "Conversation",
+            {"fields": ("context_timeout_seconds", "artifact_catalog", "disabled_tools")},
+        ),
         ("Life", {"fields": ("schedule_hour", "diary_hour", "news_country", "life_links")}),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )

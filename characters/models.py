@@ -87,6 +87,11 @@ class Character(models.Model):
         validators=[RegexValidator(r"^[A-Z]{2}$", "Enter an ISO 3166-1 alpha-2 code, e.g. JP.")],
         help_text="Whose news the diary may mention (e.g. JP). Blank: diaries without news.",
     )
+    disabled_tools = models.JSONField(
+        default=list,
+        blank=True,
+        help_text='Names of tools this character must not use, e.g. ["get_diary"].',
+    )
     is_default = models.BooleanField(
         default=False, help_text="Answers on /chat when the request names no character."
     )
@@ -124,6 +129,9 @@ class Character(models.Model):
         catalog = self.artifact_catalog
         if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
             raise ValidationError({"artifact_catalog": "Expected an object of objects."})
+        tools = self.disabled_tools
+        if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
+            raise ValidationError({"disabled_tools": "Expected a list of tool names."})
 
 
 class Origin(models.TextChoices):

@@ -75,6 +75,7 @@ class TurnRecordAdmin(ReadOnlyAdmin):
         "provider",
         "llm_first_token_ms",
         "first_chunk_ms",
+        "tool_ms",
         "llm_ms",
         "total_ms",
     )

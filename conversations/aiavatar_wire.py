@@ -14,7 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .pipeline.events import TurnChunk, TurnEvent, TurnFailed, TurnFinished, TurnStarted
+from .pipeline.events import (
+    TurnChunk,
+    TurnEvent,
+    TurnFailed,
+    TurnFinished,
+    TurnStarted,
+    TurnToolCall,
+)
 
 RESPONSE_KEYS = (
     "type",
@@ -122,6 +129,15 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 avatar_control_request=event.avatar_control.as_dict(),
                 metadata={"is_first_chunk": event.is_first, "is_guardrail_triggered": False},
             )
+        case TurnToolCall():
+            call: dict[str, Any] = {
+                "id": event.call_id,
+                "name": event.name,
+                "arguments": event.arguments,
+            }
+            if event.result is not None:
+                call["result"] = {"data": event.result.data, "is_final": event.result.is_final}
+            return envelope("tool_call", **ids, context_id=context_id, metadata={"tool_call": call})
         case TurnFinished():
             return envelope(
                 "vision" if event.vision_source else "final",

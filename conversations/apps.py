@@ -1,4 +1,7 @@
+from importlib import import_module
+
 from django.apps import AppConfig
+from django.conf import settings
 
 
 class ConversationsConfig(AppConfig):
@@ -6,3 +9,8 @@ class ConversationsConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "conversations"
+
+    def ready(self) -> None:
+        # Tools register themselves when their module is imported.
+        for module in settings.TOOL_MODULES:
+            import_module(module)

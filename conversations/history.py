@@ -89,6 +89,18 @@ def open_context(character: Character, requested_id: uuid.UUID | None) -> Opened
     return OpenedContext(context.id, _recent_history(context))
 
 
+def resume_context(character: Character, end_user: EndUser, channel: str) -> OpenedContext:
+    """The user's latest conversation with the character on `channel`, for clients that keep
+    no conversation id (OpenAI-style APIs): history lives on the server."""
+    latest = (
+        Context.objects.filter(character=character, end_user=end_user, channel=channel)
+        .order_by("-updated_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+    return open_context(character, latest)
+
+
 def _recent_history(context: Context) -> list[ChatMessage]:
     rows = list(
         context.messages.order_by("-position").values_list(

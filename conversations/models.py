@@ -131,6 +131,7 @@ class TurnRecord(models.Model):
     model = models.CharField(max_length=100, blank=True)
     llm_first_token_ms = models.FloatField("LLM first token (ms)", null=True, blank=True)
     first_chunk_ms = models.FloatField("first sentence (ms)", null=True, blank=True)
+    tool_ms = models.FloatField("tools (ms)", null=True, blank=True)
     llm_ms = models.FloatField("LLM total (ms)", null=True, blank=True)
     total_ms = models.FloatField("total (ms)", null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)

@@ -13,8 +13,11 @@ from django.utils import timezone
 _DONE = object()
 
 
-async def _with_pings(events: AsyncIterator[str], interval: float) -> AsyncIterator[bytes]:
-    """Frame `events` as SSE, interleaving `: ping` comments during silences.
+async def _with_pings(
+    events: AsyncIterator[str], interval: float, ping: str | None
+) -> AsyncIterator[bytes]:
+    """Frame `events` as SSE, interleaving pings during silences: a `: ping` comment, or a
+    `ping` event for APIs that define one (Dify).
 
     The events are pulled by a task of their own so a slow LLM never blocks the pings; when
     the client disconnects, Django cancels this generator and the task is cancelled with it.
@@ -35,7 +38,10 @@ async def _with_pings(events: AsyncIterator[str], interval: float) -> AsyncItera
                 async with asyncio.timeout(interval):
                     item = await queue.get()
             except TimeoutError:
-                yield f": ping - {timezone.now().isoformat()}\r\n\r\n".encode()
+                if ping is None:
+                    yield f": ping - {timezone.now().isoformat()}\r\n\r\n".encode()
+                else:
+                    yield f"data: {ping}\r\n\r\n".encode()
                 continue
             if item is _DONE:
                 break
@@ -47,9 +53,10 @@ async def _with_pings(events: AsyncIterator[str], interval: float) -> AsyncItera
             await asyncio.gather(task, return_exceptions=True)
 
 
-def sse_response(events: AsyncIterator[str]) -> StreamingHttpResponse:
+def sse_response(events: AsyncIterator[str], *, ping: str | None = None) -> StreamingHttpResponse:
+    """Stream `events` (JSON strings) as SSE; `ping` is an event to send instead of comments."""
     response = StreamingHttpResponse(
-        _with_pings(events, settings.SSE_PING_INTERVAL_SECONDS),
+        _with_pings(events, settings.SSE_PING_INTERVAL_SECONDS, ping),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-store"

@@ -6,15 +6,10 @@ database hop), then stream the pipeline's events in AIAvatarKit's wire format.
 
 from __future__ import annotations
 
-import json
 import logging
-import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -23,76 +18,57 @@ from pydantic import ValidationError
 from characters.models import Character
 
 from .aiavatar_wire import AIAvatarRequest, envelope, event_envelope, validation_errors
-from .auth import INVALID_KEY, authenticate_bearer
-from .history import UnknownContext, new_end_user, open_context, resolve_end_user
+from .history import new_end_user, resolve_end_user
 from .models import EndUser
 from .pipeline.events import TurnRequest
 from .pipeline.turn import run_turn
 from .sse import sse_response
+from .transport import Rejected, authenticate, continue_context, find_character, read_json
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "http"
 
 
-class Rejected(Exception):
-    """A request refused before any streaming starts: status code and JSON body."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        super().__init__(body)
-        self.status = status
-        self.body = body
+def _rejected(rejected: Rejected) -> JsonResponse:
+    """AIAvatarKit's error shapes: FastAPI's `detail` (a list for 422s)."""
+    if rejected.body is not None:
+        body = rejected.body
+    elif rejected.status == 422:
+        body = {"detail": [{"loc": ["body"], "msg": rejected.message, "type": rejected.code}]}
+    else:
+        body = {"detail": rejected.message}
+    return JsonResponse(body, status=rejected.status)
 
 
 def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
+    """The envelope, or the reason it is unusable (reported once the key has been checked)."""
     try:
-        body = request.body
-    except RequestDataTooBig:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        return Rejected(413, {"detail": f"Request body is larger than {limit} bytes."})
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return Rejected(
-            422, {"detail": [{"loc": ["body"], "msg": "Body is not valid JSON", "type": "json"}]}
-        )
-    try:
-        parsed = AIAvatarRequest.model_validate(data)
+        parsed = AIAvatarRequest.model_validate(read_json(request))
+    except Rejected as rejected:
+        return rejected
     except ValidationError as exc:
-        return Rejected(422, {"detail": validation_errors(exc)})
-    if not parsed.session_id:
-        return Rejected(400, {"error": "session_id is required."})
-    return parsed
-
-
-def _character(slug: str | None) -> Character:
-    characters = Character.objects.filter(is_active=True)
-    if slug:
-        character = characters.filter(slug=slug).first()
-        if character is None:
-            raise Rejected(404, {"detail": f"Unknown character {slug!r}."})
-        return character
-    character = characters.filter(is_default=True).first()
-    if character is None:
-        raise Rejected(
-            404,
-            {
-                "detail": "No default character. Mark one as default in the admin, or name one "
-                "with the X-Character header or /characters/<slug>/chat."
-            },
+        return Rejected(
+            422, "invalid envelope", code="validation", body={"detail": validation_errors(exc)}
         )
-    return character
+    if not parsed.session_id:
+        return Rejected(
+            400,
+            "session_id is required.",
+            code="session_id",
+            body={"error": "session_id is required."},
+        )
+    return parsed
 
 
 def _admit(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
 ) -> tuple[AIAvatarRequest, Character]:
     """Authenticate first, then report body errors, then find the character."""
-    if authenticate_bearer(headers) is None:
-        raise Rejected(401, INVALID_KEY)
+    authenticate(headers)
     if isinstance(parsed, Rejected):
         raise parsed
-    return parsed, _character(slug or headers.get("X-Character"))
+    return parsed, find_character(slug or headers.get("X-Character"))
 
 
 def _prepare_chat(
@@ -100,17 +76,7 @@ def _prepare_chat(
 ) -> tuple[TurnRequest, str | None]:
     payload, character = _admit(headers, slug, parsed)
     assert payload.session_id
-    requested = uuid.UUID(payload.context_id) if payload.context_id else None
-    try:
-        context = open_context(character, requested)
-    except UnknownContext:
-        raise Rejected(
-            404,
-            {
-                "detail": f"Unknown context_id {payload.context_id!r}: send no context_id to "
-                "start a conversation, then reuse the one the start event returns."
-            },
-        ) from None
+    context = continue_context(character, payload.context_id, "context_id")
     # Only now, with the request known to be good, may a new end user be created.
     end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
     turn = TurnRequest(
@@ -161,7 +127,7 @@ async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     try:
         turn, user_id = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
     except Rejected as rejected:
-        return JsonResponse(rejected.body, status=rejected.status)
+        return _rejected(rejected)
     return sse_response(_events(turn, user_id))
 
 
@@ -174,7 +140,7 @@ async def start(request: HttpRequest, slug: str | None = None) -> HttpResponse:
             request.headers, slug, parsed
         )
     except Rejected as rejected:
-        return JsonResponse(rejected.body, status=rejected.status)
+        return _rejected(rejected)
     metadata = {"charactername": character.name}
     if end_user.display_name:
         metadata["username"] = end_user.display_name

@@ -29,6 +29,7 @@ SERVER_ENV = {
     "LLM_TIMEOUT_SECONDS": "1",
     "LLM_MAX_RETRIES": "1",
     "LOG_LEVEL": "WARNING",
+    "TOOL_MODULES": "tests.conversations.tools_for_tests",
 }
 
 

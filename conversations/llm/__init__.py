@@ -8,7 +8,7 @@ import os
 from characters.models import Character
 from characters.models import LLMProvider as ProviderChoice
 
-from .base import ChatMessage, LLMError, LLMProvider, LLMRequest
+from .base import ChatMessage, LLMError, LLMProvider, LLMRequest, ToolCallRequest, ToolSpec
 from .echo import ECHO_MARK, EchoProvider
 from .openai_compat import OpenAICompatibleProvider
 
@@ -18,6 +18,8 @@ __all__ = [
     "LLMError",
     "LLMProvider",
     "LLMRequest",
+    "ToolCallRequest",
+    "ToolSpec",
     "provider_for",
     "warn_about_unconfigured_providers",
 ]

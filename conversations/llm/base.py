@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,11 +18,29 @@ class ChatMessage:
     tool_call_id: str = ""
 
 
+class ToolSpec(Protocol):
+    """What a provider needs to offer a tool; each provider converts it to its own format."""
+
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCallRequest:
+    """A complete tool call the model asked for (streamed pieces already joined)."""
+
+    id: str
+    name: str
+    arguments: str  # JSON text, as the model wrote it
+
+
 @dataclass(frozen=True, slots=True)
 class LLMRequest:
     messages: list[ChatMessage]
     model: str
     temperature: float | None = None
+    tools: Sequence[ToolSpec] = ()
 
 
 class LLMError(Exception):
@@ -32,6 +50,6 @@ class LLMError(Exception):
 class LLMProvider(Protocol):
     name: str
 
-    def stream(self, request: LLMRequest) -> AsyncIterator[str]:
-        """Yield the reply as text deltas; raise LLMError when the provider fails."""
+    def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
+        """Yield text deltas, then any tool calls; raise LLMError when the provider fails."""
         ...

@@ -16,7 +16,7 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .base import ChatMessage, LLMError, LLMRequest
+from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest
 
 # One SDK client (and so one connection pool) per event loop and endpoint: building a client
 # per turn would cost a TLS handshake per turn; sharing one across loops breaks its pool.
@@ -82,7 +82,7 @@ class OpenAICompatibleProvider:
         self.api_key = api_key
         self.base_url = base_url
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
         params: dict[str, Any] = {
             "model": request.model,
             "messages": [to_openai_message(m) for m in request.messages],
@@ -90,6 +90,20 @@ class OpenAICompatibleProvider:
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
+        if request.tools:
+            params["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        "description": t.description,
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in request.tools
+            ]
+        # Tool calls arrive in pieces keyed by index (id and name first, then the arguments).
+        calls: dict[int, dict[str, str]] = {}
         streaming = False
         try:
             # `client.post` is the SDK's documented raw-body call: same auth, retries, timeouts
@@ -107,7 +121,18 @@ class OpenAICompatibleProvider:
             async with stream:
                 async for chunk in stream:
                     # Azure's content-filter chunks and usage chunks carry no choices.
-                    if chunk.choices and chunk.choices[0].delta.content:
-                        yield chunk.choices[0].delta.content
+                    if not chunk.choices:
+                        continue
+                    delta = chunk.choices[0].delta
+                    if delta.content:
+                        yield delta.content
+                    for piece in delta.tool_calls or ():
+                        call = calls.setdefault(piece.index, {"id": "", "name": "", "args": ""})
+                        call["id"] = piece.id or call["id"]
+                        if piece.function:
+                            call["name"] = piece.function.name or call["name"]
+                            call["args"] += piece.function.arguments or ""
         except openai.OpenAIError as exc:
             raise LLMError(_describe(exc, streaming=streaming)) from exc
+        for _, call in sorted(calls.items()):
+            yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])

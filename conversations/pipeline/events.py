@@ -9,6 +9,7 @@ from typing import Any
 from characters.models import Character
 from conversations.history import OpenedContext
 from conversations.models import EndUser
+from conversations.tools import ToolResult
 
 from .tags import AvatarControl
 
@@ -45,6 +46,17 @@ class TurnChunk:
 
 
 @dataclass(slots=True)
+class TurnToolCall:
+    """A tool call starting (no result yet), making progress, or done (`result.is_final`)."""
+
+    context_id: uuid.UUID
+    call_id: str
+    name: str
+    arguments: str  # JSON text as the model wrote it
+    result: ToolResult | None = None
+
+
+@dataclass(slots=True)
 class TurnFinished:
     context_id: uuid.UUID
     text: str
@@ -58,4 +70,4 @@ class TurnFailed:
     error: str
 
 
-TurnEvent = TurnStarted | TurnChunk | TurnFinished | TurnFailed
+TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed

@@ -122,9 +122,14 @@ def avatar_control(text: str) -> AvatarControl:
     )
 
 
+def without_tags(text: str) -> str:
+    """The text with every tag removed (closing and bare tags such as `</answer>` stay)."""
+    return SPOKEN_TAG.sub("", UNFINISHED_TAG.sub("", text))
+
+
 def voice_text(text: str) -> str:
-    """What is spoken: tags removed (closing and bare tags such as `</answer>` stay), trimmed."""
-    return SPOKEN_TAG.sub("", UNFINISHED_TAG.sub("", text)).strip()
+    """What is spoken: the text without tags, trimmed."""
+    return without_tags(text).strip()
 
 
 def language_of(text: str) -> str | None:

@@ -8,6 +8,7 @@ TurnRecord; failed and interrupted turns leave a TurnRecord and nothing else.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -17,16 +18,27 @@ from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from conversations.history import save_turn
-from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
+from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
 from conversations.models import Message, TurnRecord
+from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
 
-from .events import TurnChunk, TurnEvent, TurnFailed, TurnFinished, TurnRequest, TurnStarted
+from .events import (
+    TurnChunk,
+    TurnEvent,
+    TurnFailed,
+    TurnFinished,
+    TurnRequest,
+    TurnStarted,
+    TurnToolCall,
+)
 from .prompt import compose_system_prompt
 from .splitter import SentenceSplitter
 from .tags import avatar_control, control_tags, language_of, vision_source, voice_text
 
 logger = logging.getLogger("avatarsite.turn")
 
+# Tool rounds per turn before the model must answer in words.
+MAX_TOOL_ROUNDS = 8
 # Languages written without spaces between sentences.
 UNSPACED_LANGUAGES = ("ja", "zh", "ko", "th")
 
@@ -73,6 +85,23 @@ class _ChunkComposer:
         return separator.join(self.voice_texts)
 
 
+async def _call_tool(
+    tool: Tool | None, call: ToolCallRequest, context: ToolContext
+) -> AsyncIterator[ToolResult | str]:
+    """Run one tool call; an unknown tool or unreadable arguments become an error result the
+    model can explain, rather than a failed turn."""
+    if tool is None:
+        yield ToolResult({"error": f"There is no tool named {call.name!r}."})
+        return
+    try:
+        arguments = parse_arguments(call.arguments)
+    except ValueError as exc:
+        yield ToolResult({"error": f"Arguments are not a JSON object: {exc}"})
+        return
+    async for output in run_tool(tool, context, arguments):
+        yield output
+
+
 async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     timer = _Timer()
     character = request.character
@@ -103,13 +132,14 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         await sync_to_async(save_turn)(record, request.end_user, messages)
         logger.info(
             "turn id=%s character=%s status=%s provider=%s llm_first_token_ms=%s "
-            "first_chunk_ms=%s llm_ms=%s total_ms=%s%s",
+            "first_chunk_ms=%s tool_ms=%s llm_ms=%s total_ms=%s%s",
             record.id,
             character.slug,
             status,
             provider.name,
             record.llm_first_token_ms,
             record.first_chunk_ms,
+            record.tool_ms,
             record.llm_ms,
             record.total_ms,
             f" error={error!r}" if error else "",
@@ -127,14 +157,16 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
 
     user_message = ChatMessage(role=Message.Role.USER, content=request.text, files=request.files)
     system = await compose_system_prompt(character, request.end_user, request.system_prompt_params)
-    llm_request = LLMRequest(
-        messages=[
-            *([ChatMessage(role="system", content=system)] if system else []),
-            *opened.history,
-            user_message,
-        ],
-        model=character.llm_model,
-        temperature=character.llm_temperature,
+    prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
+    # What this turn adds to the history: the user message, any tool rounds, the answer.
+    added: list[ChatMessage] = [user_message]
+    tools = {t.name: t for t in registry.for_character(character)}
+    tool_context = ToolContext(
+        character=character,
+        end_user=request.end_user,
+        context_id=opened.context_id,
+        session_id=request.session_id,
+        channel=request.channel,
     )
 
     def chunks_of(segments: list[str]) -> list[TurnChunk]:
@@ -144,14 +176,63 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         return chunks
 
     try:
-        async for delta in provider.stream(llm_request):
-            if record.llm_first_token_ms is None:
-                record.llm_first_token_ms = timer.ms()
-            for chunk in chunks_of(splitter.feed(delta)):
+        for round_number in range(MAX_TOOL_ROUNDS + 1):
+            # The last round offers no tools, so a model stuck calling them must answer.
+            offered = list(tools.values()) if round_number < MAX_TOOL_ROUNDS else []
+            round_start = len(composer.texts)
+            calls: list[ToolCallRequest] = []
+            llm_request = LLMRequest(
+                messages=[*prompt, *added],
+                model=character.llm_model,
+                temperature=character.llm_temperature,
+                tools=offered,
+            )
+            async for item in provider.stream(llm_request):
+                if record.llm_first_token_ms is None:
+                    record.llm_first_token_ms = timer.ms()
+                if isinstance(item, ToolCallRequest):
+                    calls.append(item)
+                    continue
+                for chunk in chunks_of(splitter.feed(item)):
+                    yield chunk
+            for chunk in chunks_of(splitter.flush()):
                 yield chunk
+            if not calls:
+                break
+            tool_started = time.perf_counter()
+            results: list[ChatMessage] = []
+            for call in calls:
+                yield TurnToolCall(opened.context_id, call.id, call.name, call.arguments)
+                final: ToolResult | None = None
+                async for output in _call_tool(tools.get(call.name), call, tool_context):
+                    if isinstance(output, str):  # spoken at once, like the model's own text
+                        for chunk in chunks_of([*splitter.feed(output), *splitter.flush()]):
+                            yield chunk
+                        continue
+                    yield TurnToolCall(
+                        opened.context_id, call.id, call.name, call.arguments, output
+                    )
+                    if final is None or not final.is_final:
+                        final = output
+                results.append(
+                    ChatMessage(
+                        role=Message.Role.TOOL,
+                        content=json.dumps(final.data if final else {}, ensure_ascii=False),
+                        tool_call_id=call.id,
+                    )
+                )
+            record.tool_ms = (record.tool_ms or 0) + (time.perf_counter() - tool_started) * 1000
+            added.append(
+                ChatMessage(
+                    role=Message.Role.ASSISTANT,
+                    content="".join(composer.texts[round_start:]),
+                    tool_calls=[
+                        {"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls
+                    ],
+                )
+            )
+            added.extend(results)
         record.llm_ms = timer.ms()
-        for chunk in chunks_of(splitter.flush()):
-            yield chunk
     except LLMError as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
@@ -168,10 +249,9 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         raise
 
     text = "".join(composer.texts)
-    await finish(
-        TurnRecord.Status.COMPLETED,
-        messages=[user_message, ChatMessage(role=Message.Role.ASSISTANT, content=text.strip())],
-    )
+    answer = "".join(composer.texts[round_start:]).strip()
+    added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
+    await finish(TurnRecord.Status.COMPLETED, messages=added)
     yield TurnFinished(
         context_id=opened.context_id,
         text=text,

@@ -8,8 +8,8 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from conversations.auth import bearer_token
 from conversations.models import ApiKey
+from conversations.transport import bearer_token
 
 pytestmark = pytest.mark.django_db
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 
 from characters.models import Character, LLMProvider
-from conversations.llm import ECHO_MARK, ChatMessage, LLMError, LLMRequest, provider_for
+from conversations.llm import (
+    ECHO_MARK,
+    ChatMessage,
+    LLMError,
+    LLMRequest,
+    ToolCallRequest,
+    provider_for,
+)
 from conversations.llm.echo import EchoProvider
 from conversations.llm.openai_compat import OpenAICompatibleProvider
+from conversations.tools import Tool
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 HELLO = LLMRequest(
@@ -17,6 +25,13 @@ HELLO = LLMRequest(
     ],
     model="gpt-4o-mini",
     temperature=0.3,
+)
+
+LOOKUP = Tool(
+    name="lookup",
+    description="Look a city up.",
+    parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+    func=lambda context, arguments: {},
 )
 
 
@@ -88,3 +103,34 @@ def test_it_falls_back_to_echo_without_a_key(monkeypatch: pytest.MonkeyPatch) ->
 
     character.llm_provider = LLMProvider.ECHO
     assert isinstance(provider_for(character), EchoProvider)
+
+
+async def test_it_joins_streamed_tool_call_pieces(fake_llm: FakeOpenAI) -> None:
+    fake_llm.script(
+        ScriptedReply(
+            text="One moment.",
+            tool_calls=[
+                {"id": "call_a", "name": "lookup", "arguments": '{"city": "Tokyo", "days": 3}'},
+                {"id": "call_b", "name": "clock", "arguments": ""},
+            ],
+        )
+    )
+    request = LLMRequest(messages=HELLO.messages, model="m", tools=[LOOKUP])
+
+    items = [item async for item in provider(fake_llm).stream(request)]
+
+    assert "".join(i for i in items if isinstance(i, str)) == "One moment."
+    assert [i for i in items if isinstance(i, ToolCallRequest)] == [
+        ToolCallRequest(id="call_a", name="lookup", arguments='{"city": "Tokyo", "days": 3}'),
+        ToolCallRequest(id="call_b", name="clock", arguments=""),
+    ]
+    assert fake_llm.requests[-1]["tools"] == [
+        {
+            "type": "function",
+            "function": {
+                "name": "lookup",
+                "description": "Look a city up.",
+                "parameters": LOOKUP.parameters,
+            },
+        }
+    ]

@@ -1,0 +1,186 @@
+"""Dify-compatible `POST /chat-messages` (wire-protocols §2), for Dify frontends and SDKs.
+
+`conversation_id` is our context id; `answer` carries the raw chunk text (control tags
+included, as AIAvatarKit sends it). Streaming emits `message` per sentence and `message_end`,
+or `error` when the turn fails; `blocking` returns one JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from .history import resolve_end_user
+from .pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnRequest
+from .pipeline.turn import run_turn
+from .sse import sse_response
+from .transport import Rejected, authenticate, continue_context, find_character, read_json
+
+CHANNEL = "dify"
+
+
+class ChatMessageRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    query: str = ""
+    inputs: dict[str, str] | None = None
+    user: str
+    conversation_id: str | None = None
+    response_mode: str = "streaming"
+    files: list[dict[str, str]] | None = None
+
+    @field_validator("response_mode")
+    @classmethod
+    def _known_mode(cls, mode: str) -> str:
+        if mode not in ("streaming", "blocking"):
+            raise ValueError("response_mode must be 'streaming' or 'blocking'")
+        return mode
+
+    @field_validator("user")
+    @classmethod
+    def _user_given(cls, user: str) -> str:
+        if not user.strip():
+            raise ValueError("user must not be empty")
+        return user
+
+
+def _rejected(rejected: Rejected) -> JsonResponse:
+    """Dify's error shape."""
+    body = {"status": rejected.status, "code": rejected.code, "message": rejected.message}
+    return JsonResponse(body, status=rejected.status)
+
+
+def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[TurnRequest, bool]:
+    """The turn to run and whether to stream it; the key is checked before the body."""
+    authenticate(headers)
+    if isinstance(data, Rejected):
+        raise data
+    try:
+        payload = ChatMessageRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise Rejected(400, problems, code="invalid_param") from None
+    character = find_character(slug or headers.get("X-Character"))
+    context = continue_context(character, payload.conversation_id, "conversation_id")
+    files = [
+        {"type": f.get("type", "image"), "url": f["url"]}
+        for f in payload.files or []
+        if f.get("url", "").startswith(("http://", "https://", "data:"))
+    ]
+    turn = TurnRequest(
+        character=character,
+        end_user=resolve_end_user(CHANNEL, payload.user),
+        channel=CHANNEL,
+        # A conversation is its own session: two requests in one conversation are one session.
+        session_id=payload.conversation_id or f"sess_temp_{uuid.uuid4()}",
+        context=context,
+        text=payload.query,
+        files=files,
+        system_prompt_params=payload.inputs or {},
+    )
+    return turn, payload.response_mode == "streaming"
+
+
+def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "event": name,
+        "task_id": message_id,
+        "id": message_id,
+        "message_id": message_id,
+        "conversation_id": conversation_id,
+        **fields,
+    }
+
+
+async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
+    message_id = f"message_{uuid.uuid4()}"
+    conversation_id = str(turn.context.context_id)
+    created_at = int(time.time())
+    async for event in run_turn(turn):
+        match event:
+            case TurnChunk():
+                yield json.dumps(
+                    _event(
+                        "message",
+                        message_id,
+                        conversation_id,
+                        answer=event.text,
+                        created_at=created_at,
+                    ),
+                    ensure_ascii=False,
+                )
+            case TurnFinished():
+                yield json.dumps(
+                    _event(
+                        "message_end",
+                        message_id,
+                        conversation_id,
+                        answer=None,
+                        metadata={},
+                        created_at=created_at,
+                    )
+                )
+            case TurnFailed():
+                yield json.dumps(
+                    _event(
+                        "error",
+                        message_id,
+                        conversation_id,
+                        status=500,
+                        code="internal_error",
+                        message=event.error,
+                    ),
+                    ensure_ascii=False,
+                )
+
+
+async def _blocking(turn: TurnRequest) -> JsonResponse:
+    message_id = f"message_{uuid.uuid4()}"
+    conversation_id = str(turn.context.context_id)
+    async for event in run_turn(turn):
+        if isinstance(event, TurnFailed):
+            return JsonResponse(
+                {"status": 500, "code": "internal_error", "message": event.error}, status=500
+            )
+        if isinstance(event, TurnFinished):
+            return JsonResponse(
+                _event(
+                    "message",
+                    message_id,
+                    conversation_id,
+                    mode="chat",
+                    answer=event.text,
+                    metadata={},
+                    created_at=int(time.time()),
+                ),
+                json_dumps_params={"ensure_ascii": False},
+            )
+    raise RuntimeError("the turn ended without a final event")
+
+
+@csrf_exempt
+@require_POST
+async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+    try:
+        data: Any = read_json(request)
+    except Rejected as rejected:
+        data = rejected
+    try:
+        turn, streaming = await sync_to_async(_prepare)(request.headers, slug, data)
+    except Rejected as rejected:
+        return _rejected(rejected)
+    if not streaming:
+        return await _blocking(turn)
+    return sse_response(_stream(turn), ping='{"event": "ping"}')

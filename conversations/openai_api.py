@@ -1,0 +1,183 @@
+"""OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models` (wire-protocols §5).
+
+`model` names the character. History lives on the server, so only the last user message of
+the request is read. The API key (never the raw token) plus the optional `user` field name the
+end user; each user continues their latest conversation with the character. Replies carry the
+text without control tags.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from characters.models import Character
+
+from .history import resolve_end_user, resume_context
+from .pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnRequest
+from .pipeline.tags import without_tags
+from .pipeline.turn import run_turn
+from .sse import sse_response
+from .transport import Rejected, authenticate, find_character, read_json
+
+CHANNEL = "openai"
+
+
+class CompletionRequest(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str
+    messages: list[dict[str, Any]]
+    stream: bool = False
+    user: str | None = None
+
+
+def _rejected(rejected: Rejected) -> JsonResponse:
+    """OpenAI's error shape, so the official SDK raises its matching exception."""
+    error = {"message": rejected.message, "type": "invalid_request_error", "code": rejected.code}
+    return JsonResponse({"error": error}, status=rejected.status)
+
+
+def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
+    """Text and images of the last user message (the server keeps the history itself)."""
+    message = next((m for m in reversed(messages) if m.get("role") == "user"), None)
+    if message is None:
+        raise Rejected(400, "messages must contain a user message", code="invalid_messages")
+    content = message.get("content")
+    if isinstance(content, str):
+        return content, []
+    if not isinstance(content, list):
+        raise Rejected(400, "message content must be a string or a list", code="invalid_messages")
+    texts, files = [], []
+    for part in content:
+        if isinstance(part, str):
+            texts.append(part)
+        elif isinstance(part, dict) and part.get("type") == "text":
+            texts.append(str(part.get("text", "")))
+        elif isinstance(part, dict) and part.get("type") == "image_url":
+            url = (part.get("image_url") or {}).get("url", "")
+            if isinstance(url, str) and url.startswith(("http://", "https://", "data:")):
+                files.append({"type": "image", "url": url})
+    return "\n".join(texts), files
+
+
+def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, bool]:
+    key = authenticate(headers)
+    if isinstance(data, Rejected):
+        raise data
+    try:
+        payload = CompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        raise Rejected(400, problems, code="invalid_request") from None
+    text, files = _last_user_message(payload.messages)
+    try:
+        character = find_character(payload.model)
+    except Rejected:
+        raise Rejected(
+            404, f"The model {payload.model!r} does not exist.", code="model_not_found"
+        ) from None
+    # The key's id, not its secret, names the user; `user` tells apart people sharing a key.
+    end_user = resolve_end_user(CHANNEL, f"key-{key.pk}:{payload.user or ''}")
+    turn = TurnRequest(
+        character=character,
+        end_user=end_user,
+        channel=CHANNEL,
+        session_id=f"openai_{uuid.uuid4()}",
+        context=resume_context(character, end_user, CHANNEL),
+        text=text,
+        files=files,
+    )
+    return turn, payload.model, payload.stream
+
+
+def _chunk(completion_id: str, created: int, model: str, **choice: Any) -> str:
+    body = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": model,
+        "choices": [{"index": 0, **choice}],
+    }
+    return json.dumps(body, ensure_ascii=False)
+
+
+async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
+    completion_id, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
+    yield _chunk(completion_id, created, model, delta={"role": "assistant", "content": ""})
+    async for event in run_turn(turn):
+        match event:
+            case TurnChunk() if content := without_tags(event.text):
+                yield _chunk(completion_id, created, model, delta={"content": content})
+            case TurnFinished():
+                yield _chunk(completion_id, created, model, delta={}, finish_reason="stop")
+                yield "[DONE]"
+            case TurnFailed():
+                yield json.dumps({"error": {"message": event.error, "type": "server_error"}})
+
+
+async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
+    async for event in run_turn(turn):
+        if isinstance(event, TurnFailed):
+            error = {"message": event.error, "type": "server_error", "code": "turn_failed"}
+            return JsonResponse({"error": error}, status=502)
+        if isinstance(event, TurnFinished):
+            message = {"role": "assistant", "content": without_tags(event.text).strip()}
+            return JsonResponse(
+                {
+                    "id": f"chatcmpl-{uuid.uuid4()}",
+                    "object": "chat.completion",
+                    "created": int(time.time()),
+                    "model": model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+                    "usage": None,
+                },
+                json_dumps_params={"ensure_ascii": False},
+            )
+    raise RuntimeError("the turn ended without a final event")
+
+
+@csrf_exempt
+@require_POST
+async def chat_completions(request: HttpRequest) -> HttpResponse:
+    try:
+        data: Any = read_json(request)
+    except Rejected as rejected:
+        data = rejected
+    try:
+        turn, model, stream = await sync_to_async(_prepare)(request.headers, data)
+    except Rejected as rejected:
+        return _rejected(rejected)
+    if stream:
+        return sse_response(_stream(turn, model))
+    return await _complete(turn, model)
+
+
+def _models(headers: Mapping[str, str]) -> list[dict[str, Any]]:
+    authenticate(headers)
+    characters = Character.objects.filter(is_active=True).values_list("slug", "created_at")
+    return [
+        {"id": slug, "object": "model", "created": int(at.timestamp()), "owned_by": "avatarsite"}
+        for slug, at in characters
+    ]
+
+
+@require_GET
+async def models(request: HttpRequest) -> JsonResponse:
+    try:
+        listing = await sync_to_async(_models)(request.headers)
+    except Rejected as rejected:
+        return _rejected(rejected)
+    return JsonResponse({"object": "list", "data": listing})

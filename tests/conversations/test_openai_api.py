@@ -1,0 +1,141 @@
+"""`/v1/chat/completions` and `/v1/models` through the official `openai` SDK, unchanged."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from characters.models import Character
+from conversations.models import ChannelIdentity, Context, TurnRecord
+from tests.conftest import AsgiServer
+from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def client(server: AsgiServer, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=15)
+
+
+def ask(sdk: openai.OpenAI, text: str, **options: object) -> str | None:
+    completion = sdk.chat.completions.create(
+        model="mia", messages=[{"role": "user", "content": text}], **options
+    )
+    assert completion.choices[0].finish_reason == "stop"
+    return completion.choices[0].message.content
+
+
+def test_it_remembers_the_conversation_on_the_server(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    with client(asgi_server, api_key) as sdk:
+        assert (
+            ask(sdk, "My name is Ken.") == "You said: My name is Ken.. I have seen 1 user messages."
+        )
+        second = ask(sdk, "What is my name?")
+    assert second == "You said: What is my name?. I have seen 2 user messages."
+    assert Context.objects.get().message_count == 4
+    identity = ChannelIdentity.objects.get()
+    assert identity.channel == "openai" and api_key not in identity.external_id
+
+
+def test_it_keeps_users_sharing_a_key_apart(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    with client(asgi_server, api_key) as sdk:
+        ask(sdk, "Hi, I am Ann.", user="ann")
+        answer = ask(sdk, "Hi, I am Bob.", user="bob")
+
+    assert answer.endswith("I have seen 1 user messages.")
+    assert Context.objects.count() == 2
+
+
+def test_it_streams_deltas_without_control_tags(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(ScriptedReply(text="[face:joy]Hello there! <animation name='wave' />Bye."))
+
+    with client(asgi_server, api_key) as sdk:
+        chunks = list(
+            sdk.chat.completions.create(
+                model="mia", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+        )
+
+    assert chunks[0].choices[0].delta.role == "assistant"
+    text = "".join(c.choices[0].delta.content or "" for c in chunks)
+    assert text == "Hello there! Bye."
+    assert chunks[-1].choices[0].finish_reason == "stop"
+
+
+def test_it_passes_images_and_reads_only_the_last_user_message(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    image = "https://example.com/cat.png"
+    with client(asgi_server, api_key) as sdk:
+        sdk.chat.completions.create(
+            model="mia",
+            messages=[
+                {"role": "user", "content": "Ignored: the server keeps history."},
+                {"role": "assistant", "content": "Ignored too."},
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is this?"},
+                        {"type": "image_url", "image_url": {"url": image}},
+                    ],
+                },
+            ],
+        )
+
+    sent = fake_llm.requests[-1]["messages"]
+    assert [m["role"] for m in sent] == ["system", "user"]
+    assert sent[-1]["content"] == [
+        {"type": "image_url", "image_url": {"url": image}},
+        {"type": "text", "text": "What is this?"},
+    ]
+
+
+def test_it_reports_a_failed_turn(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(ScriptedReply(status=500, repeat=4))
+
+    with client(asgi_server, api_key) as sdk:
+        with pytest.raises(openai.InternalServerError) as blocking:
+            ask(sdk, "Hello")
+        with pytest.raises(openai.APIError, match="LLM provider returned HTTP 500"):
+            list(
+                sdk.chat.completions.create(
+                    model="mia", messages=[{"role": "user", "content": "Hi"}], stream=True
+                )
+            )
+
+    assert blocking.value.status_code == 502
+    assert not Context.objects.exists()
+    assert TurnRecord.objects.filter(status=TurnRecord.Status.FAILED).count() == 2
+
+
+def test_it_refuses_bad_keys_unknown_models_and_missing_user_messages(
+    asgi_server: AsgiServer, character: Character, api_key: str
+) -> None:
+    with client(asgi_server, "ak_wrong") as sdk, pytest.raises(openai.AuthenticationError):
+        ask(sdk, "Hello")
+    with client(asgi_server, api_key) as sdk:
+        with pytest.raises(openai.NotFoundError, match="model 'nobody' does not exist"):
+            sdk.chat.completions.create(
+                model="nobody", messages=[{"role": "user", "content": "Hi"}]
+            )
+        with pytest.raises(openai.BadRequestError, match="user message"):
+            sdk.chat.completions.create(model="mia", messages=[{"role": "system", "content": "Hi"}])
+
+    assert not TurnRecord.objects.exists()
+
+
+def test_it_lists_characters_as_models(
+    asgi_server: AsgiServer, character: Character, api_key: str
+) -> None:
+    Character.objects.create(slug="retired", name="Retired", is_active=False)
+
+    with client(asgi_server, api_key) as sdk:
+        assert [m.id for m in sdk.models.list()] == ["mia"]

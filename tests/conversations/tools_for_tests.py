@@ -1,0 +1,43 @@
+"""Tools the test server process registers (through the TOOL_MODULES setting)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from conversations.tools import ToolContext, ToolResult, tool
+
+
+@tool(
+    name="check_temperature",
+    description="Measure the temperature somewhere, reporting progress.",
+    parameters={"type": "object", "properties": {"place": {"type": "string"}}},
+)
+async def check_temperature(
+    context: ToolContext, arguments: dict[str, Any]
+) -> AsyncIterator[str | dict[str, Any] | ToolResult]:
+    yield "Let me check."
+    yield {"progress": 1}
+    yield ToolResult({"place": arguments.get("place", "here"), "celsius": 23})
+
+
+@tool(
+    name="remember_color",
+    description="Remember the user's favourite colour.",
+    parameters={
+        "type": "object",
+        "properties": {"color": {"type": "string"}},
+        "required": ["color"],
+    },
+)
+def remember_color(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    # A plain function: it runs in a worker thread, where the ORM may be used.
+    end_user = context.end_user
+    end_user.metadata = {**end_user.metadata, "color": arguments["color"]}
+    end_user.save(update_fields=["metadata", "updated_at"])
+    return {"saved": arguments["color"], "for_context": str(context.context_id)}
+
+
+@tool(name="explode", description="Always fails.")
+async def explode(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
+    raise RuntimeError("the tool broke")

@@ -8,4 +8,5 @@ class CharactersConfig(AppConfig):
     name = "characters"
 
     def ready(self) -> None:
-        from . import signals  # noqa: F401  (connects the diary_saved announcer)
+        # Connects the diary_saved announcer, and registers the character tools.
+        from . import signals, tools  # noqa: F401

@@ -7,9 +7,10 @@ instead of the server. Here the fake has an interpreter to itself.
 Protocol with the parent: the first stdout line is the base URL (`http://127.0.0.1:PORT/v1`);
 the fake then serves until SIGTERM or SIGINT, or, with `--watch-stdin`, until its stdin
 closes, so even a parent killed with SIGKILL leaves no orphan behind. It answers every
-request with the fake's deterministic default reply, at zero latency.
+request with the fake's deterministic default reply, at zero latency, or with the content of
+`--reply-file` (in one delta) when given.
 
-    python -m bench.fake_llm --watch-stdin
+    python -m bench.fake_llm --watch-stdin [--reply-file answer.json]
 """
 
 from __future__ import annotations
@@ -18,13 +19,15 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 # The fake records every request body for tests to inspect; a benchmark never reads them,
 # and 30-turn conversations make them large, so they are dropped this often.
 FORGET_REQUESTS_EVERY_SECONDS = 1.0
+FOREVER = 2**62
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
         "--watch-stdin",
         action="store_true",
         help="also stop when stdin reaches end of file (for a parent holding a pipe)",
+    )
+    parser.add_argument(
+        "--reply-file",
+        type=Path,
+        help="answer every request with this file's content, sent as one delta",
     )
     args = parser.parse_args(argv)
 
@@ -52,9 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
 
     with FakeOpenAI() as fake:
+        if args.reply_file:
+            reply = args.reply_file.read_text()
+            fake.script(ScriptedReply(chunks=[reply], repeat=FOREVER))
         print(fake.base_url, flush=True)
         while not stop.wait(FORGET_REQUESTS_EVERY_SECONDS):
-            fake.reset()
+            fake.forget_requests()
     return 0
 
 

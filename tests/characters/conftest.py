@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
 from avatarsite.celery import app as celery_app
-from characters.life_prompts import WEEKDAYS
 from characters.models import Character, WeeklySchedule
 from tests.conftest import LLM_KEY_VARIABLE
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ScriptedReply
@@ -17,29 +15,6 @@ from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ScriptedReply
 # Long before any date the tests use, so no test meets the "not before creation" rule by chance.
 LONG_AGO = datetime(2025, 1, 1, tzinfo=UTC)
 GARBLED = "Sure! Here is the schedule you asked for."
-
-
-def life_reply(marker: str = "m") -> str:
-    """One JSON answer that satisfies every life schema (pydantic ignores the extra keys), so
-    a script does not depend on which step asks first; `marker` shows up in what is saved."""
-    slots = [
-        {
-            "time": f"{hour}:00-{hour + 1}:00",
-            "activity": f"{marker} activity {hour}",
-            "notes": "",
-            **{day: f"{marker} {day} {hour}" for day in WEEKDAYS},
-        }
-        for hour in range(24)
-    ]
-    return json.dumps(
-        {
-            "plan": f"{marker} plan",
-            "slots": slots,
-            "topics": [f"{marker} topic"],
-            "diary": f"{marker} diary: a quiet day, and I liked it.",
-            "items": [f"{marker} news"],
-        }
-    )
 
 
 def answers(text: str, repeat: int = 1) -> ScriptedReply:

@@ -9,7 +9,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from characters.models import Character, DailySchedule, Diary
-from tests.characters.conftest import GARBLED, answers, life_reply
+from tests.characters.conftest import GARBLED, answers
+from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db

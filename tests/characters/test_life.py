@@ -20,7 +20,9 @@ from characters.models import (
     WeeklySchedule,
 )
 from conversations.models import Context, EndUser, Message
-from tests.characters.conftest import GARBLED, answers, life_reply, make_character, sent_text
+from conversations.tools import registry
+from tests.characters.conftest import GARBLED, answers, make_character, sent_text
+from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 pytestmark = pytest.mark.django_db
@@ -273,3 +275,16 @@ def test_it_goes_on_past_a_failed_day(fake_llm: FakeOpenAI, living: Character) -
 def test_it_refuses_a_backwards_range() -> None:
     with pytest.raises(ValueError, match="starts"):
         life.date_range(DAY, DAY - timedelta(days=1))
+
+
+@pytest.mark.parametrize("name", ["get_diary", "update_username"])
+def test_the_tool_schemas_require_what_they_need_and_describe_every_parameter(name: str) -> None:
+    spec = registry.get(name)
+    assert spec is not None
+
+    parameters = spec.parameters
+    assert parameters["type"] == "object"
+    assert set(parameters["required"]) <= set(parameters["properties"])
+    assert all(
+        p["type"] == "string" and p["description"] for p in parameters["properties"].values()
+    )

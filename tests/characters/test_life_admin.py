@@ -17,7 +17,8 @@ from characters import life
 from characters.models import Character, DailySchedule, Diary, GenerationJob, Origin
 from characters.signals import diary_saved
 from conversations.models import EndUser
-from tests.characters.conftest import answers, life_reply
+from tests.characters.conftest import answers
+from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db

@@ -9,13 +9,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connection
+from django.test import TestCase
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
 from characters import life
 from characters.models import Character, DailySchedule, Diary, GenerationClaim, GenerationJob
 from characters.tasks import enqueue_due, enqueue_job, run_generation_job
-from tests.characters.conftest import GARBLED, answers, life_reply, make_character
+from tests.characters.conftest import GARBLED, answers, make_character
+from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 DAY = date(2026, 1, 16)
@@ -31,6 +33,17 @@ def born_on(character: Character, day: date) -> None:
     character.refresh_from_db()
 
 
+def tick(now: datetime) -> list[GenerationJob]:
+    """A beat tick, with the jobs it enqueues run at once (eager Celery) as it commits."""
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return enqueue_due(now)
+
+
+def enqueue(character: Character, kind: str, day: date) -> GenerationJob:
+    with TestCase.captureOnCommitCallbacks(execute=True):
+        return enqueue_job(character, kind, day)
+
+
 def schedules() -> set[tuple[str, date]]:
     return set(DailySchedule.objects.values_list("character__slug", "schedule_date"))
 
@@ -42,7 +55,7 @@ def test_the_beat_entry_exists_and_is_editable_in_the_admin() -> None:
     assert entry.enabled and (entry.interval.every, entry.interval.period) == (5, "minutes")
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_tick_at_0605_local_writes_one_schedule_per_character_in_three_timezones(
     fake_llm: FakeOpenAI, eager_celery: None
 ) -> None:
@@ -55,36 +68,36 @@ def test_a_tick_at_0605_local_writes_one_schedule_per_character_in_three_timezon
     # In UTC order: 06:05 in Tokyo, then London, then New York, each on the 16th.
     for slug, zone in zones.items():
         at = local(zone, DAY, 6, 5)
-        assert not enqueue_due(local(zone, DAY, 5, 55)), f"nothing is due before 06:00 ({slug})"
+        assert not tick(local(zone, DAY, 5, 55)), f"nothing is due before 06:00 ({slug})"
         before = len(fake_llm.requests)
 
-        jobs = enqueue_due(at)
+        jobs = tick(at)
 
         created.add((slug, DAY))
         assert [(job.character.slug, job.date_from) for job in jobs] == [(slug, DAY)]
         assert schedules() == created
         assert len(fake_llm.requests) - before == 2  # the day plan and the table
-        assert not enqueue_due(at) and schedules() == created
+        assert not tick(at) and schedules() == created
         assert len(fake_llm.requests) - before == 2
 
     assert set(GenerationJob.objects.values_list("status", flat=True)) == {"succeeded"}
     assert not Diary.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_hours_are_per_character(fake_llm: FakeOpenAI, eager_celery: None) -> None:
     early = make_character(fake_llm, "early", "Asia/Tokyo", schedule_hour=4, diary_hour=20)
     born_on(early, DAY)
     fake_llm.script(answers(life_reply(), repeat=100))
 
-    enqueue_due(local("Asia/Tokyo", DAY, 4, 1))
+    tick(local("Asia/Tokyo", DAY, 4, 1))
     assert schedules() == {("early", DAY)} and not Diary.objects.exists()
-    enqueue_due(local("Asia/Tokyo", DAY, 20, 1))
+    tick(local("Asia/Tokyo", DAY, 20, 1))
 
     assert list(Diary.objects.values_list("diary_date", flat=True)) == [DAY]
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_stopped_beat_catches_up_within_the_window_and_never_before_birth(
     fake_llm: FakeOpenAI, eager_celery: None, settings: Any
 ) -> None:
@@ -94,7 +107,7 @@ def test_a_stopped_beat_catches_up_within_the_window_and_never_before_birth(
     born_on(young, DAY - timedelta(days=1))
     fake_llm.script(answers(life_reply(), repeat=200))
 
-    jobs = enqueue_due(local("Asia/Tokyo", DAY, 7))
+    jobs = tick(local("Asia/Tokyo", DAY, 7))
 
     assert sorted((j.character.slug, j.date_from, j.kind) for j in jobs) == [
         ("old", DAY - timedelta(days=3), "day"),
@@ -111,10 +124,10 @@ def test_a_stopped_beat_catches_up_within_the_window_and_never_before_birth(
         ("young", DAY - timedelta(days=1)),
     ]
     assert len(schedules()) == 6
-    assert old.pk and not enqueue_due(local("Asia/Tokyo", DAY, 7, 5))
+    assert old.pk and not tick(local("Asia/Tokyo", DAY, 7, 5))
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_failed_day_backs_off_then_is_retried_and_never_skipped(
     fake_llm: FakeOpenAI, eager_celery: None
 ) -> None:
@@ -122,23 +135,23 @@ def test_a_failed_day_backs_off_then_is_retried_and_never_skipped(
     fake_llm.script(answers(GARBLED, repeat=3))
     at = local("Asia/Tokyo", DAY, 6, 5)
 
-    (job,) = enqueue_due(at)
+    (job,) = tick(at)
 
     job.refresh_from_db()
     assert job.status == "failed" and "plan: no valid answer" in job.error
-    assert not enqueue_due(at), "a failed day waits for its back-off"
+    assert not tick(at), "a failed day waits for its back-off"
     GenerationClaim.objects.update(retry_after=timezone.now() - timedelta(seconds=1))
     fake_llm.script(answers(life_reply(), repeat=2))
-    assert len(enqueue_due(at)) == 1
+    assert len(tick(at)) == 1
     assert schedules() == {("hana", DAY)}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_job_delivered_twice_does_its_work_once(
     fake_llm: FakeOpenAI, living: Character, eager_celery: None
 ) -> None:
     fake_llm.script(answers(life_reply(), repeat=4))
-    job = enqueue_job(living, GenerationJob.Kind.DAY, DAY)
+    job = enqueue(living, GenerationJob.Kind.DAY, DAY)
     paid = len(fake_llm.requests)
 
     run_generation_job.apply(args=[job.pk])
@@ -192,7 +205,7 @@ def test_two_concurrent_runs_for_the_same_day_write_one_row_and_pay_once(
     assert not GenerationClaim.objects.exists()
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_a_busy_job_looks_again_later(
     fake_llm: FakeOpenAI, living: Character, eager_celery: None, settings: Any
 ) -> None:
@@ -204,7 +217,7 @@ def test_a_busy_job_looks_again_later(
         leased_until=timezone.now() + timedelta(minutes=5),
     )
 
-    job = enqueue_job(living, GenerationJob.Kind.SCHEDULE, DAY)
+    job = enqueue(living, GenerationJob.Kind.SCHEDULE, DAY)
 
     job.refresh_from_db()
     assert job.status == "failed" and "being generated by another run" in job.error

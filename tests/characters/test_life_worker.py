@@ -16,8 +16,9 @@ from django.db import connections
 from avatarsite.celery import app
 from characters.models import Character, DailySchedule, Diary, GenerationJob
 from characters.tasks import enqueue_due, enqueue_job
-from tests.characters.conftest import answers, life_reply, make_character
+from tests.characters.conftest import answers, make_character
 from tests.conftest import IN_CI, require_service
+from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI
 
 pytestmark = pytest.mark.django_db(transaction=True)

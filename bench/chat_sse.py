@@ -547,11 +547,13 @@ async def run_level(
 # --- Processes and set-up -----------------------------------------------------------------
 
 
-def start_fake_llm(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `bench.fake_llm` and read its base URL, the first line it prints."""
+def start_fake_llm(
+    env: dict[str, str], log_path: Path, *args: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `bench.fake_llm` (with `args`) and read its base URL, the first line it prints."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_llm", "--watch-stdin"],
+            [sys.executable, "-m", "bench.fake_llm", "--watch-stdin", *args],
             cwd=BASE_DIR,
             env=env,
             stdin=subprocess.PIPE,  # closed by the parent, or by the kernel if it dies

@@ -213,11 +213,13 @@ def ask_json(
     schema: type[Schema],
     *,
     model: str | None = None,
+    last: bool = False,
 ) -> tuple[Schema, str]:
     """Ask for a JSON answer matching `schema`; returns it with the raw reply.
 
     An answer already paid for with the same messages is reused. An invalid one is shown back
-    to the LLM with what was wrong, within LIFE_LLM_ATTEMPTS attempts in all.
+    to the LLM with what was wrong, within LIFE_LLM_ATTEMPTS attempts in all. A valid one is
+    kept on the claim, unless it is the `last` step, whose row is saved right after anyway.
     """
     model = model or character.llm_model
     conversation = list(messages)
@@ -241,7 +243,8 @@ def ask_json(
             ]
             reply = None
             continue
-        claim.keep(step, messages, model, reply)
+        if not last:
+            claim.keep(step, messages, model, reply)
         return value, reply
     raise GenerationFailed(
         f"{step}: no valid answer in {settings.LIFE_LLM_ATTEMPTS} attempts ({error})"
@@ -282,7 +285,7 @@ def generate_weekly_schedule(
             _system(prompts.WEEKLY_SYSTEM, character),
             _user(prompts.WEEKLY_USER.format(persona=character.persona)),
         ]
-        table, _ = ask_json(character, claim, "weekly", messages, prompts.WeekTable)
+        table, _ = ask_json(character, claim, "weekly", messages, prompts.WeekTable, last=True)
         with transaction.atomic():
             row, _ = WeeklySchedule.objects.update_or_create(
                 character=character,
@@ -321,7 +324,7 @@ def generate_daily_schedule(
             ChatMessage(role="assistant", content=plan_reply),
             _user(prompts.DAILY_TABLE.format(date=prompts.date_label(day))),
         ]
-        table, _ = ask_json(character, claim, "table", table_messages, prompts.DayTable)
+        table, _ = ask_json(character, claim, "table", table_messages, prompts.DayTable, last=True)
         with transaction.atomic():
             row, _ = DailySchedule.objects.update_or_create(
                 character=character,
@@ -394,7 +397,9 @@ def news_for(character: Character, day: date) -> tuple[NewsDigest | None, str]:
                 _user(prompts.NEWS_USER.format(date=day.isoformat(), country=country)),
             ]
             model = settings.LIFE_NEWS_MODEL
-            news, _ = ask_json(character, claim, "news", messages, prompts.NewsItems, model=model)
+            news, _ = ask_json(
+                character, claim, "news", messages, prompts.NewsItems, model=model, last=True
+            )
             with transaction.atomic():
                 digest = NewsDigest.objects.create(
                     country=country, language=language, news_date=day, items=news.items, model=model
@@ -443,7 +448,7 @@ def generate_diary(
                 )
             ),
         ]
-        diary, _ = ask_json(character, claim, "diary", write_messages, prompts.DiaryText)
+        diary, _ = ask_json(character, claim, "diary", write_messages, prompts.DiaryText, last=True)
         with transaction.atomic():
             row, _ = Diary.objects.update_or_create(
                 character=character,

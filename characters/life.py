@@ -34,6 +34,7 @@ from django.utils import timezone
 from pydantic import BaseModel, ValidationError
 
 from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
+from conversations.llm.echo import EchoProvider
 from conversations.models import Message
 
 from . import life_prompts as prompts
@@ -221,6 +222,9 @@ def ask_json(
     to the LLM with what was wrong, within LIFE_LLM_ATTEMPTS attempts in all. A valid one is
     kept on the claim, unless it is the `last` step, whose row is saved right after anyway.
     """
+    if provider_for(character).name == EchoProvider.name:
+        # The echo provider only repeats the prompt: asking it would fail every attempt.
+        raise GenerationFailed(f"{step}: {character.slug} has no LLM configured (echo provider)")
     model = model or character.llm_model
     conversation = list(messages)
     reply = claim.paid(step, messages, model)

@@ -288,3 +288,12 @@ def test_the_tool_schemas_require_what_they_need_and_describe_every_parameter(na
     assert all(
         p["type"] == "string" and p["description"] for p in parameters["properties"].values()
     )
+
+
+def test_it_does_not_ask_the_echo_provider(fake_llm: FakeOpenAI, living: Character) -> None:
+    living.llm_api_key_env = "NO_SUCH_KEY_VARIABLE"
+
+    with pytest.raises(life.GenerationFailed, match="has no LLM configured"):
+        life.generate_daily_schedule(living, DAY)
+
+    assert not DailySchedule.objects.exists() and fake_llm.requests == []

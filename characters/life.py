@@ -544,11 +544,6 @@ def generate_dates(
     return results
 
 
-def initialize_character(character: Character, now: datetime) -> DayResult:
-    """A new character's usual week and today's schedule (today on its own clock)."""
-    return generate_day(character, character.local_now(now).date(), diary=False)
-
-
 @dataclass
 class DueDay:
     character: Character

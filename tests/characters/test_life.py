@@ -36,7 +36,9 @@ def test_it_initializes_a_character_with_its_week_and_today_on_its_own_clock(
     WeeklySchedule.objects.all().delete()
     fake_llm.script(answers(life_reply("init"), repeat=3))
     # 23:30 UTC on the 15th is 08:30 on the 16th in Tokyo.
-    result = life.initialize_character(living, datetime(2026, 1, 15, 23, 30, tzinfo=UTC))
+    today = living.local_now(datetime(2026, 1, 15, 23, 30, tzinfo=UTC)).date()
+    # What the admin's "Generate today's schedule" does for a new character.
+    result = life.generate_day(living, today, diary=False)
 
     assert (result.date, result.schedule_generated, result.error) == (DAY, True, "")
     weekly = WeeklySchedule.objects.get(character=living)

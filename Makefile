@@ -7,19 +7,25 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-life lint apikey clean
+.PHONY: run test bench bench-life bench-speech lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # Re-install when pyproject.toml changes.
+# silero-vad is installed without its dependencies: they are torch, and we only take the ONNX
+# model it ships (ONNX Runtime runs it). The local-speech extra brings offline speech-to-text.
+SILERO_VAD := silero-vad>=6.2,<7
+
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[local-speech]'
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)'
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,local-speech]'
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)'
 	scripts/install-test-deps.sh $(BIN)
 	touch $@ $(VENV)/.installed
 
@@ -41,6 +47,9 @@ bench: $(VENV)/.installed-dev
 bench-life: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-life: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.life
+
+bench-speech: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.speech
 
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)

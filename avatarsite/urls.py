@@ -7,5 +7,6 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
+    path("api/", include("avatarsite.api_urls")),
     path("", include("conversations.urls")),
 ]

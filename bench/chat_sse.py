@@ -97,8 +97,9 @@ import json, os
 from django.db import connection
 from characters.models import Character
 from conversations.models import ApiKey
+from conversations.speech.models import VoiceSettings
 
-Character.objects.update_or_create(
+bench, _ = Character.objects.update_or_create(
     slug={CHARACTER_SLUG!r},
     defaults=dict(
         name="Bench",
@@ -111,6 +112,8 @@ Character.objects.update_or_create(
         is_active=True,
     ),
 )
+# Text only: this benchmark measures the conversation path, as AIAvatarKit's figures do.
+VoiceSettings.objects.update_or_create(character=bench, defaults=dict(tts_provider="none"))
 # The query /chat uses to pick the default character: another default in a reused database
 # could win it, and then the bench must name its character explicitly.
 default = Character.objects.filter(is_active=True, is_default=True).first()

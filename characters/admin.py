@@ -23,6 +23,7 @@ from django.utils.html import format_html
 
 from conversations.models import EndUser
 from conversations.pipeline.prompt import compose_system_prompt
+from conversations.speech.admin import VoiceSettingsInline
 
 from .life import MAX_RANGE_DAYS
 from .models import (
@@ -144,12 +145,19 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
         ),
         (
             "Conversation",
-            {"fields": ("context_timeout_seconds", "artifact_catalog", "disabled_tools")},
+            {
+                "fields": (
+                    "context_timeout_seconds",
+                    "use_turn_queue",
+                    "artifact_catalog",
+                    "disabled_tools",
+                )
+            },
         ),
         ("Life", {"fields": ("schedule_hour", "diary_hour", "news_country", "life_links")}),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )
-    inlines = (WeeklyScheduleInline, DailyScheduleInline, DiaryInline)
+    inlines = (VoiceSettingsInline, WeeklyScheduleInline, DailyScheduleInline, DiaryInline)
     actions = ("generate_todays_schedule", "write_todays_diary", "backfill_range")
 
     @admin.display(description="Tools")

@@ -20,6 +20,16 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"Unknown time zone {value!r}.") from exc
 
 
+def validate_artifact_catalog(value: object) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise ValidationError("Expected an object of objects.")
+
+
+def validate_tool_names(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(name, str) for name in value):
+        raise ValidationError("Expected a list of tool names.")
+
+
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ECHO = "echo", "Development echo (no LLM)"
@@ -68,6 +78,7 @@ class Character(models.Model):
     artifact_catalog = models.JSONField(
         default=dict,
         blank=True,
+        validators=[validate_artifact_catalog],
         help_text='Artifacts the LLM may show by id: {"about": {"type": "image", "src": "..."}}.',
     )
     schedule_hour = models.PositiveSmallIntegerField(
@@ -87,9 +98,17 @@ class Character(models.Model):
         validators=[RegexValidator(r"^[A-Z]{2}$", "Enter an ISO 3166-1 alpha-2 code, e.g. JP.")],
         help_text="Whose news the diary may mention (e.g. JP). Blank: diaries without news.",
     )
+    use_turn_queue = models.BooleanField(
+        "queue turns",
+        default=False,
+        help_text="Off: a new request in a session interrupts the answer in progress. On: it "
+        "waits its turn when it asks to (wait_in_queue), else it interrupts and drops the "
+        "requests still waiting.",
+    )
     disabled_tools = models.JSONField(
         default=list,
         blank=True,
+        validators=[validate_tool_names],
         help_text='Names of tools this character must not use, e.g. ["get_diary"].',
     )
     is_default = models.BooleanField(

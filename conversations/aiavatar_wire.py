@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from .pipeline.events import (
+    TurnCancelled,
     TurnChunk,
     TurnEvent,
     TurnFailed,
@@ -83,8 +84,23 @@ class AIAvatarRequest(BaseModel):
                 raise ValueError("audio_data is not valid base64") from exc
         return audio or None
 
+    @field_validator("metadata")
+    @classmethod
+    def _speed_in_range(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        speed = (metadata or {}).get("speech_speed")
+        if speed is not None and (
+            isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4
+        ):
+            raise ValueError("metadata.speech_speed must be a number from 0.25 to 4")
+        return metadata
+
     def audio(self) -> bytes | None:
         return base64.b64decode(self.audio_data) if self.audio_data else None
+
+    def speech_speed(self) -> float | None:
+        """This session's own TTS speed, sent as `metadata.speech_speed` (0.25 to 4)."""
+        speed = (self.metadata or {}).get("speech_speed")
+        return float(speed) if speed is not None else None
 
 
 def validation_errors(exc: Any) -> list[dict[str, Any]]:
@@ -101,6 +117,11 @@ def envelope(type_: str, *, session_id: str | None, user_id: str | None, **field
     return json.dumps(
         {key: values.get(key) for key in RESPONSE_KEYS}, ensure_ascii=False, separators=(",", ":")
     )
+
+
+def _audio_data(audio: bytes | None) -> str | None:
+    """Base64 WAV; "" for a sentence without speech; null when the server does no TTS."""
+    return None if audio is None else base64.b64encode(audio).decode()
 
 
 def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) -> str:
@@ -127,6 +148,7 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 language=event.language,
                 control_tags=event.control_tags,
                 avatar_control_request=event.avatar_control.as_dict(),
+                audio_data=_audio_data(event.audio),
                 metadata={"is_first_chunk": event.is_first, "is_guardrail_triggered": False},
             )
         case TurnToolCall():
@@ -145,8 +167,16 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 context_id=context_id,
                 text=event.text,
                 voice_text=event.voice_text,
-                metadata={"source": event.vision_source} if event.vision_source else {},
+                metadata=(
+                    {"source": event.vision_source}
+                    if event.vision_source
+                    else {"interrupted": True}
+                    if event.interrupted
+                    else {}
+                ),
             )
+        case TurnCancelled():
+            return envelope("cancelled", **ids, context_id=context_id)
         case TurnFailed():
             return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
     raise TypeError(f"Unknown turn event {event!r}")

@@ -20,12 +20,13 @@ from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .history import resolve_end_user
-from .pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnRequest
-from .pipeline.turn import run_turn
+from .pipeline.events import TurnCancelled, TurnChunk, TurnFailed, TurnFinished, TurnRequest
+from .pipeline.sessions import run_session_turn
 from .sse import sse_response
 from .transport import Rejected, authenticate, continue_context, find_character, read_json
 
 CHANNEL = "dify"
+SUPERSEDED = "A newer request in this conversation replaced this one."
 
 
 class ChatMessageRequest(BaseModel):
@@ -104,11 +105,16 @@ def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> d
     }
 
 
+def _error(message_id: str, conversation_id: str, status: int, code: str, message: str) -> str:
+    fields = {"status": status, "code": code, "message": message}
+    return json.dumps(_event("error", message_id, conversation_id, **fields), ensure_ascii=False)
+
+
 async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
     message_id = f"message_{uuid.uuid4()}"
     conversation_id = str(turn.context.context_id)
     created_at = int(time.time())
-    async for event in run_turn(turn):
+    async for event in run_session_turn(turn):
         match event:
             case TurnChunk():
                 yield json.dumps(
@@ -133,27 +139,19 @@ async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
                     )
                 )
             case TurnFailed():
-                yield json.dumps(
-                    _event(
-                        "error",
-                        message_id,
-                        conversation_id,
-                        status=500,
-                        code="internal_error",
-                        message=event.error,
-                    ),
-                    ensure_ascii=False,
-                )
+                yield _error(message_id, conversation_id, 500, "internal_error", event.error)
+            case TurnCancelled():
+                yield _error(message_id, conversation_id, 409, "cancelled", SUPERSEDED)
 
 
 async def _blocking(turn: TurnRequest) -> JsonResponse:
     message_id = f"message_{uuid.uuid4()}"
     conversation_id = str(turn.context.context_id)
-    async for event in run_turn(turn):
+    async for event in run_session_turn(turn):
         if isinstance(event, TurnFailed):
-            return JsonResponse(
-                {"status": 500, "code": "internal_error", "message": event.error}, status=500
-            )
+            return _rejected(Rejected(500, event.error, code="internal_error"))
+        if isinstance(event, TurnCancelled):
+            return _rejected(Rejected(409, SUPERSEDED, code="cancelled"))
         if isinstance(event, TurnFinished):
             return JsonResponse(
                 _event(

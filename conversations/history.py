@@ -89,6 +89,14 @@ def open_context(character: Character, requested_id: uuid.UUID | None) -> Opened
     return OpenedContext(context.id, _recent_history(context))
 
 
+def refresh_context(character: Character, opened: OpenedContext) -> OpenedContext:
+    """The same conversation with the history written since it was opened (a queued request
+    sees the turn it waited for)."""
+    if not Context.objects.filter(id=opened.context_id).exists():
+        return opened
+    return open_context(character, opened.context_id)
+
+
 def resume_context(character: Character, end_user: EndUser, channel: str) -> OpenedContext:
     """The user's latest conversation with the character on `channel`, for clients that keep
     no conversation id (OpenAI-style APIs): history lives on the server."""

@@ -133,6 +133,11 @@ class TurnRecord(models.Model):
     first_chunk_ms = models.FloatField("first sentence (ms)", null=True, blank=True)
     tool_ms = models.FloatField("tools (ms)", null=True, blank=True)
     llm_ms = models.FloatField("LLM total (ms)", null=True, blank=True)
+    stt_ms = models.FloatField("speech-to-text (ms)", null=True, blank=True)
+    first_audio_ms = models.FloatField("first audio (ms)", null=True, blank=True)
+    tts_ms = models.FloatField(
+        "text-to-speech (ms)", null=True, blank=True, help_text="Synthesis time of all sentences."
+    )
     total_ms = models.FloatField("total (ms)", null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
 

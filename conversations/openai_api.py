@@ -24,8 +24,8 @@ from characters.models import Character
 
 from .history import resolve_end_user, resume_context
 from .pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnRequest
+from .pipeline.sessions import run_session_turn
 from .pipeline.tags import without_tags
-from .pipeline.turn import run_turn
 from .sse import sse_response
 from .transport import Rejected, authenticate, find_character, read_json
 
@@ -117,7 +117,7 @@ def _chunk(completion_id: str, created: int, model: str, **choice: Any) -> str:
 async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
     completion_id, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
     yield _chunk(completion_id, created, model, delta={"role": "assistant", "content": ""})
-    async for event in run_turn(turn):
+    async for event in run_session_turn(turn):
         match event:
             case TurnChunk() if content := without_tags(event.text):
                 yield _chunk(completion_id, created, model, delta={"content": content})
@@ -129,7 +129,7 @@ async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
 
 
 async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
-    async for event in run_turn(turn):
+    async for event in run_session_turn(turn):
         if isinstance(event, TurnFailed):
             error = {"message": event.error, "type": "server_error", "code": "turn_failed"}
             return JsonResponse({"error": error}, status=502)

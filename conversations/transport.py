@@ -63,8 +63,10 @@ def authenticate(headers: Mapping[str, str]) -> ApiKey:
 
 
 def find_character(slug: str | None) -> Character:
-    """The active character named by `slug`, or the default one when no slug is given."""
-    characters = Character.objects.filter(is_active=True)
+    """The active character named by `slug`, or the default one when no slug is given.
+
+    Its voice settings come along, so the async pipeline never queries for them."""
+    characters = Character.objects.filter(is_active=True).select_related("voice")
     if slug:
         character = characters.filter(slug=slug).first()
         if character is None:

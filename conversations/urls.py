@@ -1,6 +1,7 @@
 from django.urls import path
 
 from . import dify_api, openai_api, views
+from .speech import views as speech
 
 urlpatterns = [
     path("chat", views.chat, name="chat"),
@@ -13,4 +14,8 @@ urlpatterns = [
     path("characters/<slug:slug>/chat-messages", dify_api.chat_messages),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     path("v1/models", openai_api.models, name="openai-models"),
+    path("transcribe", speech.transcribe, name="transcribe"),
+    path("stt", speech.stt, name="stt"),
+    path("synthesize", speech.synthesize, name="synthesize"),
+    path("tts", speech.synthesize, name="tts"),
 ]

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -21,7 +22,8 @@ from .aiavatar_wire import AIAvatarRequest, envelope, event_envelope, validation
 from .history import new_end_user, resolve_end_user
 from .models import EndUser
 from .pipeline.events import TurnRequest
-from .pipeline.turn import run_turn
+from .pipeline.sessions import run_session_turn
+from .speech.audio import AudioError, speech_input
 from .sse import sse_response
 from .transport import Rejected, authenticate, continue_context, find_character, read_json
 
@@ -73,10 +75,20 @@ def _admit(
 
 def _prepare_chat(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
-) -> tuple[TurnRequest, str | None]:
+) -> tuple[TurnRequest, AIAvatarRequest]:
     payload, character = _admit(headers, slug, parsed)
     assert payload.session_id
     context = continue_context(character, payload.context_id, "context_id")
+    audio = payload.audio()
+    if audio is not None:
+        try:
+            audio = speech_input(
+                audio,
+                sample_rate=settings.SPEECH_SAMPLE_RATE,
+                max_seconds=settings.STT_MAX_AUDIO_SECONDS,
+            )
+        except AudioError as exc:
+            raise Rejected(400, str(exc), code="audio", body={"error": str(exc)}) from None
     # Only now, with the request known to be good, may a new end user be created.
     end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
     turn = TurnRequest(
@@ -86,11 +98,12 @@ def _prepare_chat(
         session_id=payload.session_id,
         context=context,
         text=payload.text or "",
-        audio=payload.audio(),
+        audio=audio,
         files=payload.files or [],
         system_prompt_params=payload.system_prompt_params or {},
+        speech_speed=payload.speech_speed(),
     )
-    return turn, payload.user_id
+    return turn, payload
 
 
 def _prepare_start(
@@ -103,9 +116,11 @@ def _prepare_start(
     return payload, character, end_user, str(end_user.id)
 
 
-async def _events(turn: TurnRequest, user_id: str | None) -> AsyncIterator[str]:
+async def _events(
+    turn: TurnRequest, user_id: str | None, wait_in_queue: bool
+) -> AsyncIterator[str]:
     try:
-        async for event in run_turn(turn):
+        async for event in run_session_turn(turn, wait_in_queue=wait_in_queue):
             yield event_envelope(event, session_id=turn.session_id, user_id=user_id)
     except Exception:
         # The pipeline reports its own failures; this only catches bugs, so the client still
@@ -125,10 +140,10 @@ async def _events(turn: TurnRequest, user_id: str | None) -> AsyncIterator[str]:
 async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     parsed = _parse_envelope(request)
     try:
-        turn, user_id = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
+        turn, payload = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
     except Rejected as rejected:
         return _rejected(rejected)
-    return sse_response(_events(turn, user_id))
+    return sse_response(_events(turn, payload.user_id, payload.wait_in_queue))
 
 
 @csrf_exempt

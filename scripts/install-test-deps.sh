@@ -4,13 +4,18 @@
 set -euo pipefail
 BIN=${1:-.venv/bin}
 
-# PortAudio headers, to build PyAudio (AIAvatarKit's clients import it).
-if ! dpkg -s portaudio19-dev >/dev/null 2>&1; then
+# PortAudio headers, to build PyAudio (AIAvatarKit's clients import it), and espeak-ng: the
+# local text-to-speech voice, and the source of the real speech the speech tests listen to.
+missing=()
+for package in portaudio19-dev espeak-ng; do
+    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
     $SUDO apt-get update -qq
     $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        portaudio19-dev
+        "${missing[@]}"
 fi
 
 # AIAvatarKit's own clients, to prove wire compatibility. Its declared dependencies pull torch

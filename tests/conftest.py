@@ -19,17 +19,22 @@ from django.conf import settings
 from characters.models import Character
 from conversations.models import ApiKey
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.voicevox_server import FakeVoicevox
 from tests.processes import start_daphne, stop_process
 
 IN_CI = os.environ.get("CI") == "1"
 LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
-# Short enough that timeout and ping tests take about a second.
+# Short enough for quick timeout and ping tests, long enough that the slow fake replies
+# (chunks a second apart) never hit the timeout on a loaded machine.
 SERVER_ENV = {
     "SSE_PING_INTERVAL_SECONDS": "0.3",
-    "LLM_TIMEOUT_SECONDS": "1",
+    "LLM_TIMEOUT_SECONDS": "3",
     "LLM_MAX_RETRIES": "1",
     "LOG_LEVEL": "WARNING",
     "TOOL_MODULES": "tests.conversations.tools_for_tests",
+    # Each speech test sees its provider called; the cache has its own tests.
+    "TTS_CACHE_DIR": "",
+    "STT_RETRY_BACKOFF_SECONDS": "0.01",
 }
 
 
@@ -53,6 +58,19 @@ def fake_llm(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
     fake_openai.reset()
     yield fake_openai
     fake_openai.reset()
+
+
+@pytest.fixture(scope="session")
+def fake_voicevox_engine() -> Iterator[FakeVoicevox]:
+    with FakeVoicevox() as engine:
+        yield engine
+
+
+@pytest.fixture
+def fake_voicevox(fake_voicevox_engine: FakeVoicevox) -> Iterator[FakeVoicevox]:
+    fake_voicevox_engine.reset()
+    yield fake_voicevox_engine
+    fake_voicevox_engine.reset()
 
 
 @dataclass(frozen=True)

@@ -20,23 +20,31 @@ from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest
 
 # One SDK client (and so one connection pool) per event loop and endpoint: building a client
 # per turn would cost a TLS handshake per turn; sharing one across loops breaks its pool.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], Any]] = (
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-def _client(base_url: str | None, api_key: str) -> openai.AsyncOpenAI:
+def openai_client(
+    base_url: str | None,
+    api_key: str,
+    *,
+    timeout: float | None = None,
+    max_retries: int | None = None,
+) -> openai.AsyncOpenAI:
+    """The shared SDK client for an endpoint on the running loop; timeout and retries default
+    to the LLM settings (speech passes its own)."""
+    timeout = settings.LLM_TIMEOUT_SECONDS if timeout is None else timeout
+    max_retries = settings.LLM_MAX_RETRIES if max_retries is None else max_retries
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    key = (base_url or "", api_key)
+    key = (base_url or "", api_key, timeout, max_retries)
     client = per_loop.get(key)
     if client is None:
         client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or None,
-            timeout=openai.Timeout(
-                settings.LLM_TIMEOUT_SECONDS, connect=settings.LLM_CONNECT_TIMEOUT_SECONDS
-            ),
-            max_retries=settings.LLM_MAX_RETRIES,
+            timeout=openai.Timeout(timeout, connect=settings.LLM_CONNECT_TIMEOUT_SECONDS),
+            max_retries=max_retries,
         )
         per_loop[key] = client
     return client
@@ -110,7 +118,7 @@ class OpenAICompatibleProvider:
             # and typed chunks as `chat.completions.create`, without the per-call walk over
             # every history message that `create` does to validate its typed parameters (it
             # costs ~0.35 ms per message, the largest single cost of a turn on long chats).
-            stream = await _client(self.base_url, self.api_key).post(
+            stream = await openai_client(self.base_url, self.api_key).post(
                 "/chat/completions",
                 body=params,
                 cast_to=ChatCompletion,

@@ -25,6 +25,7 @@ class TurnRequest:
     audio: bytes | None = None  # PCM16 mono 16 kHz, used when `text` is empty
     files: list[dict[str, str]] = field(default_factory=list)
     system_prompt_params: dict[str, Any] = field(default_factory=dict)
+    speech_speed: float | None = None  # this session's TTS speed; None: the character's
 
 
 @dataclass(slots=True)
@@ -43,6 +44,8 @@ class TurnChunk:
     control_tags: list[dict[str, Any]] | None
     avatar_control: AvatarControl
     is_first: bool
+    # One complete WAV; b"" for a sentence with nothing to say; None when TTS is off.
+    audio: bytes | None = None
 
 
 @dataclass(slots=True)
@@ -62,6 +65,14 @@ class TurnFinished:
     text: str
     voice_text: str
     vision_source: str | None  # set when the reply asks for an image: the turn ends as `vision`
+    interrupted: bool = False  # a newer request in the session cut the reply short
+
+
+@dataclass(slots=True)
+class TurnCancelled:
+    """A queued request dropped before it started, because a newer one interrupted."""
+
+    context_id: uuid.UUID
 
 
 @dataclass(slots=True)
@@ -70,4 +81,4 @@ class TurnFailed:
     error: str
 
 
-TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed
+TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed | TurnCancelled

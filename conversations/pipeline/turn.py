@@ -12,14 +12,19 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.utils import timezone
 
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
 from conversations.models import Message, TurnRecord
+from conversations.speech.stt import STTError
+from conversations.speech.tts import TTSError
+from conversations.speech.voices import recognizer_for, synthesizer_for
 from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
 
 from .events import (
@@ -32,6 +37,7 @@ from .events import (
     TurnToolCall,
 )
 from .prompt import compose_system_prompt
+from .speaking import speak_ahead
 from .splitter import SentenceSplitter
 from .tags import avatar_control, control_tags, language_of, vision_source, voice_text
 
@@ -131,31 +137,41 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         record.total_ms = timer.ms()
         await sync_to_async(save_turn)(record, request.end_user, messages)
         logger.info(
-            "turn id=%s character=%s status=%s provider=%s llm_first_token_ms=%s "
-            "first_chunk_ms=%s tool_ms=%s llm_ms=%s total_ms=%s%s",
+            "turn id=%s character=%s status=%s provider=%s stt_ms=%s llm_first_token_ms=%s "
+            "first_chunk_ms=%s first_audio_ms=%s tool_ms=%s llm_ms=%s tts_ms=%s total_ms=%s%s",
             record.id,
             character.slug,
             status,
             provider.name,
+            record.stt_ms,
             record.llm_first_token_ms,
             record.first_chunk_ms,
+            record.first_audio_ms,
             record.tool_ms,
             record.llm_ms,
+            record.tts_ms,
             record.total_ms,
             f" error={error!r}" if error else "",
         )
 
-    if not request.text and request.audio:
-        error = "Speech-to-text is not configured on this server; send text instead."
-        await finish(TurnRecord.Status.FAILED, error=error)
-        yield TurnFailed(context_id=opened.context_id, error=error)
+    text = request.text
+    synthesizer = None
+    try:
+        if not text and request.audio:
+            text = await _transcribe(request, record, timer)
+            record.request_text = text
+        synthesizer = synthesizer_for(character)
+    except (STTError, TTSError) as exc:
+        await finish(TurnRecord.Status.FAILED, error=str(exc))
+        yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
+    except asyncio.CancelledError:
+        await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
+        raise
 
-    yield TurnStarted(
-        context_id=opened.context_id, request_text=request.text, recognized_text=request.text
-    )
+    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=text)
 
-    user_message = ChatMessage(role=Message.Role.USER, content=request.text, files=request.files)
+    user_message = ChatMessage(role=Message.Role.USER, content=text, files=request.files)
     system = await compose_system_prompt(character, request.end_user, request.system_prompt_params)
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.
@@ -175,7 +191,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             record.first_chunk_ms = timer.ms()
         return chunks
 
-    try:
+    async def llm_events() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
+        """The reply as chunks, with tool rounds in between, until the model answers."""
         for round_number in range(MAX_TOOL_ROUNDS + 1):
             # The last round offers no tools, so a model stuck calling them must answer.
             offered = list(tools.values()) if round_number < MAX_TOOL_ROUNDS else []
@@ -233,7 +250,31 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             )
             added.extend(results)
         record.llm_ms = timer.ms()
-    except LLMError as exc:
+        answer = "".join(composer.texts[round_start:]).strip()
+        added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
+
+    async def synthesize(chunk: TurnChunk) -> bytes:
+        assert synthesizer is not None
+        started = time.perf_counter()
+        audio = await synthesizer.synthesize(
+            chunk.voice_text,
+            styled_text=chunk.text,
+            language=chunk.language or character.language,
+            speed=request.speech_speed,
+        )
+        record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
+        return audio
+
+    events = llm_events()
+    if synthesizer is not None:
+        events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
+    try:
+        async with aclosing(events):
+            async for event in events:
+                if isinstance(event, TurnChunk) and event.audio and record.first_audio_ms is None:
+                    record.first_audio_ms = timer.ms()
+                yield event
+    except (LLMError, TTSError) as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
@@ -248,13 +289,25 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
         raise
 
-    text = "".join(composer.texts)
-    answer = "".join(composer.texts[round_start:]).strip()
-    added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
+    reply = "".join(composer.texts)
     await finish(TurnRecord.Status.COMPLETED, messages=added)
     yield TurnFinished(
         context_id=opened.context_id,
-        text=text,
+        text=reply,
         voice_text=composer.full_voice_text(character.language),
-        vision_source=vision_source(text),
+        vision_source=vision_source(reply),
     )
+
+
+async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> str:
+    """The words in the request's audio; STTError when they cannot be had."""
+    assert request.audio is not None
+    recognizer = recognizer_for(request.character)
+    if recognizer is None:
+        raise STTError("Speech-to-text is not configured on this server; send text instead.")
+    started = timer.ms()
+    transcript = await recognizer.recognize(request.session_id, request.audio)
+    record.stt_ms = round(timer.ms() - started, 2)
+    if not transcript.text:
+        raise STTError("No speech was recognized in the audio.")
+    return transcript.text

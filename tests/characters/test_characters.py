@@ -13,6 +13,7 @@ from django.urls import reverse
 
 from characters.models import Character
 from conversations.models import ApiKey, EndUser, TurnRecord
+from conversations.speech.models import VoiceSettings
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +59,7 @@ def test_the_admin_requires_a_login(client: Client) -> None:
         "conversations/message",
         "conversations/turnrecord",
         "conversations/apikey",
+        "speech/kanareading",
     ],
 )
 def test_staff_can_list_and_search_every_model(admin_client: Client, model: str) -> None:
@@ -94,3 +96,58 @@ def test_turn_records_are_read_only_in_the_admin(admin_client: Client) -> None:
     admin_client.post(url, {"status": "completed"})
     record.refresh_from_db()
     assert record.status == TurnRecord.Status.FAILED
+
+
+def _character_form(**voice: str) -> dict[str, str]:
+    return {
+        "name": "Kai",
+        "slug": "kai",
+        "persona": "",
+        "language": "ja-JP",
+        "timezone": "Asia/Tokyo",
+        "llm_provider": "openai",
+        "llm_model": "gpt-4.1-mini",
+        "llm_api_key_env": "OPENAI_API_KEY",
+        "context_timeout_seconds": "3600",
+        "artifact_catalog": "{}",
+        "is_active": "on",
+        "schedule_hour": "6",
+        "diary_hour": "23",
+        # The character-life inlines, left empty.
+        **{
+            f"{prefix}-{field}": value
+            for prefix in ("weekly_schedule", "schedules", "diaries")
+            for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+        },
+        "voice-TOTAL_FORMS": "1",
+        "voice-INITIAL_FORMS": "0",
+        "voice-MIN_NUM_FORMS": "0",
+        "voice-MAX_NUM_FORMS": "1",
+        "voice-0-tts_provider": "voicevox",
+        "voice-0-tts_voice": "888753764",
+        "voice-0-tts_http_request": "{}",
+        "voice-0-tts_speed": "1.1",
+        "voice-0-style_map": '{"[face:joy]": "3"}',
+        "voice-0-replacements": '[["AI", "エーアイ"]]',
+        "voice-0-stt_provider": "auto",
+        **voice,
+    }
+
+
+def test_the_admin_edits_a_characters_voice_inline(admin_client: Client) -> None:
+    response = admin_client.post("/admin/characters/character/add/", _character_form())
+
+    assert response.status_code == 302, response.context["errors"]
+    voice = VoiceSettings.objects.get(character__slug="kai")
+    assert (voice.tts_provider, voice.tts_voice, voice.tts_speed) == ("voicevox", "888753764", 1.1)
+    assert voice.style_map == {"[face:joy]": "3"}
+
+
+def test_the_admin_refuses_a_broken_replacement_pattern(admin_client: Client) -> None:
+    form = _character_form(**{"voice-0-replacements": '[["(unclosed", "x"]]'})
+
+    response = admin_client.post("/admin/characters/character/add/", form)
+
+    assert response.status_code == 200
+    assert "Bad regex" in response.content.decode()
+    assert not Character.objects.filter(slug="kai").exists()

@@ -14,6 +14,7 @@ from django.utils import timezone
 from characters.models import Character
 from conversations.aiavatar_wire import RESPONSE_KEYS
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
+from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.sse import post_sse
@@ -133,7 +134,7 @@ def test_it_parses_control_tags_into_avatar_control_request(
     [
         ScriptedReply(status=500, repeat=2),  # first try and the one retry both fail
         ScriptedReply(text="One. Two. Three. Four.", cut_after=2),
-        ScriptedReply(delay=3.0, repeat=2),  # past the server's 1 s LLM timeout, twice
+        ScriptedReply(delay=4.0, repeat=2),  # past the server's 3 s LLM timeout, twice
     ],
     ids=["http-500", "cut-stream", "timeout"],
 )
@@ -355,6 +356,8 @@ def test_it_refuses_an_oversized_body(
 def test_it_reports_audio_without_speech_to_text_as_an_error(
     asgi_server: AsgiServer, character: Character, api_key: str
 ) -> None:
+    VoiceSettings.objects.create(character=character, stt_provider=STTProvider.NONE)
+
     result = post_sse(
         f"{asgi_server.url}/chat", hello(text=None, audio_data="AAAAAA=="), key=api_key
     )
@@ -379,6 +382,9 @@ def test_it_sends_pings_while_the_llm_is_quiet(
 def test_it_records_an_interrupted_turn_when_the_client_leaves(
     asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
+    # Text only: spoken chunks leave later, and "Second." arrives just as the 1 s LLM read
+    # timeout would fire. Leaving while speaking is tested in tests/speech.
+    VoiceSettings.objects.create(character=character, tts_provider=TTSProvider.NONE)
     fake_llm.script(ScriptedReply(chunks=["First. ", "Second. ", "Third."], chunk_delay=1.0))
 
     with (
@@ -398,7 +404,7 @@ def test_it_records_an_interrupted_turn_when_the_client_leaves(
     while not TurnRecord.objects.exists() and time.monotonic() < deadline:
         time.sleep(0.1)
     record = TurnRecord.objects.get()
-    assert record.status == TurnRecord.Status.INTERRUPTED
+    assert (record.status, record.error) == (TurnRecord.Status.INTERRUPTED, "")
     assert record.response_text.startswith("First.")
     assert history_is_empty()
 

@@ -1,4 +1,5 @@
-"""A fake OpenAI-compatible chat-completions server for tests and benchmarks.
+"""A fake OpenAI-compatible server (chat completions, transcription, speech) for tests and
+benchmarks.
 
 Why a real HTTP server instead of mocking the SDK: the project talks to the LLM
 through the `openai` SDK (httpx underneath), and the behaviours worth testing —
@@ -18,10 +19,17 @@ Typical use::
 When nothing is scripted the server answers deterministically from the request
 (see `default_reply_text`), so tests can check that conversation history
 reached the LLM without scripting anything.
+
+The audio endpoints have their own script (`script_audio`): `/v1/audio/transcriptions`
+parses the multipart upload the SDK sends and answers `{"text": ...}`;
+`/v1/audio/speech` answers a WAV tone whose length grows with the input text. Both record
+what they received in `audio_requests`.
 """
 
 import contextlib
+import io
 import json
+import math
 import re
 import socket
 import socketserver
@@ -29,9 +37,12 @@ import sys
 import threading
 import time
 import uuid
+import wave
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from email.parser import BytesParser
+from email.policy import HTTP
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, NamedTuple, Self
@@ -50,6 +61,17 @@ MODELS = ("gpt-4o-mini", "gpt-4o")
 
 _CHAT_PATH = "/v1/chat/completions"
 _MODELS_PATH = "/v1/models"
+_TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
+_SPEECH_PATH = "/v1/audio/speech"
+_ROUTES = {
+    ("POST", _CHAT_PATH),
+    ("GET", _MODELS_PATH),
+    ("POST", _TRANSCRIPTIONS_PATH),
+    ("POST", _SPEECH_PATH),
+}
+# What the speech endpoint answers: a 440 Hz tone at OpenAI's WAV rate, 40 ms per character.
+SPEECH_SAMPLE_RATE = 24000
+_SPEECH_SECONDS_PER_CHARACTER = 0.04
 _DEFAULT_MODEL = MODELS[0]
 _SYSTEM_FINGERPRINT = "fp_fake0penai"
 _MODELS_CREATED = 1_700_000_000
@@ -338,12 +360,12 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = _LISTEN_BACKLOG
 
-    def __init__(self, fake: "FakeOpenAI") -> None:
+    def __init__(self, fake: "LoopbackFake") -> None:
         self.fake = fake
         self.stopping = threading.Event()
         self._live_lock = threading.Lock()
         self._live: dict[threading.Thread, socket.socket] = {}
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), fake.handler_class)
 
     def server_bind(self) -> None:
         """Skip HTTPServer's socket.getfqdn() call: a reverse DNS lookup that can
@@ -356,7 +378,7 @@ class _Server(ThreadingHTTPServer):
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
-            name=f"{THREAD_NAME_PREFIX}-connection-{client_address[1]}",
+            name=f"{self.fake.thread_prefix}-connection-{client_address[1]}",
             daemon=True,
         )
         with self._live_lock:
@@ -409,7 +431,7 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length) if length > 0 else b""
         route = (self.command, urlsplit(self.path).path.rstrip("/"))
         try:
-            if route not in {("POST", _CHAT_PATH), ("GET", _MODELS_PATH)}:
+            if route not in _ROUTES:
                 self._send_json(
                     404, error_body(404, f"Unknown request URL: {self.command} {self.path}.")
                 )
@@ -417,6 +439,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send_json(401, error_body(401))
             elif route[0] == "GET":
                 self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
+            elif route[1] == _TRANSCRIPTIONS_PATH:
+                self._transcription(raw)
+            elif route[1] == _SPEECH_PATH:
+                self._speech(raw)
             else:
                 self._chat_completions(raw)
         except (_AbortResponse, OSError):
@@ -448,6 +474,56 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send_json(200, completion.as_completion())
 
+    def _transcription(self, raw: bytes) -> None:
+        """Multipart in (fields and the `file` part), `{"text": ...}` out."""
+        content_type = self.headers.get("Content-Type", "")
+        message = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+        )
+        fields: JSON = {}
+        upload: JSON | None = None
+        for part in message.iter_parts() if message.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if part.get_filename() is not None:
+                upload = {
+                    "filename": part.get_filename(),
+                    "content_type": part.get_content_type(),
+                    "data": data,
+                }
+            elif name:
+                fields[str(name)] = data.decode()
+        if upload is None or "model" not in fields:
+            self._send_json(400, error_body(400, "A `file` and a `model` are required."))
+            return
+        reply = self.server.fake._accept_audio({"path": _TRANSCRIPTIONS_PATH, **fields, **upload})
+        self._pause(reply.delay)
+        if reply.status != 200:
+            self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)
+            return
+        text = reply.text if reply.text is not None else f"{len(upload['data'])} bytes heard."
+        self._send_json(200, {"text": text})
+
+    def _speech(self, raw: bytes) -> None:
+        """JSON in, a WAV tone out (40 ms per input character)."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("input"), str):
+            self._send_json(400, error_body(400, "`input` is required."))
+            return
+        reply = self.server.fake._accept_audio({"path": _SPEECH_PATH, **body})
+        self._pause(reply.delay)
+        if reply.status != 200:
+            self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)
+            return
+        audio = tone_wav(len(body["input"]) * _SPEECH_SECONDS_PER_CHARACTER, SPEECH_SAMPLE_RATE)
+        self._start_response(200, "audio/wav")
+        self.send_header("Content-Length", str(len(audio)))
+        self.end_headers()
+        self.wfile.write(audio)
+
     def _stream(self, completion: _Completion, cut_after: int | None, chunk_delay: float) -> None:
         """Server-sent events over chunked transfer encoding: the connection
         survives the response (keep-alive), and every event is written with its
@@ -457,10 +533,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
         self._send_event(completion.chunk({"role": "assistant", "content": "", "refusal": None}))
+        journal = self.server.fake.journal
         for sent, piece in enumerate(completion.content):
             if sent == cut_after:
                 self._cut()
             self._pause(chunk_delay)
+            if journal is not None:
+                journal.add("llm", piece)
             self._send_event(completion.chunk({"content": piece}))
         if cut_after is not None:  # cut_after >= number of content deltas
             self._cut()
@@ -524,40 +603,69 @@ def _model_entry(model: str) -> JSON:
     return {"id": model, "object": "model", "created": _MODELS_CREATED, "owned_by": "fake-openai"}
 
 
-class FakeOpenAI:
-    """An in-process OpenAI-compatible server on 127.0.0.1 with a random port.
+class Journal:
+    """What several fakes saw, in one order: proof of how their calls interleaved."""
 
-    Thread-safe: the test thread scripts and inspects while handler threads
-    record requests and consume the script. Use as a context manager (or call
-    start()/stop()); it can be restarted after stop(), on a new port.
-    """
-
-    def __init__(self, default_chunk_delay: float = 0.0) -> None:
-        self.default_chunk_delay = default_chunk_delay
-        self.api_key = FAKE_API_KEY
-        self.requests: list[JSON] = []
-        """Bodies of authenticated chat-completion requests whose body was a JSON
-        object, in arrival order (retries included). Cleared in place by reset()."""
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._script: deque[_Queued] = deque()
+        self.entries: list[tuple[str, str]] = []
+
+    def add(self, source: str, what: str) -> None:
+        with self._lock:
+            self.entries.append((source, what))
+
+    def position(self, source: str, what: str) -> int:
+        """Index of the first entry from `source` whose text contains `what`."""
+        with self._lock:
+            for index, (entry_source, entry) in enumerate(self.entries):
+                if entry_source == source and what in entry:
+                    return index
+        raise LookupError(f"{source} never saw {what!r}")
+
+
+def tone_wav(seconds: float, sample_rate: int) -> bytes:
+    """A 440 Hz tone at half scale: audio that is plainly not silence."""
+    frames = bytearray()
+    for n in range(max(1, round(seconds * sample_rate))):
+        frames += int(16383 * math.sin(2 * math.pi * 440 * n / sample_rate)).to_bytes(
+            2, "little", signed=True
+        )
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(bytes(frames))
+    return buffer.getvalue()
+
+
+class LoopbackFake:
+    """Start and stop a fake HTTP server on 127.0.0.1 (random port) whose requests
+    `handler_class` serves; every thread it starts is named after `thread_prefix`."""
+
+    handler_class: type[BaseHTTPRequestHandler]
+    thread_prefix: str
+    journal: Journal | None = None
+
+    def __init__(self) -> None:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
-    def base_url(self) -> str:
-        """Pass as `base_url` to the openai client; valid once started."""
+    def url(self) -> str:
+        """http://127.0.0.1:<port>, valid once started."""
         if self._server is None:
-            raise RuntimeError("FakeOpenAI is not running; call start() first")
-        return f"http://127.0.0.1:{self._server.server_port}/v1"
+            raise RuntimeError(f"{type(self).__name__} is not running; call start() first")
+        return f"http://127.0.0.1:{self._server.server_port}"
 
     def start(self) -> Self:
         if self._server is not None:
-            raise RuntimeError("FakeOpenAI is already running")
+            raise RuntimeError(f"{type(self).__name__} is already running")
         self._server = _Server(self)
         self._thread = threading.Thread(
             target=self._server.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL},
-            name=f"{THREAD_NAME_PREFIX}-server-{self._server.server_port}",
+            name=f"{self.thread_prefix}-server-{self._server.server_port}",
             daemon=True,
         )
         self._thread.start()
@@ -580,7 +688,7 @@ class FakeOpenAI:
         stuck = server.close_connections(_JOIN_TIMEOUT)
         server.server_close()
         if stuck:
-            raise RuntimeError(f"FakeOpenAI handler threads did not stop: {stuck}")
+            raise RuntimeError(f"{type(self).__name__} handler threads did not stop: {stuck}")
 
     def __enter__(self) -> Self:
         return self.start()
@@ -593,17 +701,59 @@ class FakeOpenAI:
     ) -> None:
         self.stop()
 
+
+class FakeOpenAI(LoopbackFake):
+    """An in-process OpenAI-compatible server on 127.0.0.1 with a random port.
+
+    Thread-safe: the test thread scripts and inspects while handler threads
+    record requests and consume the script. Use as a context manager (or call
+    start()/stop()); it can be restarted after stop(), on a new port.
+    """
+
+    handler_class = _Handler
+    thread_prefix = THREAD_NAME_PREFIX
+
+    def __init__(self, default_chunk_delay: float = 0.0) -> None:
+        super().__init__()
+        self.default_chunk_delay = default_chunk_delay
+        self.api_key = FAKE_API_KEY
+        self.requests: list[JSON] = []
+        """Bodies of authenticated chat-completion requests whose body was a JSON
+        object, in arrival order (retries included). Cleared in place by reset()."""
+        self.audio_requests: list[JSON] = []
+        """Transcription uploads (form fields plus filename, content_type, data) and
+        speech bodies, each with its `path`, in arrival order."""
+        self.journal: Journal | None = None
+        """When set, every streamed content delta is added as ("llm", piece)."""
+        self._lock = threading.Lock()
+        self._script: deque[_Queued] = deque()
+        self._audio_script: deque[_Queued] = deque()
+
+    @property
+    def base_url(self) -> str:
+        """Pass as `base_url` to the openai client; valid once started."""
+        return f"{self.url}/v1"
+
     def script(self, *replies: ScriptedReply) -> None:
         """Queue replies behind any already queued; each answers `repeat`
         consecutive chat-completion requests, then the default behaviour resumes."""
         with self._lock:
             self._script.extend(_Queued(reply, reply.repeat) for reply in replies)
 
+    def script_audio(self, *replies: ScriptedReply) -> None:
+        """Queue replies for the audio endpoints: `status`, `delay` and `repeat` apply;
+        `text` is the transcript to return."""
+        with self._lock:
+            self._audio_script.extend(_Queued(reply, reply.repeat) for reply in replies)
+
     def reset(self) -> None:
-        """Forget the script and the recorded requests (between test phases)."""
+        """Forget the scripts, the recorded requests and the journal (between test phases)."""
         with self._lock:
             self._script.clear()
+            self._audio_script.clear()
             self.requests.clear()
+            self.audio_requests.clear()
+            self.journal = None
 
     def forget_requests(self) -> None:
         """Drop the recorded requests but keep the script (long benchmark runs)."""
@@ -615,13 +765,23 @@ class FakeOpenAI:
         concurrency the n-th recorded request is the one that got the n-th reply."""
         with self._lock:
             self.requests.append(body)
-            if not self._script:
-                return _DEFAULT_REPLY
-            queued = self._script[0]
-            queued.remaining -= 1
-            if queued.remaining == 0:
-                self._script.popleft()
-            return queued.reply
+            return _take(self._script)
+
+    def _accept_audio(self, request: JSON) -> ScriptedReply:
+        with self._lock:
+            self.audio_requests.append(request)
+            return _take(self._audio_script)
+
+
+def _take(script: deque[_Queued]) -> ScriptedReply:
+    """The reply at the head of a script (the default when it is empty)."""
+    if not script:
+        return _DEFAULT_REPLY
+    queued = script[0]
+    queued.remaining -= 1
+    if queued.remaining == 0:
+        script.popleft()
+    return queued.reply
 
 
 _DEFAULT_REPLY = ScriptedReply()
@@ -632,9 +792,12 @@ __all__ = [
     "MODELS",
     "THREAD_NAME_PREFIX",
     "FakeOpenAI",
+    "Journal",
+    "LoopbackFake",
     "ScriptedReply",
     "default_reply_text",
     "error_body",
     "message_text",
     "split_into_deltas",
+    "tone_wav",
 ]

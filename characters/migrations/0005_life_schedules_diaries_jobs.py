@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("characters", "0002_character_disabled_tools"),
+        ("characters", "0004_character_field_validators"),
     ]
 
     operations = [

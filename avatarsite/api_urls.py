@@ -1,0 +1,21 @@
+"""The staff REST API under /api/, with its OpenAPI schema and documentation pages."""
+
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from rest_framework.routers import DefaultRouter
+
+from characters.api import CharacterViewSet
+from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
+
+router = DefaultRouter()
+router.register("characters", CharacterViewSet)
+router.register("end-users", EndUserViewSet)
+router.register("contexts", ContextViewSet, basename="context")
+router.register("api-keys", ApiKeyViewSet)
+
+urlpatterns = [
+    path("", include(router.urls)),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
+]

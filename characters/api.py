@@ -1,0 +1,46 @@
+"""Staff REST API for characters."""
+
+from __future__ import annotations
+
+from rest_framework import serializers, viewsets
+from rest_framework.filters import SearchFilter
+
+from .models import Character
+
+
+class CharacterSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Character
+        fields = [
+            "id",
+            "slug",
+            "name",
+            "persona",
+            "language",
+            "timezone",
+            "llm_provider",
+            "llm_model",
+            "llm_temperature",
+            "llm_base_url",
+            "llm_api_key_env",
+            "context_timeout_seconds",
+            "use_turn_queue",
+            "artifact_catalog",
+            "disabled_tools",
+            "schedule_hour",
+            "diary_hour",
+            "news_country",
+            "is_default",
+            "is_active",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+
+class CharacterViewSet(viewsets.ModelViewSet):
+    queryset = Character.objects.all()
+    serializer_class = CharacterSerializer
+    lookup_field = "slug"
+    filter_backends = [SearchFilter]
+    search_fields = ["slug", "name"]

@@ -1,0 +1,117 @@
+"""PCM16 and WAV handling shared by speech-to-text, text-to-speech and the REST endpoints.
+
+Uplink audio is raw PCM16LE mono at SPEECH_SAMPLE_RATE or a WAV file of that format
+(wire-protocols §0.5); downlink audio is always one complete WAV file per chunk.
+"""
+
+from __future__ import annotations
+
+import io
+import wave
+from dataclasses import dataclass
+
+import numpy as np
+import soxr
+
+WAV_MAGIC = (b"RIFF", b"WAVE")
+
+
+class AudioError(ValueError):
+    """Audio a client sent that cannot be used; the message says why and is safe to show."""
+
+
+@dataclass(frozen=True, slots=True)
+class Wav:
+    pcm: bytes  # PCM16LE
+    sample_rate: int
+    channels: int
+
+    @property
+    def duration(self) -> float:
+        return len(self.pcm) / 2 / self.channels / self.sample_rate
+
+
+def is_wav(data: bytes) -> bool:
+    return len(data) >= 12 and data[:4] == WAV_MAGIC[0] and data[8:12] == WAV_MAGIC[1]
+
+
+def wav_bytes(pcm: bytes, sample_rate: int, channels: int = 1) -> bytes:
+    """A complete WAV file around PCM16LE samples."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(channels)
+        out.setsampwidth(2)
+        out.setframerate(sample_rate)
+        out.writeframes(pcm)
+    return buffer.getvalue()
+
+
+def read_wav(data: bytes) -> Wav:
+    """Parse a 16-bit PCM WAV file. Streamed WAVs whose header announces more data than
+    follows (espeak-ng --stdout, ffmpeg pipes) are read up to what is there."""
+    try:
+        with wave.open(io.BytesIO(data), "rb") as source:
+            if source.getsampwidth() != 2:
+                raise AudioError("WAV audio must be 16-bit PCM.")
+            pcm = source.readframes(source.getnframes())
+            return Wav(pcm=pcm, sample_rate=source.getframerate(), channels=source.getnchannels())
+    except (wave.Error, EOFError) as exc:
+        raise AudioError(f"Audio is not a valid WAV file ({exc}).") from exc
+
+
+def to_mono(wav: Wav) -> Wav:
+    if wav.channels == 1:
+        return wav
+    frames = np.frombuffer(wav.pcm, dtype="<i2").reshape(-1, wav.channels)
+    mono = frames.mean(axis=1).astype("<i2")
+    return Wav(pcm=mono.tobytes(), sample_rate=wav.sample_rate, channels=1)
+
+
+def resample_pcm(pcm: bytes, source_rate: int, target_rate: int) -> bytes:
+    """Mono PCM16 at another sample rate (soxr's high-quality resampler)."""
+    if source_rate == target_rate or not pcm:
+        return pcm
+    samples = np.frombuffer(pcm, dtype="<i2")
+    return soxr.resample(samples, source_rate, target_rate).astype("<i2").tobytes()
+
+
+def resample_wav(data: bytes, target_rate: int) -> bytes:
+    wav = to_mono(read_wav(data))
+    if wav.sample_rate == target_rate:
+        return data
+    return wav_bytes(resample_pcm(wav.pcm, wav.sample_rate, target_rate), target_rate)
+
+
+def pcm_to_float(pcm: bytes) -> np.ndarray:
+    return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def speech_input(
+    data: bytes, *, sample_rate: int, max_seconds: float, declared_wav: bool = False
+) -> bytes:
+    """Validate uploaded speech and return its PCM16LE mono samples.
+
+    `data` is a WAV file (detected by its header) or raw PCM; `declared_wav` says the client
+    labelled it audio/wav, so raw bytes are then an error rather than PCM.
+    """
+    if not data:
+        raise AudioError("audio data is required.")
+    if is_wav(data):
+        wav = read_wav(data)
+        if wav.channels != 1:
+            raise AudioError(f"WAV audio must be mono; got {wav.channels} channels.")
+        if wav.sample_rate != sample_rate:
+            raise AudioError(f"WAV audio must be {sample_rate} Hz; got {wav.sample_rate} Hz.")
+        pcm = wav.pcm
+        if not pcm:
+            raise AudioError("audio data is required.")
+    elif declared_wav:
+        raise AudioError("Audio was declared as audio/wav but is not a WAV file.")
+    else:
+        pcm = data
+        if len(pcm) % 2:
+            raise AudioError("Raw audio must be PCM16LE: an even number of bytes.")
+    seconds = len(pcm) / 2 / sample_rate
+    if seconds > max_seconds:
+        raise AudioError(f"Audio is {seconds:.1f} s long; the limit is {max_seconds:g} s.")
+    return pcm

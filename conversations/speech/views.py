@@ -1,0 +1,162 @@
+"""AIAvatarKit's utility endpoints (wire §3): `/transcribe` and `/stt`, `/synthesize` and
+`/tts`. Same Bearer keys as /chat; the character (X-Character header, else the default) decides
+which recognizer and voice are used."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from characters.models import Character
+from conversations.transport import Rejected, authenticate, find_character, read_json
+
+from .audio import AudioError, speech_input
+from .stt import STTError
+from .tts import TTSError
+from .voices import recognizer_for, synthesizer_for
+
+WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
+
+
+def _admit(headers: Mapping[str, str]) -> Character:
+    authenticate(headers)
+    return find_character(headers.get("X-Character"))
+
+
+def _rejected(rejected: Rejected) -> JsonResponse:
+    """AIAvatarKit's shapes: `detail` for authentication and validation, else `error`."""
+    if rejected.body is not None:
+        body = rejected.body
+    elif rejected.status == 422:
+        body = {"detail": [{"loc": ["body"], "msg": rejected.message, "type": rejected.code}]}
+    elif rejected.status in (401, 404):
+        body = {"detail": rejected.message}
+    else:
+        body = {"error": rejected.message}
+    return JsonResponse(body, status=rejected.status)
+
+
+def _invalid(loc: list[str], message: str) -> Rejected:
+    return Rejected(
+        422, message, code="validation", body={"detail": [{"loc": loc, "msg": message}]}
+    )
+
+
+def _uploaded_audio(request: HttpRequest, *, raw_body_allowed: bool) -> bytes:
+    """The audio of a multipart `audio` part or, for /stt, of the raw body, as PCM16."""
+    content_type = request.content_type or ""
+    try:
+        if content_type == "multipart/form-data":
+            upload = request.FILES.get("audio")
+            if upload is None:
+                raise _invalid(["body", "audio"], "Field required")
+            data, declared = upload.read(), upload.content_type
+        elif raw_body_allowed:
+            data, declared = request.body, content_type
+        else:
+            message = "Send multipart/form-data with an `audio` file."
+            raise Rejected(422, message, code="validation", body={"detail": message})
+    except RequestDataTooBig:
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raise Rejected(
+            413, f"Request body is larger than {limit} bytes.", code="payload_too_large"
+        ) from None
+    try:
+        return speech_input(
+            data,
+            sample_rate=settings.SPEECH_SAMPLE_RATE,
+            max_seconds=settings.STT_MAX_AUDIO_SECONDS,
+            declared_wav=declared in WAV_TYPES,
+        )
+    except AudioError as exc:
+        raise Rejected(400, str(exc), code="audio") from None
+
+
+async def _transcribe(request: HttpRequest, *, raw_body_allowed: bool) -> HttpResponse:
+    try:
+        character = await sync_to_async(_admit)(request.headers)
+        pcm = _uploaded_audio(request, raw_body_allowed=raw_body_allowed)
+        recognizer = recognizer_for(character)
+        if recognizer is None:
+            raise Rejected(503, "Speech-to-text is not configured on this server.", code="no_stt")
+        session_id = request.POST.get("session_id", "") if request.FILES else ""
+        transcript = await recognizer.recognize(session_id, pcm)
+    except Rejected as rejected:
+        return _rejected(rejected)
+    except STTError as exc:
+        return JsonResponse({"error": str(exc)}, status=502)
+    return JsonResponse(
+        {
+            "text": transcript.text,
+            "preprocess_metadata": transcript.preprocess_metadata,
+            "postprocess_metadata": transcript.postprocess_metadata,
+            "speakers": None,
+        }
+    )
+
+
+@csrf_exempt
+@require_POST
+async def transcribe(request: HttpRequest) -> HttpResponse:
+    """AIAvatarKit's code: multipart `audio` (raw PCM16 or WAV), optional `session_id`."""
+    return await _transcribe(request, raw_body_allowed=False)
+
+
+@csrf_exempt
+@require_POST
+async def stt(request: HttpRequest) -> HttpResponse:
+    """AIAvatarKit's README: the audio as the raw body (WAV or PCM), or the multipart form."""
+    return await _transcribe(request, raw_body_allowed=True)
+
+
+def _synthesis_request(request: HttpRequest) -> tuple[str, str, str | None, float | None]:
+    body = read_json(request)
+    if not isinstance(body, dict):
+        raise _invalid(["body"], "Expected an object")
+    text, language = body.get("text"), body.get("language")
+    if not isinstance(text, str) or not text.strip():
+        raise Rejected(400, "text is required.", code="text")
+    if language is not None and not isinstance(language, str):
+        raise _invalid(["body", "language"], "Expected text")
+    style: Any = body.get("style_info") or {}
+    if not isinstance(style, dict):
+        raise _invalid(["body", "style_info"], "Expected object")
+    styled_text = style.get("styled_text") or text
+    info = style.get("info") if isinstance(style.get("info"), dict) else style
+    speed = info.get("speed")
+    if speed is not None and (
+        isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4
+    ):
+        raise _invalid(["body", "style_info", "speed"], "Expected 0.25 to 4")
+    return text, str(styled_text), language, speed
+
+
+@csrf_exempt
+@require_POST
+async def synthesize(request: HttpRequest) -> HttpResponse:
+    """`/synthesize` (AIAvatarKit's code) and `/tts` (its README): JSON in, one WAV out."""
+    try:
+        character = await sync_to_async(_admit)(request.headers)
+        text, styled_text, language, speed = _synthesis_request(request)
+        synthesizer = synthesizer_for(character)
+        if synthesizer is None:
+            raise Rejected(503, "Text-to-speech is not configured on this server.", code="no_tts")
+        audio = await synthesizer.synthesize(
+            text, styled_text=styled_text, language=language or character.language, speed=speed
+        )
+    except Rejected as rejected:
+        return _rejected(rejected)
+    except TTSError as exc:
+        return JsonResponse({"error": str(exc)}, status=502)
+    if not audio:  # only preprocessors can empty a non-blank text
+        return JsonResponse({"error": "Nothing to say after preprocessing."}, status=400)
+    response = HttpResponse(audio, content_type="audio/wav")
+    response["Content-Disposition"] = "attachment; filename=voice.wav"
+    return response

@@ -1,0 +1,96 @@
+"""The staff REST API: admins only, validated writes, keys shown once, an OpenAPI schema."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from characters.models import Character
+from conversations.models import ApiKey, Context, EndUser, Message
+
+pytestmark = pytest.mark.django_db
+
+MIA = {"slug": "mia", "name": "Mia", "persona": "You are Mia.", "timezone": "Asia/Tokyo"}
+
+
+def test_it_is_for_staff_only(client: Client, django_user_model: type[User]) -> None:
+    assert client.get("/api/characters/").status_code == 403
+    client.force_login(django_user_model.objects.create_user("visitor", password="pw"))
+    response = client.get("/api/characters/")
+
+    assert response.status_code == 403
+    assert "permission" in response.json()["detail"]
+
+
+def test_it_accepts_http_basic_for_staff(django_user_model: type[User]) -> None:
+    django_user_model.objects.create_superuser("ops", password="s3cret-pass")
+    token = base64.b64encode(b"ops:s3cret-pass").decode()
+
+    response = Client().get("/api/characters/", HTTP_AUTHORIZATION=f"Basic {token}")
+
+    assert response.status_code == 200
+
+
+def test_it_creates_updates_and_validates_characters(admin_client: Client) -> None:
+    created = admin_client.post("/api/characters/", MIA, content_type="application/json")
+    updated = admin_client.patch(
+        "/api/characters/mia/", {"llm_temperature": 0.4}, content_type="application/json"
+    )
+    bad = admin_client.post(
+        "/api/characters/",
+        {**MIA, "slug": "bad", "timezone": "Mars/Olympus", "artifact_catalog": [1]},
+        content_type="application/json",
+    )
+
+    assert created.status_code == 201 and created.json()["timezone"] == "Asia/Tokyo"
+    assert updated.json()["llm_temperature"] == 0.4
+    assert bad.status_code == 400
+    assert set(bad.json()) == {"timezone", "artifact_catalog"}
+    assert list(Character.objects.values_list("slug", flat=True)) == ["mia"]
+
+
+def test_it_shows_a_new_api_key_once_and_revokes_it(admin_client: Client) -> None:
+    created = admin_client.post("/api/api-keys/", {"name": "kiosk"}).json()
+    listed = admin_client.get("/api/api-keys/").json()["results"]
+    assert ApiKey.authenticate(created["key"]).name == "kiosk"
+
+    revoked = admin_client.post(f"/api/api-keys/{created['id']}/revoke/").json()
+
+    assert ApiKey.authenticate(created["key"]) is None
+    assert created["key"].startswith(created["prefix"])
+    assert listed[0]["key"] is None
+    assert revoked["revoked_at"] is not None
+
+
+def test_it_lists_conversations_and_their_messages(admin_client: Client) -> None:
+    mia = Character.objects.create(slug="mia", name="Mia")
+    kai = Character.objects.create(slug="kai", name="Kai")
+    user = EndUser.objects.create(display_name="Ada")
+    context = Context.objects.create(character=mia, end_user=user, channel="http")
+    Context.objects.create(character=kai, end_user=user, channel="http")
+    for position, (role, content) in enumerate([("user", "Hi"), ("assistant", "Hello!")]):
+        Message.objects.create(context=context, position=position, role=role, content=content)
+
+    contexts = admin_client.get("/api/contexts/", {"character": "mia"}).json()["results"]
+    messages = admin_client.get(f"/api/contexts/{context.id}/messages/").json()["results"]
+    bad_filter = admin_client.get("/api/contexts/", {"end_user": "nope"})
+
+    assert [c["id"] for c in contexts] == [str(context.id)]
+    assert [(m["role"], m["content"]) for m in messages] == [
+        ("user", "Hi"),
+        ("assistant", "Hello!"),
+    ]
+    assert bad_filter.status_code == 400
+
+
+def test_it_publishes_an_openapi_schema_and_docs(admin_client: Client) -> None:
+    schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+    docs = admin_client.get("/api/docs/")
+
+    assert schema.status_code == 200
+    assert "/api/characters/" in schema.json()["paths"]
+    assert docs.status_code == 200 and b"swagger-ui" in docs.content
+    assert b"cdn." not in docs.content  # assets come from the sidecar package, not a CDN

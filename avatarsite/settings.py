@@ -137,6 +137,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_FILESYSTEM_BROKER_DIR),
         "data_folder_out": str(CELERY_FILESYSTEM_BROKER_DIR),
         "store_processed": False,
+        # Exchange tables (worker control, purge) go under var/ too, not into the working dir.
+        "control_folder": str(CELERY_FILESYSTEM_BROKER_DIR / "control"),
     }
     CELERY_FILESYSTEM_BROKER_DIR.mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = "django-db"

@@ -169,11 +169,14 @@ SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 # Request bodies carry base64 audio and images; anything larger is refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
 
-# LLM access. Each character names the environment variable that holds its key (default
-# OPENAI_API_KEY); a blank base URL lets the OpenAI SDK read OPENAI_BASE_URL itself.
+# LLM access. Each character names the environment variable that holds its key (left at
+# OPENAI_API_KEY it means its provider's own variable: ANTHROPIC_API_KEY, GEMINI_API_KEY); a
+# blank base URL lets the OpenAI and Anthropic SDKs read OPENAI_BASE_URL / ANTHROPIC_BASE_URL.
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=60.0)
 LLM_CONNECT_TIMEOUT_SECONDS = env.float("LLM_CONNECT_TIMEOUT_SECONDS", default=5.0)
 LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+# The Anthropic API requires a cap on each answer's length; a spoken reply rarely needs more.
+ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=1024)
 
 # The staff REST API (/api/): admin users, by session or HTTP Basic over TLS.
 REST_FRAMEWORK = {

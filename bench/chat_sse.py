@@ -551,12 +551,12 @@ async def run_level(
 
 
 def start_fake_llm(
-    env: dict[str, str], log_path: Path, *args: str
+    env: dict[str, str], log_path: Path, *options: str
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `bench.fake_llm` (with `args`) and read its base URL, the first line it prints."""
+    """Start `bench.fake_llm` (with `options`) and read its base URL, the first line it prints."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_llm", "--watch-stdin", *args],
+            [sys.executable, "-m", "bench.fake_llm", "--watch-stdin", *options],
             cwd=BASE_DIR,
             env=env,
             stdin=subprocess.PIPE,  # closed by the parent, or by the kernel if it dies

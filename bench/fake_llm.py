@@ -1,16 +1,17 @@
-"""Run the tests' FakeOpenAI server in a process of its own, for benchmarks.
+"""Run the tests' FakeOpenAI (or FakeAnthropic) server in a process of its own, for benchmarks.
 
 Why a separate process: in the load generator's process the fake's handler threads would
 compete with the generator for the GIL, and the generator would measure its own contention
 instead of the server. Here the fake has an interpreter to itself.
 
-Protocol with the parent: the first stdout line is the base URL (`http://127.0.0.1:PORT/v1`);
+Protocol with the parent: the first stdout line is the base URL (`http://127.0.0.1:PORT/v1`,
+or `http://127.0.0.1:PORT` with `--protocol anthropic`);
 the fake then serves until SIGTERM or SIGINT, or, with `--watch-stdin`, until its stdin
 closes, so even a parent killed with SIGKILL leaves no orphan behind. It answers every
 request with the fake's deterministic default reply, at zero latency, or with the content of
 `--reply-file` (in one delta) when given.
 
-    python -m bench.fake_llm --watch-stdin [--reply-file answer.json]
+    python -m bench.fake_llm --watch-stdin [--protocol anthropic] [--reply-file answer.json]
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 # The fake records every request body for tests to inspect; a benchmark never reads them,
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also stop when stdin reaches end of file (for a parent holding a pipe)",
     )
+    parser.add_argument("--protocol", choices=("openai", "anthropic"), default="openai")
     parser.add_argument(
         "--reply-file",
         type=Path,
@@ -59,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
 
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
 
-    with FakeOpenAI() as fake:
+    with FakeAnthropic() if args.protocol == "anthropic" else FakeOpenAI() as fake:
         if args.reply_file:
             reply = args.reply_file.read_text()
             fake.script(ScriptedReply(chunks=[reply], repeat=FOREVER))

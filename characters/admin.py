@@ -149,6 +149,8 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
                 "fields": (
                     "context_timeout_seconds",
                     "use_turn_queue",
+                    "voice_text_tags",
+                    "terminal_voice_tag",
                     "artifact_catalog",
                     "disabled_tools",
                 )

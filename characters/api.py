@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 from rest_framework import serializers, viewsets
 from rest_framework.filters import SearchFilter
 
@@ -25,6 +27,8 @@ class CharacterSerializer(serializers.ModelSerializer):
             "llm_api_key_env",
             "context_timeout_seconds",
             "use_turn_queue",
+            "voice_text_tags",
+            "terminal_voice_tag",
             "artifact_catalog",
             "disabled_tools",
             "schedule_hour",
@@ -36,6 +40,14 @@ class CharacterSerializer(serializers.ModelSerializer):
             "updated_at",
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate(self, attrs: dict) -> dict:
+        # The model's cross-field rules (provider and model, voice tags) apply here too.
+        candidate = copy.copy(self.instance) if self.instance else Character()
+        for name, value in attrs.items():
+            setattr(candidate, name, value)
+        candidate.clean()
+        return attrs
 
 
 class CharacterViewSet(viewsets.ModelViewSet):

@@ -106,7 +106,9 @@ def _run(coroutine: Any) -> Any:
 
 async def _complete(character: Character, messages: list[ChatMessage], model: str) -> str:
     request = LLMRequest(messages=messages, model=model, temperature=character.llm_temperature)
-    return "".join([delta async for delta in provider_for(character).stream(request)])
+    # No tools are offered, so the provider yields text only.
+    stream = provider_for(character).stream(request)
+    return "".join([delta async for delta in stream if isinstance(delta, str)])
 
 
 def _strip_fences(text: str) -> str:

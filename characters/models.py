@@ -30,9 +30,21 @@ def validate_tool_names(value: object) -> None:
         raise ValidationError("Expected a list of tool names.")
 
 
+TAG_NAMES = RegexValidator(
+    r"^\s*[A-Za-z_][A-Za-z0-9_-]*\s*(,\s*[A-Za-z_][A-Za-z0-9_-]*\s*)*$",
+    "Enter tag names separated by commas, e.g. 'answer' or 'ack, answer'.",
+)
+
+
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
+    ANTHROPIC = "anthropic", "Anthropic (Claude)"
+    GEMINI = "gemini", "Google Gemini (OpenAI-compatible endpoint)"
     ECHO = "echo", "Development echo (no LLM)"
+
+
+# The model field's default names an OpenAI model; other providers need one of their own.
+DEFAULT_LLM_MODEL = "gpt-4.1-mini"
 
 
 class Character(models.Model):
@@ -49,18 +61,26 @@ class Character(models.Model):
     llm_provider = models.CharField(
         "LLM provider", max_length=20, choices=LLMProvider.choices, default=LLMProvider.OPENAI
     )
-    llm_model = models.CharField("LLM model", max_length=100, default="gpt-4.1-mini")
+    llm_model = models.CharField(
+        "LLM model",
+        max_length=100,
+        default=DEFAULT_LLM_MODEL,
+        help_text="e.g. gpt-4.1-mini, claude-haiku-4-5, gemini-2.5-flash.",
+    )
     llm_temperature = models.FloatField(
         "LLM temperature",
         null=True,
         blank=True,
         validators=[MinValueValidator(0.0), MaxValueValidator(2.0)],
-        help_text="Blank: the provider's default.",
+        help_text="Blank: the provider's default. Leave blank for Anthropic: its API takes "
+        "no sampling parameters since version 2026-10-21.",
     )
     llm_base_url = models.URLField(
         "LLM base URL",
         blank=True,
-        help_text="Blank: the OPENAI_BASE_URL environment variable, else api.openai.com.",
+        help_text="Blank: the provider's public API (OpenAI: the OPENAI_BASE_URL environment "
+        "variable, else api.openai.com; Anthropic: ANTHROPIC_BASE_URL, else api.anthropic.com; "
+        "Gemini: its OpenAI-compatible endpoint).",
     )
     llm_api_key_env = models.CharField(
         "LLM API key variable",
@@ -68,7 +88,9 @@ class Character(models.Model):
         default="OPENAI_API_KEY",
         validators=[ENV_VAR_NAME],
         help_text="Name of the environment variable holding the key; the key itself is never "
-        "stored. When it is empty the character answers with the development echo provider.",
+        "stored. Left at OPENAI_API_KEY it means the provider's own variable (ANTHROPIC_API_KEY, "
+        "GEMINI_API_KEY). When it is empty the character answers with the development echo "
+        "provider.",
     )
     context_timeout_seconds = models.PositiveIntegerField(
         default=3600,
@@ -105,6 +127,18 @@ class Character(models.Model):
         "waits its turn when it asks to (wait_in_queue), else it interrupts and drops the "
         "requests still waiting.",
     )
+    voice_text_tags = models.CharField(
+        max_length=100,
+        blank=True,
+        validators=[TAG_NAMES],
+        help_text="Speak only inside these tags, comma-separated (e.g. 'answer' when the persona "
+        "asks for <think>…</think><answer>…</answer>). Blank: speak everything.",
+    )
+    terminal_voice_tag = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="One of the voice tags: the reply ends at its first closing tag.",
+    )
     disabled_tools = models.JSONField(
         default=list,
         blank=True,
@@ -139,7 +173,22 @@ class Character(models.Model):
         """`now` (an aware datetime) on the character's own clock."""
         return now.astimezone(self.zone)
 
+    def voice_tag_names(self) -> list[str]:
+        return [name.strip() for name in self.voice_text_tags.split(",") if name.strip()]
+
     def clean(self) -> None:
+        if self.terminal_voice_tag and self.terminal_voice_tag not in self.voice_tag_names():
+            raise ValidationError({"terminal_voice_tag": "Must be one of the voice tags."})
+        other_provider = self.llm_provider in (LLMProvider.ANTHROPIC, LLMProvider.GEMINI)
+        if other_provider and self.llm_model == DEFAULT_LLM_MODEL:
+            provider = self.get_llm_provider_display()
+            raise ValidationError(
+                {"llm_model": f"{DEFAULT_LLM_MODEL} is an OpenAI model; name a {provider} model."}
+            )
+        if self.llm_provider == LLMProvider.ANTHROPIC and self.llm_temperature is not None:
+            raise ValidationError(
+                {"llm_temperature": "Anthropic's API takes no temperature; leave it blank."}
+            )
         hours = (self.schedule_hour, self.diary_hour)
         if None not in hours and self.diary_hour <= self.schedule_hour:
             raise ValidationError(

@@ -114,12 +114,25 @@ def _chunk(completion_id: str, created: int, model: str, **choice: Any) -> str:
     return json.dumps(body, ensure_ascii=False)
 
 
+def _content(chunk: TurnChunk, voice_tags: bool, first: bool) -> str:
+    """What a text client reads of a chunk: the text without control tags or, for a character
+    that speaks only inside voice tags, just that spoken part."""
+    if not voice_tags:
+        return without_tags(chunk.text)
+    if not chunk.voice_text:
+        return ""
+    return chunk.voice_text if first else f" {chunk.voice_text}"
+
+
 async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
     completion_id, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
+    voice_tags = bool(turn.character.voice_tag_names())
+    first = True
     yield _chunk(completion_id, created, model, delta={"role": "assistant", "content": ""})
     async for event in run_session_turn(turn):
         match event:
-            case TurnChunk() if content := without_tags(event.text):
+            case TurnChunk() if content := _content(event, voice_tags, first):
+                first = False
                 yield _chunk(completion_id, created, model, delta={"content": content})
             case TurnFinished():
                 yield _chunk(completion_id, created, model, delta={}, finish_reason="stop")
@@ -134,7 +147,9 @@ async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
             error = {"message": event.error, "type": "server_error", "code": "turn_failed"}
             return JsonResponse({"error": error}, status=502)
         if isinstance(event, TurnFinished):
-            message = {"role": "assistant", "content": without_tags(event.text).strip()}
+            voice_tags = bool(turn.character.voice_tag_names())
+            content = event.voice_text if voice_tags else without_tags(event.text).strip()
+            message = {"role": "assistant", "content": content}
             return JsonResponse(
                 {
                     "id": f"chatcmpl-{uuid.uuid4()}",

@@ -18,12 +18,14 @@ from django.conf import settings
 
 from characters.models import Character
 from conversations.models import ApiKey
+from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.voicevox_server import FakeVoicevox
 from tests.processes import start_daphne, stop_process
 
 IN_CI = os.environ.get("CI") == "1"
 LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
+ANTHROPIC_KEY_VARIABLE = "FAKE_ANTHROPIC_API_KEY"
 # Short enough for quick timeout and ping tests, long enough that the slow fake replies
 # (chunks a second apart) never hit the timeout on a loaded machine.
 SERVER_ENV = {
@@ -73,6 +75,19 @@ def fake_voicevox(fake_voicevox_engine: FakeVoicevox) -> Iterator[FakeVoicevox]:
     fake_voicevox_engine.reset()
 
 
+@pytest.fixture(scope="session")
+def fake_anthropic_server() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_anthropic(fake_anthropic_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
+    fake_anthropic_server.reset()
+    yield fake_anthropic_server
+    fake_anthropic_server.reset()
+
+
 @dataclass(frozen=True)
 class AsgiServer:
     url: str
@@ -97,6 +112,7 @@ def server_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
         "DATABASE_URL": _test_database_url(),
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         LLM_KEY_VARIABLE: fake.api_key,
+        ANTHROPIC_KEY_VARIABLE: FakeAnthropic.api_key,
         **extra,
     }
 

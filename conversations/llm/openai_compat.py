@@ -7,8 +7,6 @@ errors into LLMError.
 
 from __future__ import annotations
 
-import asyncio
-import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,12 +15,7 @@ from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest
-
-# One SDK client (and so one connection pool) per event loop and endpoint: building a client
-# per turn would cost a TLS handshake per turn; sharing one across loops breaks its pool.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[Any, ...], Any]] = (
-    weakref.WeakKeyDictionary()
-)
+from .sdk import failure_message, loop_client
 
 
 def openai_client(
@@ -36,18 +29,15 @@ def openai_client(
     to the LLM settings (speech passes its own)."""
     timeout = settings.LLM_TIMEOUT_SECONDS if timeout is None else timeout
     max_retries = settings.LLM_MAX_RETRIES if max_retries is None else max_retries
-    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    key = (base_url or "", api_key, timeout, max_retries)
-    client = per_loop.get(key)
-    if client is None:
-        client = openai.AsyncOpenAI(
+    return loop_client(
+        ("openai", base_url or "", api_key, timeout, max_retries),
+        lambda: openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url or None,
             timeout=openai.Timeout(timeout, connect=settings.LLM_CONNECT_TIMEOUT_SECONDS),
             max_retries=max_retries,
-        )
-        per_loop[key] = client
-    return client
+        ),
+    )
 
 
 def to_openai_message(message: ChatMessage) -> dict[str, Any]:
@@ -75,20 +65,15 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
 
 def _describe(exc: openai.OpenAIError, *, streaming: bool) -> str:
     if isinstance(exc, openai.APIStatusError):
-        return f"LLM provider returned HTTP {exc.status_code}"
-    if isinstance(exc, openai.APITimeoutError):
-        return "LLM provider timed out"
-    if streaming:
-        return "LLM provider stream broke off"
-    return "LLM provider is unreachable"
+        return failure_message(status_code=exc.status_code)
+    return failure_message(timed_out=isinstance(exc, openai.APITimeoutError), streaming=streaming)
 
 
 class OpenAICompatibleProvider:
-    name = "openai"
-
-    def __init__(self, *, api_key: str, base_url: str | None = None) -> None:
+    def __init__(self, *, api_key: str, base_url: str | None = None, name: str = "openai") -> None:
         self.api_key = api_key
         self.base_url = base_url
+        self.name = name  # what turn records show: "gemini" speaks this protocol too
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
         params: dict[str, Any] = {

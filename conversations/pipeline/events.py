@@ -39,7 +39,7 @@ class TurnStarted:
 class TurnChunk:
     context_id: uuid.UUID
     text: str  # raw, with control tags
-    voice_text: str  # tags removed
+    voice_text: str | None  # tags removed; None: shown but not spoken (outside voice tags)
     language: str | None
     control_tags: list[dict[str, Any]] | None
     avatar_control: AvatarControl

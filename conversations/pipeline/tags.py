@@ -141,3 +141,57 @@ def vision_source(text: str) -> str | None:
     """The source of the first vision request in a reply: the turn then ends with `vision`."""
     match = VISION.search(text)
     return (match.group(1) or match.group(2)) if match else None
+
+
+class VoiceTags:
+    """Speak only what is inside the character's voice tags (pipeline §2.5).
+
+    With `names=["answer"]` and a reply `<think>plan</think><answer>Hi!</answer>`, only "Hi!"
+    is spoken; segments outside every voice tag are shown (`text`) but not spoken
+    (`voice_text` None). A `terminal` tag ends the reply at its first closing tag, so a model
+    that repeats itself is not heard twice.
+    """
+
+    def __init__(self, names: list[str], terminal: str = "") -> None:
+        self.names = names
+        self.terminal = terminal
+        self.open: str | None = None
+        self.seen = False  # any voice tag at all in this reply
+        self.ended = False  # the terminal tag closed: drop the rest
+
+    def cut(self, segment: str) -> str:
+        """The part of `segment` the reply keeps (nothing once the terminal tag closed)."""
+        if self.ended:
+            return ""
+        if self.terminal:
+            close = f"</{self.terminal}>"
+            index = segment.find(close)
+            if index >= 0:
+                self.ended = True
+                return segment[: index + len(close)]
+        return segment
+
+    def speak(self, segment: str) -> str | None:
+        """The spoken part of `segment` (tags removed), or None when it is not to be spoken."""
+        spoken: list[str] = []
+        rest = segment
+        while rest:
+            if self.open is None:
+                starts = [(rest.find(f"<{n}>"), n) for n in self.names if f"<{n}>" in rest]
+                if not starts:
+                    break
+                index, name = min(starts)
+                self.open, self.seen = name, True
+                rest = rest[index + len(name) + 2 :]
+            else:
+                close = f"</{self.open}>"
+                index = rest.find(close)
+                if index < 0:
+                    spoken.append(rest)
+                    break
+                spoken.append(rest[:index])
+                rest = rest[index + len(close) :]
+                self.open = None
+        if not spoken:
+            return None
+        return voice_text("".join(spoken))

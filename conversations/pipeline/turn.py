@@ -39,7 +39,14 @@ from .events import (
 from .prompt import compose_system_prompt
 from .speaking import speak_ahead
 from .splitter import SentenceSplitter
-from .tags import avatar_control, control_tags, language_of, vision_source, voice_text
+from .tags import (
+    VoiceTags,
+    avatar_control,
+    control_tags,
+    language_of,
+    vision_source,
+    voice_text,
+)
 
 logger = logging.getLogger("avatarsite.turn")
 
@@ -63,15 +70,35 @@ class _ChunkComposer:
     """Turns split segments into chunks; remembers the turn's language once a tag sets it."""
 
     def __init__(self, request: TurnRequest, context_id: uuid.UUID) -> None:
-        self.catalog = request.character.artifact_catalog
+        character = request.character
+        self.catalog = character.artifact_catalog
         self.context_id = context_id
         self.language: str | None = None
         self.texts: list[str] = []
         self.voice_texts: list[str] = []
+        names = character.voice_tag_names()
+        self.voice_tags = VoiceTags(names, character.terminal_voice_tag) if names else None
 
-    def compose(self, segment: str) -> TurnChunk:
+    def compose(self, segment: str) -> TurnChunk | None:
+        """The chunk for a segment; None when the reply already ended at its terminal tag."""
+        spoken: str | None
+        if self.voice_tags is None:
+            spoken = voice_text(segment)
+        else:
+            segment = self.voice_tags.cut(segment)
+            if not segment:
+                return None
+            spoken = self.voice_tags.speak(segment)
+        return self._chunk(segment, spoken)
+
+    def fallback(self) -> TurnChunk | None:
+        """A reply that used none of the voice tags is spoken whole, in one extra chunk."""
+        if self.voice_tags is None or self.voice_tags.seen or not self.texts:
+            return None
+        return self._chunk("", voice_text("".join(self.texts)))
+
+    def _chunk(self, segment: str, spoken: str | None) -> TurnChunk:
         self.language = language_of(segment) or self.language
-        spoken = voice_text(segment)
         self.texts.append(segment)
         if spoken:
             self.voice_texts.append(spoken)
@@ -186,7 +213,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     )
 
     def chunks_of(segments: list[str]) -> list[TurnChunk]:
-        chunks = [composer.compose(s) for s in segments]
+        chunks = [c for c in map(composer.compose, segments) if c is not None]
         if chunks and record.first_chunk_ms is None:
             record.first_chunk_ms = timer.ms()
         return chunks
@@ -249,6 +276,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                 )
             )
             added.extend(results)
+        if (spoken_whole := composer.fallback()) is not None:
+            yield spoken_whole
         record.llm_ms = timer.ms()
         answer = "".join(composer.texts[round_start:]).strip()
         added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))

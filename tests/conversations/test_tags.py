@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from conversations.pipeline.tags import (
+    VoiceTags,
     avatar_control,
     control_tags,
     language_of,
@@ -72,3 +73,21 @@ def test_it_finds_the_language_and_vision_request() -> None:
     assert language_of("no tag") is None
     assert vision_source("Let me look. <vision source='camera' />") == "camera"
     assert vision_source("[vision:screen-shot]") is None
+
+
+def test_voice_tags_speak_only_inside_them() -> None:
+    tags = VoiceTags(["ack", "answer"])
+
+    assert tags.speak("<think>plan. ") is None
+    assert tags.speak("more plan</think><ack>Sure!</ack>") == "Sure!"
+    assert tags.speak("<answer>[face:joy]It is ") == "It is"
+    assert tags.speak("sunny.") == "sunny."
+    assert tags.speak("</answer> trailing") == ""  # inside until the close: nothing left
+    assert tags.seen
+
+
+def test_a_terminal_voice_tag_ends_the_reply() -> None:
+    tags = VoiceTags(["answer"], terminal="answer")
+
+    assert tags.cut("<answer>Hi.</answer> <answer>Hi.") == "<answer>Hi.</answer>"
+    assert tags.cut("</answer> more") == ""

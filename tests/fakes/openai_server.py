@@ -429,24 +429,28 @@ class _Handler(BaseHTTPRequestHandler):
         # keep-alive connection starts at the right byte.
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length > 0 else b""
-        route = (self.command, urlsplit(self.path).path.rstrip("/"))
         try:
-            if route not in _ROUTES:
-                self._send_json(
-                    404, error_body(404, f"Unknown request URL: {self.command} {self.path}.")
-                )
-            elif self.headers.get("Authorization") != f"Bearer {self.server.fake.api_key}":
-                self._send_json(401, error_body(401))
-            elif route[0] == "GET":
-                self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
-            elif route[1] == _TRANSCRIPTIONS_PATH:
-                self._transcription(raw)
-            elif route[1] == _SPEECH_PATH:
-                self._speech(raw)
-            else:
-                self._chat_completions(raw)
+            self._route(urlsplit(self.path).path.rstrip("/"), raw)
         except (_AbortResponse, OSError):
             self.close_connection = True
+
+    def _route(self, path: str, raw: bytes) -> None:
+        """OpenAI's routes; fakes of other APIs override this and reuse the rest."""
+        route = (self.command, path)
+        if route not in _ROUTES:
+            self._send_json(
+                404, error_body(404, f"Unknown request URL: {self.command} {self.path}.")
+            )
+        elif self.headers.get("Authorization") != f"Bearer {self.server.fake.api_key}":
+            self._send_json(401, error_body(401))
+        elif route[0] == "GET":
+            self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
+        elif path == _TRANSCRIPTIONS_PATH:
+            self._transcription(raw)
+        elif path == _SPEECH_PATH:
+            self._speech(raw)
+        else:
+            self._chat_completions(raw)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _dispatch
 
@@ -702,58 +706,39 @@ class LoopbackFake:
         self.stop()
 
 
-class FakeOpenAI(LoopbackFake):
-    """An in-process OpenAI-compatible server on 127.0.0.1 with a random port.
+class ScriptedFake(LoopbackFake):
+    """A fake LLM API answering from a script of replies (the default reply when it is
+    empty); subclasses name the wire protocol through `handler_class`.
 
     Thread-safe: the test thread scripts and inspects while handler threads
     record requests and consume the script. Use as a context manager (or call
     start()/stop()); it can be restarted after stop(), on a new port.
     """
 
-    handler_class = _Handler
-    thread_prefix = THREAD_NAME_PREFIX
+    api_key: str
+    default_reply: ScriptedReply = ScriptedReply()
+    """What a request gets when nothing is scripted."""
 
     def __init__(self, default_chunk_delay: float = 0.0) -> None:
         super().__init__()
         self.default_chunk_delay = default_chunk_delay
-        self.api_key = FAKE_API_KEY
         self.requests: list[JSON] = []
-        """Bodies of authenticated chat-completion requests whose body was a JSON
-        object, in arrival order (retries included). Cleared in place by reset()."""
-        self.audio_requests: list[JSON] = []
-        """Transcription uploads (form fields plus filename, content_type, data) and
-        speech bodies, each with its `path`, in arrival order."""
-        self.journal: Journal | None = None
-        """When set, every streamed content delta is added as ("llm", piece)."""
+        """Bodies of authenticated requests whose body was a JSON object, in arrival
+        order (retries included). Cleared in place by reset()."""
         self._lock = threading.Lock()
         self._script: deque[_Queued] = deque()
-        self._audio_script: deque[_Queued] = deque()
-
-    @property
-    def base_url(self) -> str:
-        """Pass as `base_url` to the openai client; valid once started."""
-        return f"{self.url}/v1"
 
     def script(self, *replies: ScriptedReply) -> None:
         """Queue replies behind any already queued; each answers `repeat`
-        consecutive chat-completion requests, then the default behaviour resumes."""
+        consecutive requests, then the default behaviour resumes."""
         with self._lock:
             self._script.extend(_Queued(reply, reply.repeat) for reply in replies)
 
-    def script_audio(self, *replies: ScriptedReply) -> None:
-        """Queue replies for the audio endpoints: `status`, `delay` and `repeat` apply;
-        `text` is the transcript to return."""
-        with self._lock:
-            self._audio_script.extend(_Queued(reply, reply.repeat) for reply in replies)
-
     def reset(self) -> None:
-        """Forget the scripts, the recorded requests and the journal (between test phases)."""
+        """Forget the script and the recorded requests (between test phases)."""
         with self._lock:
             self._script.clear()
-            self._audio_script.clear()
             self.requests.clear()
-            self.audio_requests.clear()
-            self.journal = None
 
     def forget_requests(self) -> None:
         """Drop the recorded requests but keep the script (long benchmark runs)."""
@@ -765,26 +750,59 @@ class FakeOpenAI(LoopbackFake):
         concurrency the n-th recorded request is the one that got the n-th reply."""
         with self._lock:
             self.requests.append(body)
-            return _take(self._script)
+            return _take(self._script, self.default_reply)
+
+
+class FakeOpenAI(ScriptedFake):
+    """An in-process OpenAI-compatible server: chat completions, models and audio."""
+
+    handler_class = _Handler
+    thread_prefix = THREAD_NAME_PREFIX
+    api_key = FAKE_API_KEY
+
+    def __init__(self, default_chunk_delay: float = 0.0) -> None:
+        super().__init__(default_chunk_delay)
+        self.audio_requests: list[JSON] = []
+        """Transcription uploads (form fields plus filename, content_type, data) and
+        speech bodies, each with its `path`, in arrival order."""
+        self.journal: Journal | None = None
+        """When set, every streamed content delta is added as ("llm", piece)."""
+        self._audio_script: deque[_Queued] = deque()
+
+    @property
+    def base_url(self) -> str:
+        """Pass as `base_url` to the openai client; valid once started."""
+        return f"{self.url}/v1"
+
+    def script_audio(self, *replies: ScriptedReply) -> None:
+        """Queue replies for the audio endpoints: `status`, `delay` and `repeat` apply;
+        `text` is the transcript to return."""
+        with self._lock:
+            self._audio_script.extend(_Queued(reply, reply.repeat) for reply in replies)
+
+    def reset(self) -> None:
+        """Also forget the audio script and requests, and the journal."""
+        super().reset()
+        with self._lock:
+            self._audio_script.clear()
+            self.audio_requests.clear()
+            self.journal = None
 
     def _accept_audio(self, request: JSON) -> ScriptedReply:
         with self._lock:
             self.audio_requests.append(request)
-            return _take(self._audio_script)
+            return _take(self._audio_script, self.default_reply)
 
 
-def _take(script: deque[_Queued]) -> ScriptedReply:
-    """The reply at the head of a script (the default when it is empty)."""
+def _take(script: deque[_Queued], default: ScriptedReply) -> ScriptedReply:
+    """The reply at the head of a script (`default` when it is empty)."""
     if not script:
-        return _DEFAULT_REPLY
+        return default
     queued = script[0]
     queued.remaining -= 1
     if queued.remaining == 0:
         script.popleft()
     return queued.reply
-
-
-_DEFAULT_REPLY = ScriptedReply()
 
 
 __all__ = [
@@ -794,6 +812,7 @@ __all__ = [
     "FakeOpenAI",
     "Journal",
     "LoopbackFake",
+    "ScriptedFake",
     "ScriptedReply",
     "default_reply_text",
     "error_body",

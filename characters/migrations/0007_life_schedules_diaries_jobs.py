@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("characters", "0004_character_field_validators"),
+        ("characters", "0006_character_voice_text_tags"),
     ]
 
     operations = [

@@ -200,6 +200,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Functions (dotted paths) that may refuse a request before the LLM: (TurnRequest, text) ->
+# a reason or None. The client gets a `cancelled` event with the reason.
+REQUEST_VALIDATORS = env.list("REQUEST_VALIDATORS", default=[])
+
 # Modules that register extra tools (with conversations.tools.tool) when the app starts.
 TOOL_MODULES = env.list("TOOL_MODULES", default=[])
 

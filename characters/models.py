@@ -40,6 +40,7 @@ class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ANTHROPIC = "anthropic", "Anthropic (Claude)"
     GEMINI = "gemini", "Google Gemini (OpenAI-compatible endpoint)"
+    DIFY = "dify", "Dify app (its own prompt, memory and tools)"
     ECHO = "echo", "Development echo (no LLM)"
 
 
@@ -127,6 +128,26 @@ class Character(models.Model):
         "waits its turn when it asks to (wait_in_queue), else it interrupts and drops the "
         "requests still waiting.",
     )
+    merge_window_seconds = models.FloatField(
+        default=0,
+        validators=[MinValueValidator(0.0)],
+        help_text="A request arriving this soon after the previous one in its session is "
+        "merged with it (the user went on talking). 0: off.",
+    )
+    wake_words = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Comma-separated: the character only answers a session after one of these "
+        "(for always-listening devices). Blank: always answers.",
+    )
+    wake_timeout_seconds = models.PositiveIntegerField(
+        default=60, help_text="How long a session stays awake after its last request."
+    )
+    timestamp_interval_seconds = models.PositiveIntegerField(
+        default=0,
+        help_text="Tell the LLM the local date and time (in the character's timezone) at most "
+        "this often per session, before the user's words. 0: off.",
+    )
     voice_text_tags = models.CharField(
         max_length=100,
         blank=True,
@@ -172,6 +193,9 @@ class Character(models.Model):
     def local_now(self, now: datetime) -> datetime:
         """`now` (an aware datetime) on the character's own clock."""
         return now.astimezone(self.zone)
+
+    def wake_word_list(self) -> list[str]:
+        return [word.strip() for word in self.wake_words.split(",") if word.strip()]
 
     def voice_tag_names(self) -> list[str]:
         return [name.strip() for name in self.voice_text_tags.split(",") if name.strip()]

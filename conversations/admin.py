@@ -3,7 +3,15 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .models import ApiKey, ChannelIdentity, Context, EndUser, Message, TurnRecord
+from .models import (
+    ApiKey,
+    ChannelIdentity,
+    Context,
+    EndUser,
+    Guardrail,
+    Message,
+    TurnRecord,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -105,3 +113,15 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
         count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         messages.success(request, f"Revoked {count} key(s).")
+
+
+@admin.register(Guardrail)
+class GuardrailAdmin(admin.ModelAdmin):
+    list_display = ("name", "character", "applies_to", "kind", "action", "is_active")
+    list_filter = ("applies_to", "kind", "action", "is_active", "character")
+    search_fields = ("name", "pattern", "question", "message")
+    fieldsets = (
+        (None, {"fields": ("name", "character", "applies_to", "is_active")}),
+        ("Check", {"fields": ("kind", "pattern", "question")}),
+        ("Then", {"fields": ("action", "message")}),
+    )

@@ -149,7 +149,10 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 control_tags=event.control_tags,
                 avatar_control_request=event.avatar_control.as_dict(),
                 audio_data=_audio_data(event.audio),
-                metadata={"is_first_chunk": event.is_first, "is_guardrail_triggered": False},
+                metadata={
+                    "is_first_chunk": event.is_first,
+                    "is_guardrail_triggered": bool(event.guardrail),
+                },
             )
         case TurnToolCall():
             call: dict[str, Any] = {
@@ -176,7 +179,8 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 ),
             )
         case TurnCancelled():
-            return envelope("cancelled", **ids, context_id=context_id)
+            metadata = {"reason": event.reason} if event.reason else None
+            return envelope("cancelled", **ids, context_id=context_id, metadata=metadata)
         case TurnFailed():
             return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
     raise TypeError(f"Unknown turn event {event!r}")

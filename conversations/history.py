@@ -7,7 +7,8 @@ These are plain synchronous ORM functions; the async pipeline calls each through
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -24,6 +25,8 @@ from .models import ChannelIdentity, Context, EndUser, Message, TurnRecord
 class OpenedContext:
     context_id: uuid.UUID
     history: list[ChatMessage]
+    # A provider's own memory of the conversation; written back with the turn.
+    provider_state: dict[str, Any] = field(default_factory=dict)
 
 
 def resolve_end_user(channel: str, external_id: str) -> EndUser:
@@ -86,7 +89,7 @@ def open_context(character: Character, requested_id: uuid.UUID | None) -> Opened
         return OpenedContext(uuid.uuid4(), [])
     if context.is_expired():
         return OpenedContext(uuid.uuid4(), [])
-    return OpenedContext(context.id, _recent_history(context))
+    return OpenedContext(context.id, _recent_history(context), dict(context.provider_state))
 
 
 def refresh_context(character: Character, opened: OpenedContext) -> OpenedContext:
@@ -126,7 +129,10 @@ def _recent_history(context: Context) -> list[ChatMessage]:
 
 
 def save_turn(
-    record: TurnRecord, end_user: EndUser, messages: list[ChatMessage] | None = None
+    record: TurnRecord,
+    end_user: EndUser,
+    messages: list[ChatMessage] | None = None,
+    provider_state: dict[str, Any] | None = None,
 ) -> None:
     """Store the turn's record and, for a completed turn, its messages, all or nothing."""
     with transaction.atomic():
@@ -155,5 +161,7 @@ def save_turn(
             for offset, m in enumerate(messages)
         )
         Context.objects.filter(pk=context.pk).update(
-            message_count=F("message_count") + len(messages), updated_at=timezone.now()
+            message_count=F("message_count") + len(messages),
+            updated_at=timezone.now(),
+            provider_state=provider_state or {},
         )

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
 from characters.models import Character
+
+
+def validate_pattern(value: str) -> None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValidationError(f"Not a valid regular expression: {exc}") from exc
 
 
 class EndUser(models.Model):
@@ -59,6 +68,12 @@ class Context(models.Model):
     end_user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="contexts")
     channel = models.CharField(max_length=32)
     message_count = models.PositiveIntegerField(default=0, editable=False)
+    provider_state = models.JSONField(
+        default=dict,
+        blank=True,
+        editable=False,
+        help_text="What a provider that keeps its own history needs (Dify's conversation id).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -113,6 +128,7 @@ class TurnRecord(models.Model):
         COMPLETED = "completed"
         FAILED = "failed"
         INTERRUPTED = "interrupted"
+        CANCELLED = "cancelled"  # refused before the LLM: a validator, or not awake
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="turns")
@@ -146,6 +162,79 @@ class TurnRecord(models.Model):
 
     def __str__(self) -> str:
         return f"{self.character} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
+
+
+class Guardrail(models.Model):
+    """A check on what users ask or what a character answers, run by every turn."""
+
+    class AppliesTo(models.TextChoices):
+        REQUEST = "request"
+        RESPONSE = "response"
+        BOTH = "both"
+
+    class Kind(models.TextChoices):
+        PATTERN = "pattern", "Regular expression"
+        LLM = "llm", "Question to the character's LLM"
+
+    class Action(models.TextChoices):
+        BLOCK = "block", "Block: answer with the message instead"
+        REPLACE = "replace", "Replace: use the message instead of the text"
+
+    name = models.CharField(max_length=100)
+    character = models.ForeignKey(
+        Character,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="guardrails",
+        help_text="Blank: every character.",
+    )
+    applies_to = models.CharField(max_length=10, choices=AppliesTo.choices)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.PATTERN)
+    pattern = models.CharField(
+        max_length=500,
+        blank=True,
+        validators=[validate_pattern],
+        help_text="For a regular expression: matched case-insensitively anywhere in the text.",
+    )
+    question = models.TextField(
+        blank=True,
+        help_text="For an LLM check: a yes/no question about the text, e.g. 'Does it ask for "
+        "medical advice?'. Yes triggers the guardrail.",
+    )
+    action = models.CharField(max_length=10, choices=Action.choices)
+    message = models.TextField(help_text="What is said (block) or used (replace) instead.")
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.kind == self.Kind.PATTERN and not self.pattern:
+            raise ValidationError({"pattern": "A regular-expression guardrail needs a pattern."})
+        if self.kind == self.Kind.LLM and not self.question.strip():
+            raise ValidationError({"question": "An LLM guardrail needs a question."})
+
+
+class SessionState(models.Model):
+    """What a session remembers between requests, for the request-shaping features that need
+    it (merging, wake words, timestamps); kept in the database so every server process sees it.
+    """
+
+    key = models.CharField(max_length=300, unique=True)  # channel:session_id
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
+    previous_request_at = models.DateTimeField(null=True, blank=True)
+    previous_request_text = models.TextField(blank=True)
+    previous_request_files = models.JSONField(default=list, blank=True)
+    awake_at = models.DateTimeField(null=True, blank=True)
+    timestamp_inserted_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return self.key
 
 
 def _hash_key(raw_key: str) -> str:

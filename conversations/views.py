@@ -101,6 +101,7 @@ def _prepare_chat(
         audio=audio,
         files=payload.files or [],
         system_prompt_params=payload.system_prompt_params or {},
+        allow_merge=payload.allow_merge,
         speech_speed=payload.speech_speed(),
     )
     return turn, payload

@@ -19,6 +19,7 @@ from django.conf import settings
 from characters.models import Character
 from conversations.models import ApiKey
 from tests.fakes.anthropic_server import FakeAnthropic
+from tests.fakes.dify_server import FakeDify
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.voicevox_server import FakeVoicevox
 from tests.processes import start_daphne, stop_process
@@ -26,6 +27,7 @@ from tests.processes import start_daphne, stop_process
 IN_CI = os.environ.get("CI") == "1"
 LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
 ANTHROPIC_KEY_VARIABLE = "FAKE_ANTHROPIC_API_KEY"
+DIFY_KEY_VARIABLE = "FAKE_DIFY_API_KEY"
 # Short enough for quick timeout and ping tests, long enough that the slow fake replies
 # (chunks a second apart) never hit the timeout on a loaded machine.
 SERVER_ENV = {
@@ -33,7 +35,8 @@ SERVER_ENV = {
     "LLM_TIMEOUT_SECONDS": "3",
     "LLM_MAX_RETRIES": "1",
     "LOG_LEVEL": "WARNING",
-    "TOOL_MODULES": "tests.conversations.tools_for_tests",
+    "TOOL_MODULES": "tests.conversations.plugins_for_tests",
+    "REQUEST_VALIDATORS": "tests.conversations.plugins_for_tests.refuse_secrets",
     # Each speech test sees its provider called; the cache has its own tests.
     "TTS_CACHE_DIR": "",
     "STT_RETRY_BACKOFF_SECONDS": "0.01",
@@ -88,6 +91,19 @@ def fake_anthropic(fake_anthropic_server: FakeAnthropic) -> Iterator[FakeAnthrop
     fake_anthropic_server.reset()
 
 
+@pytest.fixture(scope="session")
+def fake_dify_server() -> Iterator[FakeDify]:
+    with FakeDify() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_dify(fake_dify_server: FakeDify) -> Iterator[FakeDify]:
+    fake_dify_server.reset()
+    yield fake_dify_server
+    fake_dify_server.reset()
+
+
 @dataclass(frozen=True)
 class AsgiServer:
     url: str
@@ -113,6 +129,7 @@ def server_env(fake: FakeOpenAI, **extra: str) -> dict[str, str]:
         "DJANGO_SECRET_KEY": settings.SECRET_KEY,
         LLM_KEY_VARIABLE: fake.api_key,
         ANTHROPIC_KEY_VARIABLE: FakeAnthropic.api_key,
+        DIFY_KEY_VARIABLE: FakeDify.api_key,
         **extra,
     }
 

@@ -11,6 +11,7 @@ from characters.models import LLMProvider as ProviderChoice
 
 from .anthropic import AnthropicProvider
 from .base import ChatMessage, LLMError, LLMProvider, LLMRequest, ToolCallRequest, ToolSpec
+from .dify import DifyProvider
 from .echo import ECHO_MARK, EchoProvider
 from .openai_compat import OpenAICompatibleProvider
 
@@ -36,6 +37,7 @@ DEFAULT_KEY_VARIABLES = {
     ProviderChoice.OPENAI: "OPENAI_API_KEY",
     ProviderChoice.ANTHROPIC: "ANTHROPIC_API_KEY",
     ProviderChoice.GEMINI: "GEMINI_API_KEY",
+    ProviderChoice.DIFY: "DIFY_API_KEY",
 }
 # Gemini speaks the chat-completions protocol here, so the OpenAI provider serves it.
 GEMINI_OPENAI_BASE_URL = "https://generativelanguage.googleapis.com/v1beta/openai/"
@@ -61,6 +63,8 @@ def provider_for(character: Character) -> LLMProvider:
     base_url = character.llm_base_url or None
     if character.llm_provider == ProviderChoice.ANTHROPIC:
         return AnthropicProvider(api_key=api_key, base_url=base_url)
+    if character.llm_provider == ProviderChoice.DIFY:
+        return DifyProvider(api_key=api_key, base_url=base_url)
     if character.llm_provider == ProviderChoice.GEMINI:
         return OpenAICompatibleProvider(
             api_key=api_key, base_url=base_url or GEMINI_OPENAI_BASE_URL, name="gemini"

@@ -41,6 +41,10 @@ class LLMRequest:
     model: str
     temperature: float | None = None
     tools: Sequence[ToolSpec] = ()
+    user: str = ""  # a stable id of the end user, for providers that track users
+    # The conversation's provider-side memory (e.g. Dify's conversation id): read and updated
+    # by providers that keep history themselves, saved with the turn.
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 class LLMError(Exception):

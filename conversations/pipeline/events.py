@@ -25,6 +25,7 @@ class TurnRequest:
     audio: bytes | None = None  # PCM16 mono 16 kHz, used when `text` is empty
     files: list[dict[str, str]] = field(default_factory=list)
     system_prompt_params: dict[str, Any] = field(default_factory=dict)
+    allow_merge: bool = True  # may join the session's previous request (merge window)
     speech_speed: float | None = None  # this session's TTS speed; None: the character's
 
 
@@ -46,6 +47,7 @@ class TurnChunk:
     is_first: bool
     # One complete WAV; b"" for a sentence with nothing to say; None when TTS is off.
     audio: bytes | None = None
+    guardrail: str = ""  # the guardrail whose message this chunk is, if any
 
 
 @dataclass(slots=True)
@@ -70,9 +72,11 @@ class TurnFinished:
 
 @dataclass(slots=True)
 class TurnCancelled:
-    """A queued request dropped before it started, because a newer one interrupted."""
+    """A request dropped before the LLM: a newer one interrupted it while it waited in the
+    queue, or a request validator refused it (`reason`)."""
 
     context_id: uuid.UUID
+    reason: str = ""
 
 
 @dataclass(slots=True)

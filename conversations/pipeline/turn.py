@@ -19,15 +19,17 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from conversations.guardrails import check, guardrails_for
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
-from conversations.models import Message, TurnRecord
+from conversations.models import Guardrail, Message, TurnRecord
 from conversations.speech.stt import STTError
 from conversations.speech.tts import TTSError
 from conversations.speech.voices import recognizer_for, synthesizer_for
 from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
 
 from .events import (
+    TurnCancelled,
     TurnChunk,
     TurnEvent,
     TurnFailed,
@@ -37,6 +39,7 @@ from .events import (
     TurnToolCall,
 )
 from .prompt import compose_system_prompt
+from .shaping import ShapedRequest, needs_shaping, refusal, shape
 from .speaking import speak_ahead
 from .splitter import SentenceSplitter
 from .tags import (
@@ -91,6 +94,12 @@ class _ChunkComposer:
             spoken = self.voice_tags.speak(segment)
         return self._chunk(segment, spoken)
 
+    def guarded(self, segment: str, guardrail: str) -> TurnChunk:
+        """A chunk of a guardrail's message, flagged as such."""
+        chunk = self._chunk(segment, voice_text(segment))
+        chunk.guardrail = guardrail
+        return chunk
+
     def fallback(self) -> TurnChunk | None:
         """A reply that used none of the voice tags is spoken whole, in one extra chunk."""
         if self.voice_tags is None or self.voice_tags.seen or not self.texts:
@@ -116,6 +125,11 @@ class _ChunkComposer:
         language = (self.language or character_language).lower()
         separator = "" if language.startswith(UNSPACED_LANGUAGES) else " "
         return separator.join(self.voice_texts)
+
+
+def _sentences(text: str) -> list[str]:
+    splitter = SentenceSplitter()
+    return [*splitter.feed(text), *splitter.flush()]
 
 
 async def _call_tool(
@@ -158,11 +172,12 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     async def finish(
         status: str, *, error: str = "", messages: list[ChatMessage] | None = None
     ) -> None:
+        """Record the turn; a completed one also writes its messages and provider state."""
         record.status = status
         record.error = error
         record.response_text = "".join(composer.texts)
         record.total_ms = timer.ms()
-        await sync_to_async(save_turn)(record, request.end_user, messages)
+        await sync_to_async(save_turn)(record, request.end_user, messages, opened.provider_state)
         logger.info(
             "turn id=%s character=%s status=%s provider=%s stt_ms=%s llm_first_token_ms=%s "
             "first_chunk_ms=%s first_audio_ms=%s tool_ms=%s llm_ms=%s tts_ms=%s total_ms=%s%s",
@@ -181,13 +196,17 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             f" error={error!r}" if error else "",
         )
 
-    text = request.text
+    recognized = request.text
     synthesizer = None
     try:
-        if not text and request.audio:
-            text = await _transcribe(request, record, timer)
-            record.request_text = text
+        if not recognized and request.audio:
+            recognized = await _transcribe(request, record, timer)
+            record.request_text = recognized
         synthesizer = synthesizer_for(character)
+        reason = await refusal(request, recognized)
+        shaped = ShapedRequest(recognized, request.files, awake=True)
+        if reason is None and needs_shaping(request):
+            shaped = await sync_to_async(shape)(request, recognized, timezone.now())
     except (STTError, TTSError) as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
@@ -195,10 +214,27 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     except asyncio.CancelledError:
         await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
         raise
+    if reason is not None:
+        await finish(TurnRecord.Status.CANCELLED, error=reason)
+        yield TurnCancelled(context_id=opened.context_id, reason=reason)
+        return
 
-    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=text)
+    text = shaped.text
+    record.request_text = text
+    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=recognized)
+    if not shaped.awake:
+        # Asleep: the turn is acknowledged but nothing is paid for, nothing remembered.
+        await finish(TurnRecord.Status.CANCELLED, error="Not awake: no wake word yet.")
+        yield TurnFinished(opened.context_id, text="", voice_text="", vision_source=None)
+        return
 
-    user_message = ChatMessage(role=Message.Role.USER, content=text, files=request.files)
+    guardrails = await sync_to_async(guardrails_for)(character)
+    hit = await check(guardrails, character, text, "request")
+    if hit is not None and hit.action == Guardrail.Action.REPLACE:
+        text = record.request_text = hit.message  # the corrected text is what is kept
+    blocked = hit if hit is not None and hit.action == Guardrail.Action.BLOCK else None
+
+    user_message = ChatMessage(role=Message.Role.USER, content=text, files=shaped.files)
     system = await compose_system_prompt(character, request.end_user, request.system_prompt_params)
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.
@@ -230,6 +266,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                 model=character.llm_model,
                 temperature=character.llm_temperature,
                 tools=offered,
+                user=str(request.end_user.id),
+                state=opened.provider_state,
             )
             async for item in provider.stream(llm_request):
                 if record.llm_first_token_ms is None:
@@ -280,7 +318,19 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             yield spoken_whole
         record.llm_ms = timer.ms()
         answer = "".join(composer.texts[round_start:]).strip()
+        corrected = await check(guardrails, character, answer, "response")
+        if corrected is not None:
+            # Already streamed; say the correction, and keep only it in the history.
+            for sentence in _sentences(corrected.message):
+                yield composer.guarded(sentence, corrected.name)
+            answer = corrected.message
         added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
+
+    async def guardrail_answer() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
+        """A blocked request is answered with the guardrail's message, and no LLM call."""
+        assert blocked is not None
+        for sentence in _sentences(blocked.message):
+            yield composer.guarded(sentence, blocked.name)
 
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
@@ -294,7 +344,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
         return audio
 
-    events = llm_events()
+    events = llm_events() if blocked is None else guardrail_answer()
     if synthesizer is not None:
         events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
     try:
@@ -319,7 +369,10 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         raise
 
     reply = "".join(composer.texts)
-    await finish(TurnRecord.Status.COMPLETED, messages=added)
+    if blocked is not None:  # nothing of a blocked request enters the history
+        await finish(TurnRecord.Status.CANCELLED, error=f"Blocked by guardrail {blocked.name}")
+    else:
+        await finish(TurnRecord.Status.COMPLETED, messages=added)
     yield TurnFinished(
         context_id=opened.context_id,
         text=reply,

@@ -480,23 +480,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _transcription(self, raw: bytes) -> None:
         """Multipart in (fields and the `file` part), `{"text": ...}` out."""
-        content_type = self.headers.get("Content-Type", "")
-        message = BytesParser(policy=HTTP).parsebytes(
-            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
-        )
-        fields: JSON = {}
-        upload: JSON | None = None
-        for part in message.iter_parts() if message.is_multipart() else ():
-            name = part.get_param("name", header="content-disposition")
-            data = part.get_payload(decode=True) or b""
-            if part.get_filename() is not None:
-                upload = {
-                    "filename": part.get_filename(),
-                    "content_type": part.get_content_type(),
-                    "data": data,
-                }
-            elif name:
-                fields[str(name)] = data.decode()
+        fields, upload = self._multipart(raw)
         if upload is None or "model" not in fields:
             self._send_json(400, error_body(400, "A `file` and a `model` are required."))
             return
@@ -588,6 +572,27 @@ class _Handler(BaseHTTPRequestHandler):
         stopping, so stop() never waits for a scripted delay."""
         if seconds > 0 and self.server.stopping.wait(seconds):
             raise _AbortResponse
+
+    def _multipart(self, raw: bytes) -> tuple[JSON, JSON | None]:
+        """A multipart/form-data body: its plain fields, and its file part (if any)."""
+        content_type = self.headers.get("Content-Type", "")
+        message = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+        )
+        fields: JSON = {}
+        upload: JSON | None = None
+        for part in message.iter_parts() if message.is_multipart() else ():
+            name = part.get_param("name", header="content-disposition")
+            data = part.get_payload(decode=True) or b""
+            if part.get_filename() is not None:
+                upload = {
+                    "filename": part.get_filename(),
+                    "content_type": part.get_content_type(),
+                    "data": data,
+                }
+            elif name:
+                fields[str(name)] = data.decode()
+        return fields, upload
 
     def _cut(self) -> None:
         """Drop the connection mid-response, as a crashed upstream would."""

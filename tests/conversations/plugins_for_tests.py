@@ -1,10 +1,12 @@
-"""Tools the test server process registers (through the TOOL_MODULES setting)."""
+"""What the test server process plugs in: tools (TOOL_MODULES) and a request validator
+(REQUEST_VALIDATORS)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
+from conversations.pipeline.events import TurnRequest
 from conversations.tools import ToolContext, ToolResult, tool
 
 
@@ -41,3 +43,8 @@ def remember_color(context: ToolContext, arguments: dict[str, Any]) -> dict[str,
 @tool(name="explode", description="Always fails.")
 async def explode(context: ToolContext, arguments: dict[str, Any]) -> dict[str, Any]:
     raise RuntimeError("the tool broke")
+
+
+def refuse_secrets(request: TurnRequest, text: str) -> str | None:
+    """A request validator (REQUEST_VALIDATORS): a plain function, so it runs in a thread."""
+    return "Let's not talk about secrets." if "secret" in text.lower() else None

@@ -34,7 +34,7 @@ def remove_entry(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("characters", "0007_life_schedules_diaries_jobs"),
+        ("characters", "0009_life_schedules_diaries_jobs"),
         ("django_celery_beat", "0018_improve_crontab_helptext"),
     ]
 

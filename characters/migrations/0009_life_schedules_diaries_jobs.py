@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("characters", "0006_character_voice_text_tags"),
+        ("characters", "0008_llm_provider_dify"),
     ]
 
     operations = [

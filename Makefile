@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-speech lint apikey clean
+.PHONY: run test bench bench-life bench-speech lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: $(VENV)/.installed-dev
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.chat_sse
+
+bench-life: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-life: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.life
 
 bench-speech: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.speech

@@ -137,6 +137,8 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_FILESYSTEM_BROKER_DIR),
         "data_folder_out": str(CELERY_FILESYSTEM_BROKER_DIR),
         "store_processed": False,
+        # Exchange tables (worker control, purge) go under var/ too, not into the working dir.
+        "control_folder": str(CELERY_FILESYSTEM_BROKER_DIR / "control"),
     }
     CELERY_FILESYSTEM_BROKER_DIR.mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = "django-db"
@@ -209,6 +211,30 @@ TOOL_MODULES = env.list("TOOL_MODULES", default=[])
 SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
 # Messages of history sent to the LLM per turn (AIAvatarKit's default is 100).
 CONTEXT_HISTORY_LIMIT = env.int("CONTEXT_HISTORY_LIMIT", default=100)
+
+# Character life (characters/life.py): schedules and diaries written on each character's clock.
+# Missed days are caught up this far back (never before the character existed).
+LIFE_BACKFILL_DAYS = env.int("LIFE_BACKFILL_DAYS", default=7)
+# Attempts per LLM answer, the first included: an answer that fails its JSON schema is shown
+# back to the LLM with the error. (Transport errors are retried by the provider, LLM_MAX_RETRIES.)
+LIFE_LLM_ATTEMPTS = env.int("LIFE_LLM_ATTEMPTS", default=3)
+# A run holds the lease on a schedule or diary this long (extended after every LLM answer);
+# a crashed run's lease expires and another run takes over, reusing the answers paid for.
+LIFE_LEASE_SECONDS = env.int("LIFE_LEASE_SECONDS", default=600)
+# After a failed attempt the beat waits this long, doubling per failure (at most 6 hours).
+LIFE_RETRY_BASE_SECONDS = env.int("LIFE_RETRY_BASE_SECONDS", default=300)
+# A job that found its work leased by another run looks again after this long, this many times.
+LIFE_BUSY_RETRY_SECONDS = env.int("LIFE_BUSY_RETRY_SECONDS", default=60)
+LIFE_BUSY_RETRIES = env.int("LIFE_BUSY_RETRIES", default=30)
+# Queued jobs older than this are taken for lost (their worker died) and enqueued again.
+LIFE_JOB_STALE_SECONDS = env.int("LIFE_JOB_STALE_SECONDS", default=3600)
+# The beat's own succeeded jobs are deleted after this many days.
+LIFE_JOB_RETENTION_DAYS = env.int("LIFE_JOB_RETENTION_DAYS", default=30)
+# About how many characters a diary has.
+LIFE_DIARY_LENGTH = env.int("LIFE_DIARY_LENGTH", default=1200)
+# A web-search chat model of the characters' provider (e.g. gpt-4o-mini-search-preview) that
+# fetches each day's news for diaries. Empty: diaries are written without news, and say so.
+LIFE_NEWS_MODEL = env.str("LIFE_NEWS_MODEL", default="")
 
 # Speech. Uplink audio (STT, VAD) is PCM16 mono at this rate (AIAvatarKit's default).
 SPEECH_SAMPLE_RATE = env.int("SPEECH_SAMPLE_RATE", default=16000)

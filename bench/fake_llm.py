@@ -8,9 +8,10 @@ Protocol with the parent: the first stdout line is the base URL (`http://127.0.0
 or `http://127.0.0.1:PORT` with `--protocol anthropic`);
 the fake then serves until SIGTERM or SIGINT, or, with `--watch-stdin`, until its stdin
 closes, so even a parent killed with SIGKILL leaves no orphan behind. It answers every
-request with the fake's deterministic default reply, at zero latency.
+request with the fake's deterministic default reply, at zero latency, or with the content of
+`--reply-file` (in one delta) when given.
 
-    python -m bench.fake_llm --watch-stdin [--protocol anthropic]
+    python -m bench.fake_llm --watch-stdin [--protocol anthropic] [--reply-file answer.json]
 """
 
 from __future__ import annotations
@@ -19,14 +20,16 @@ import argparse
 import signal
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 
 from tests.fakes.anthropic_server import FakeAnthropic
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 # The fake records every request body for tests to inspect; a benchmark never reads them,
 # and 30-turn conversations make them large, so they are dropped this often.
 FORGET_REQUESTS_EVERY_SECONDS = 1.0
+FOREVER = 2**62
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -37,6 +40,11 @@ def main(argv: list[str] | None = None) -> int:
         help="also stop when stdin reaches end of file (for a parent holding a pipe)",
     )
     parser.add_argument("--protocol", choices=("openai", "anthropic"), default="openai")
+    parser.add_argument(
+        "--reply-file",
+        type=Path,
+        help="answer every request with this file's content, sent as one delta",
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -55,9 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=watch_stdin, name="stdin-watch", daemon=True).start()
 
     with FakeAnthropic() if args.protocol == "anthropic" else FakeOpenAI() as fake:
+        if args.reply_file:
+            reply = args.reply_file.read_text()
+            fake.script(ScriptedReply(chunks=[reply], repeat=FOREVER))
         print(fake.base_url, flush=True)
         while not stop.wait(FORGET_REQUESTS_EVERY_SECONDS):
-            fake.reset()
+            fake.forget_requests()
     return 0
 
 

@@ -1,12 +1,120 @@
-from django.contrib import admin
+"""Operators' view of characters and their life: inlines, generation actions, prompt preview.
 
+Generation never runs inside an admin request: the actions enqueue GenerationJobs for the
+Celery workers, and the jobs' progress is visible under "Generation jobs".
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+
+from conversations.models import EndUser
+from conversations.pipeline.prompt import compose_system_prompt
 from conversations.speech.admin import VoiceSettingsInline
 
-from .models import Character
+from .life import MAX_RANGE_DAYS
+from .models import (
+    Character,
+    DailySchedule,
+    Diary,
+    GenerationClaim,
+    GenerationJob,
+    NewsDigest,
+    Origin,
+    WeeklySchedule,
+)
+from .tasks import enqueue_job
+
+# Inlines on the character page show the recent past; the full history has its own pages.
+INLINE_DAYS = 14
+
+
+class ManualEditMixin:
+    """A schedule or diary whose content an operator changed is marked `manual`."""
+
+    def mark_manual(self, obj: DailySchedule | Diary | WeeklySchedule, changed: list[str]) -> None:
+        if "content" in changed:
+            obj.origin = Origin.MANUAL
+
+
+class WeeklyScheduleInline(admin.StackedInline):
+    model = WeeklySchedule
+    fields = ("content", "origin", "updated_at")
+    readonly_fields = ("origin", "updated_at")
+    extra = 0
+
+
+class RecentInline(admin.TabularInline):
+    extra = 0
+    date_field = ""
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        since = timezone.now().date() - timedelta(days=INLINE_DAYS)
+        return super().get_queryset(request).filter(**{f"{self.date_field}__gte": since})
+
+
+class DailyScheduleInline(RecentInline):
+    model = DailySchedule
+    date_field = "schedule_date"
+    fields = ("schedule_date", "content", "origin")
+    readonly_fields = ("origin",)
+    verbose_name_plural = f"daily schedules (last {INLINE_DAYS} days)"
+
+
+class DiaryInline(RecentInline):
+    model = Diary
+    date_field = "diary_date"
+    fields = ("diary_date", "content", "topics", "news_status", "origin")
+    readonly_fields = ("topics", "news_status", "origin")
+    verbose_name_plural = f"diaries (last {INLINE_DAYS} days)"
+
+
+class BackfillForm(forms.Form):
+    start = forms.DateField(label="From", help_text="YYYY-MM-DD, the characters' local dates")
+    end = forms.DateField(label="To")
+    overwrite = forms.BooleanField(
+        required=False, help_text="Regenerate existing schedules and diaries, manual ones too."
+    )
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("start"), data.get("end")
+        if start and end:
+            if start > end:
+                raise ValidationError("The range starts after it ends.")
+            if (end - start).days + 1 > MAX_RANGE_DAYS:
+                raise ValidationError(f"At most {MAX_RANGE_DAYS} days at once.")
+        return data
+
+
+class PreviewForm(forms.Form):
+    user = forms.ModelChoiceField(
+        EndUser.objects.all(), required=False, help_text="Blank: a user without a name."
+    )
+    at = forms.DateTimeField(
+        required=False, label="At (UTC)", help_text="Blank: now. YYYY-MM-DD HH:MM, in UTC."
+    )
+
+
+def _local_today(character: Character) -> date:
+    return character.local_now(timezone.now()).date()
 
 
 @admin.register(Character)
-class CharacterAdmin(admin.ModelAdmin):
+class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "slug",
@@ -20,8 +128,7 @@ class CharacterAdmin(admin.ModelAdmin):
     list_filter = ("llm_provider", "language", "is_active", "is_default")
     search_fields = ("name", "slug", "persona")
     prepopulated_fields = {"slug": ("name",)}
-    readonly_fields = ("created_at", "updated_at")
-    inlines = [VoiceSettingsInline]
+    readonly_fields = ("created_at", "updated_at", "life_links")
     fieldsets = (
         (None, {"fields": ("name", "slug", "persona", "language", "timezone")}),
         (
@@ -49,5 +156,186 @@ class CharacterAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Life", {"fields": ("schedule_hour", "diary_hour", "news_country", "life_links")}),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )
+    inlines = (VoiceSettingsInline, WeeklyScheduleInline, DailyScheduleInline, DiaryInline)
+    actions = ("generate_todays_schedule", "write_todays_diary", "backfill_range")
+
+    @admin.display(description="Tools")
+    def life_links(self, obj: Character) -> str:
+        if obj.pk is None:
+            return "-"
+        jobs = reverse("admin:characters_generationjob_changelist")
+        return format_html(
+            '<a href="{}">Preview the system prompt</a> · <a href="{}?character__id__exact={}">'
+            "Generation jobs</a>",
+            reverse("admin:characters_character_preview_prompt", args=[obj.pk]),
+            jobs,
+            obj.pk,
+        )
+
+    def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
+        for inline_form in formset.forms:
+            if inline_form.has_changed() and hasattr(inline_form.instance, "origin"):
+                self.mark_manual(inline_form.instance, inline_form.changed_data)
+        super().save_formset(request, form, formset, change)
+
+    def _enqueue(self, request: HttpRequest, queryset: QuerySet[Character], kind: str) -> None:
+        jobs = [enqueue_job(c, kind, _local_today(c)) for c in queryset]
+        self.message_user(
+            request,
+            f"{len(jobs)} job(s) enqueued; see Generation jobs for their status.",
+            messages.SUCCESS,
+        )
+
+    @admin.action(description="Generate today's schedule (each character's local date)")
+    def generate_todays_schedule(self, request: HttpRequest, queryset: QuerySet[Character]) -> None:
+        self._enqueue(request, queryset, GenerationJob.Kind.SCHEDULE)
+
+    @admin.action(description="Write today's diary (each character's local date)")
+    def write_todays_diary(self, request: HttpRequest, queryset: QuerySet[Character]) -> None:
+        self._enqueue(request, queryset, GenerationJob.Kind.DIARY)
+
+    @admin.action(description="Backfill a range of days…")
+    def backfill_range(
+        self, request: HttpRequest, queryset: QuerySet[Character]
+    ) -> HttpResponse | None:
+        form = BackfillForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            data = form.cleaned_data
+            for character in queryset:
+                enqueue_job(
+                    character,
+                    GenerationJob.Kind.RANGE,
+                    data["start"],
+                    data["end"],
+                    overwrite=data["overwrite"],
+                )
+            self.message_user(
+                request,
+                f"{queryset.count()} backfill job(s) enqueued; see Generation jobs.",
+                messages.SUCCESS,
+            )
+            return None
+        return TemplateResponse(
+            request,
+            "admin/characters/backfill.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": "Backfill schedules and diaries",
+                "opts": self.model._meta,
+                "form": form,
+                "characters": queryset,
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            },
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        preview = path(
+            "<int:object_id>/preview-prompt/",
+            self.admin_site.admin_view(self.preview_prompt),
+            name="characters_character_preview_prompt",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_prompt(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The system prompt a chosen user would get from this character, now or at a time."""
+        character = get_object_or_404(Character, pk=object_id)
+        if not self.has_view_permission(request, character):
+            return HttpResponse(status=403)
+        form = PreviewForm(request.GET or None)
+        prompt = None
+        if form.is_valid():
+            at: datetime | None = form.cleaned_data["at"]
+            prompt = async_to_sync(compose_system_prompt)(
+                character, form.cleaned_data["user"], None, at or timezone.now()
+            )
+        return TemplateResponse(
+            request,
+            "admin/characters/preview_prompt.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"System prompt of {character}",
+                "opts": self.model._meta,
+                "original": character,
+                "form": form,
+                "prompt": prompt,
+            },
+        )
+
+
+class LifeRowAdmin(ManualEditMixin, admin.ModelAdmin):
+    list_select_related = ("character",)
+    readonly_fields = ("origin", "created_at", "updated_at")
+
+    def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
+        self.mark_manual(obj, form.changed_data)
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(WeeklySchedule)
+class WeeklyScheduleAdmin(LifeRowAdmin):
+    list_display = ("character", "origin", "updated_at")
+    search_fields = ("character__name", "character__slug")
+
+
+@admin.register(DailySchedule)
+class DailyScheduleAdmin(LifeRowAdmin):
+    list_display = ("character", "schedule_date", "origin", "updated_at")
+    list_filter = ("origin", "character")
+    date_hierarchy = "schedule_date"
+    search_fields = ("character__name", "character__slug", "content")
+    readonly_fields = ("origin", "content_context", "created_at", "updated_at")
+
+
+@admin.register(Diary)
+class DiaryAdmin(LifeRowAdmin):
+    list_display = ("character", "diary_date", "origin", "news_status", "updated_at")
+    list_filter = ("origin", "news_status", "character")
+    date_hierarchy = "diary_date"
+    search_fields = ("character__name", "character__slug", "content")
+    readonly_fields = (
+        "origin",
+        "news_status",
+        "news_digest",
+        "content_context",
+        "memory_synced_at",
+        "created_at",
+        "updated_at",
+    )
+
+
+@admin.register(NewsDigest)
+class NewsDigestAdmin(admin.ModelAdmin):
+    list_display = ("news_date", "country", "language", "model", "fetched_at")
+    list_filter = ("country", "language")
+    date_hierarchy = "news_date"
+
+
+@admin.register(GenerationJob)
+class GenerationJobAdmin(admin.ModelAdmin):
+    list_display = ("character", "kind", "date_from", "date_to", "status", "created_at")
+    list_filter = ("status", "kind", "character")
+    list_select_related = ("character",)
+    date_hierarchy = "created_at"
+    readonly_fields = [f.name for f in GenerationJob._meta.fields]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+@admin.register(GenerationClaim)
+class GenerationClaimAdmin(admin.ModelAdmin):
+    """Work in progress or waiting to be retried, with its last error."""
+
+    list_display = ("key", "attempts", "leased_until", "retry_after", "last_error", "updated_at")
+    search_fields = ("key",)
+    readonly_fields = ("key", "character", "token", "attempts", "last_error", "updated_at")
+    fields = (*readonly_fields, "leased_until", "retry_after")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -2,7 +2,11 @@ from django.apps import AppConfig
 
 
 class CharactersConfig(AppConfig):
-    """Characters: persona, voice, LLM choice and (later) their daily life."""
+    """Characters: persona, LLM choice, and their daily life (schedules and diaries)."""
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "characters"
+
+    def ready(self) -> None:
+        # Connects the diary_saved announcer, and registers the character tools.
+        from . import signals, tools  # noqa: F401

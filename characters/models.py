@@ -1,6 +1,7 @@
 """The character an operator creates: who it is and which LLM speaks for it."""
 
 import zoneinfo
+from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
@@ -103,6 +104,23 @@ class Character(models.Model):
         validators=[validate_artifact_catalog],
         help_text='Artifacts the LLM may show by id: {"about": {"type": "image", "src": "..."}}.',
     )
+    schedule_hour = models.PositiveSmallIntegerField(
+        default=6,
+        validators=[MaxValueValidator(23)],
+        help_text="Local hour (in the character's timezone) after which the day's schedule is "
+        "written.",
+    )
+    diary_hour = models.PositiveSmallIntegerField(
+        default=23,
+        validators=[MaxValueValidator(23)],
+        help_text="Local hour after which the day's diary is written.",
+    )
+    news_country = models.CharField(
+        max_length=2,
+        blank=True,
+        validators=[RegexValidator(r"^[A-Z]{2}$", "Enter an ISO 3166-1 alpha-2 code, e.g. JP.")],
+        help_text="Whose news the diary may mention (e.g. JP). Blank: diaries without news.",
+    )
     use_turn_queue = models.BooleanField(
         "queue turns",
         default=False,
@@ -172,6 +190,10 @@ class Character(models.Model):
     def zone(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
+    def local_now(self, now: datetime) -> datetime:
+        """`now` (an aware datetime) on the character's own clock."""
+        return now.astimezone(self.zone)
+
     def wake_word_list(self) -> list[str]:
         return [word.strip() for word in self.wake_words.split(",") if word.strip()]
 
@@ -191,3 +213,196 @@ class Character(models.Model):
             raise ValidationError(
                 {"llm_temperature": "Anthropic's API takes no temperature; leave it blank."}
             )
+        hours = (self.schedule_hour, self.diary_hour)
+        if None not in hours and self.diary_hour <= self.schedule_hour:
+            raise ValidationError(
+                {"diary_hour": "The diary is written after the schedule: pick a later hour."}
+            )
+        catalog = self.artifact_catalog
+        if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
+            raise ValidationError({"artifact_catalog": "Expected an object of objects."})
+        tools = self.disabled_tools
+        if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
+            raise ValidationError({"disabled_tools": "Expected a list of tool names."})
+
+
+class Origin(models.TextChoices):
+    GENERATED = "generated"
+    MANUAL = "manual"
+    IMPORTED = "imported"
+
+
+class WeeklySchedule(models.Model):
+    """The character's usual week, hour by hour: the pattern each daily schedule starts from."""
+
+    character = models.OneToOneField(
+        Character, on_delete=models.CASCADE, related_name="weekly_schedule"
+    )
+    content = models.TextField(help_text="A markdown table: one row per hour, one column per day.")
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.MANUAL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.character} (weekly)"
+
+
+class DailySchedule(models.Model):
+    """What the character does on one date of its own calendar (its timezone's date)."""
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="schedules")
+    schedule_date = models.DateField()
+    content = models.TextField(help_text="A markdown table of 24 one-hour slots.")
+    content_context = models.JSONField(
+        default=dict, blank=True, help_text="What it was generated from: inputs and the day plan."
+    )
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.MANUAL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-schedule_date"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["character", "schedule_date"], name="one_schedule_per_character_and_date"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.character} {self.schedule_date}"
+
+
+class NewsDigest(models.Model):
+    """One day's news for a country and language, fetched once and shared by every character."""
+
+    country = models.CharField(max_length=2, help_text="ISO 3166-1 alpha-2, e.g. JP.")
+    language = models.CharField(max_length=16, help_text="e.g. ja.")
+    news_date = models.DateField()
+    items = models.JSONField(default=list, help_text="One line per news item.")
+    model = models.CharField(max_length=100, blank=True)
+    fetched_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-news_date", "country", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["country", "language", "news_date"],
+                name="one_digest_per_country_language_date",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.country}/{self.language} {self.news_date}"
+
+    @property
+    def content(self) -> str:
+        return "\n".join(f"- {item}" for item in self.items)
+
+
+class NewsStatus(models.TextChoices):
+    USED = "used", "written with the day's news"
+    NOT_CONFIGURED = "not_configured", "no news: no search provider is configured"
+    NO_COUNTRY = "no_country", "no news: the character has no news country"
+    FAILED = "failed", "no news: fetching it failed"
+    MANUAL = "manual", "written by hand"
+
+
+class Diary(models.Model):
+    """What the character wrote at the end of one date, and what it was written from."""
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="diaries")
+    diary_date = models.DateField()
+    content = models.TextField()
+    topics = models.JSONField(default=list, blank=True, help_text="The topics it was written from.")
+    news_status = models.CharField(
+        max_length=16, choices=NewsStatus.choices, default=NewsStatus.MANUAL
+    )
+    news_digest = models.ForeignKey(
+        NewsDigest, on_delete=models.SET_NULL, null=True, blank=True, related_name="diaries"
+    )
+    content_context = models.JSONField(
+        default=dict, blank=True, help_text="What it was generated from."
+    )
+    origin = models.CharField(max_length=16, choices=Origin.choices, default=Origin.MANUAL)
+    memory_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-diary_date"]
+        verbose_name_plural = "diaries"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["character", "diary_date"], name="one_diary_per_character_and_date"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.character} {self.diary_date}"
+
+
+class GenerationClaim(models.Model):
+    """A lease on one piece of paid generation work (a schedule, a diary, a news digest).
+
+    Whoever holds an unexpired lease is the only one allowed to call the LLM for that key, so
+    concurrent runs and redelivered tasks never pay twice. The LLM outputs paid for so far are
+    kept in `steps`: a run that takes over after a crash resumes instead of paying again. The
+    row disappears when its work is saved; a failed attempt leaves it with an error and the
+    time before which the beat tick does not retry.
+    """
+
+    key = models.CharField(max_length=200, unique=True)
+    character = models.ForeignKey(
+        Character, on_delete=models.CASCADE, null=True, blank=True, related_name="claims"
+    )
+    token = models.UUIDField(null=True, blank=True, editable=False)
+    leased_until = models.DateTimeField(null=True, blank=True)
+    steps = models.JSONField(default=dict, blank=True, editable=False)
+    attempts = models.PositiveIntegerField(default=0)
+    last_error = models.TextField(blank=True)
+    retry_after = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["key"]
+
+    def __str__(self) -> str:
+        return self.key
+
+
+class GenerationJob(models.Model):
+    """Generation work enqueued on Celery (by the beat tick or an operator), with its outcome."""
+
+    class Kind(models.TextChoices):
+        DAY = "day", "one day (beat tick)"
+        SCHEDULE = "schedule", "daily schedule"
+        DIARY = "diary", "diary"
+        RANGE = "range", "range of days"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial"
+        FAILED = "failed"
+
+    UNFINISHED = (Status.QUEUED, Status.RUNNING)
+
+    character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    date_from = models.DateField()
+    date_to = models.DateField()
+    overwrite = models.BooleanField(default=False)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    result = models.JSONField(default=list, blank=True, help_text="One entry per date.")
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["character", "status", "date_from"])]
+
+    def __str__(self) -> str:
+        return f"{self.character} {self.kind} {self.date_from}..{self.date_to} {self.status}"

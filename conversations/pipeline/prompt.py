@@ -4,9 +4,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
+
+from characters.life_prompts import date_label
+from characters.models import Character, DailySchedule
+from conversations.models import EndUser
+
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+SCHEDULE_INTRO = (
+    "Your schedule for today. Compare it with the current time to know what you are doing "
+    "now; if asked about your plans, mention one or two things casually rather than reciting "
+    "the timetable."
+)
+NO_SCHEDULE = "You have no written schedule for today; improvise in character."
 
 
 def render_persona(persona: str, params: Mapping[str, Any] | None) -> str:
@@ -21,3 +35,41 @@ def render_persona(persona: str, params: Mapping[str, Any] | None) -> str:
     return PLACEHOLDER.sub(
         lambda m: str(params[m.group(1)]) if m.group(1) in params else m.group(0), persona
     )
+
+
+async def compose_system_prompt(
+    character: Character,
+    end_user: EndUser | None,
+    params: Mapping[str, Any] | None,
+    now: datetime | None = None,
+) -> str:
+    """Persona, today's schedule, the user's name and the local time, read fresh every turn.
+
+    "Today" and the time are the character's own (its timezone), not the server's. Nothing is
+    cached, so an edit in the admin shows on the next turn. The parts are ordered from the
+    most to the least stable (persona, the day's schedule, the user, the minute) so providers
+    that cache prompt prefixes keep caching the persona and the schedule. The persona may use
+    `{username}`, `{charactername}`, `{today}` and `{now}`; the request's params win.
+    """
+    local = character.local_now(now or timezone.now())
+    schedule = (
+        await DailySchedule.objects.filter(character=character, schedule_date=local.date())
+        .values_list("content", flat=True)
+        .afirst()
+    )
+    username = end_user.display_name if end_user else ""
+    filled = {
+        "charactername": character.name,
+        "today": local.date().isoformat(),
+        "now": f"{local:%H:%M}",
+        **({"username": username} if username else {}),
+        **(params or {}),
+    }
+    parts = [render_persona(character.persona, filled).strip()]
+    parts.append(f"{SCHEDULE_INTRO}\n\n{schedule}" if schedule else NO_SCHEDULE)
+    if username:
+        parts.append(
+            f"The user's name is {username}. Follow any request about how to address them."
+        )
+    parts.append(f"It is now {date_label(local.date())} {local:%H:%M} ({character.timezone}).")
+    return "\n\n".join(part for part in parts if part)

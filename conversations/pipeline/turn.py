@@ -38,7 +38,7 @@ from .events import (
     TurnStarted,
     TurnToolCall,
 )
-from .prompt import render_persona
+from .prompt import compose_system_prompt
 from .shaping import ShapedRequest, needs_shaping, refusal, shape
 from .speaking import speak_ahead
 from .splitter import SentenceSplitter
@@ -235,7 +235,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     blocked = hit if hit is not None and hit.action == Guardrail.Action.BLOCK else None
 
     user_message = ChatMessage(role=Message.Role.USER, content=text, files=shaped.files)
-    system = render_persona(character.persona, request.system_prompt_params)
+    system = await compose_system_prompt(character, request.end_user, request.system_prompt_params)
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.
     added: list[ChatMessage] = [user_message]

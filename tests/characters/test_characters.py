@@ -111,6 +111,14 @@ def _character_form(**voice: str) -> dict[str, str]:
         "context_timeout_seconds": "3600",
         "artifact_catalog": "{}",
         "is_active": "on",
+        "schedule_hour": "6",
+        "diary_hour": "23",
+        # The character-life inlines, left empty.
+        **{
+            f"{prefix}-{field}": value
+            for prefix in ("weekly_schedule", "schedules", "diaries")
+            for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
+        },
         "voice-TOTAL_FORMS": "1",
         "voice-INITIAL_FORMS": "0",
         "voice-MIN_NUM_FORMS": "0",

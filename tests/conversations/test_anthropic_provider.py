@@ -339,7 +339,9 @@ def test_it_holds_a_conversation_through_chat(
     assert first.types[-1] == second.types[-1] == "final"
     assert second.events[-1]["text"] == "You said: Who am I?. I have seen 2 user messages."
     sent = fake_anthropic.requests[-1]
-    assert (sent["system"], sent["model"]) == ("You are Claudia.", "claude-haiku-4-5")
+    # The persona comes first; the day's schedule and the local time follow it.
+    assert sent["system"].startswith("You are Claudia.\n\n")
+    assert sent["model"] == "claude-haiku-4-5"
     assert sent["messages"] == [
         {"role": "user", "content": "My name is Ken."},
         {"role": "assistant", "content": "You said: My name is Ken.. I have seen 1 user messages."},

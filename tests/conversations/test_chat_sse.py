@@ -200,10 +200,11 @@ def test_it_fills_system_prompt_params_and_keeps_literal_braces(
     post_sse(f"{asgi_server.url}/chat", hello(system_prompt_params={"name": "Mia"}), key=api_key)
 
     system = fake_llm.requests[-1]["messages"][0]
-    assert system == {
-        "role": "system",
-        "content": 'You are Mia. Reply as JSON like {"mood": "joy"}. Unset: {missing}.',
-    }
+    assert system["role"] == "system"
+    # The persona comes first; the day's schedule and the local time follow it.
+    assert system["content"].startswith(
+        'You are Mia. Reply as JSON like {"mood": "joy"}. Unset: {missing}.\n\n'
+    )
 
 
 def test_it_sends_attached_images_to_the_llm(
@@ -246,7 +247,8 @@ def test_it_picks_the_character_by_path_or_header(
     unknown = post_sse(f"{asgi_server.url}/characters/nobody/chat", hello(), key=api_key)
 
     assert by_path.types[-1] == by_header.types[-1] == "final"
-    assert [r["messages"][0]["content"] for r in fake_llm.requests] == ["You are Kai."] * 2
+    personas = [r["messages"][0]["content"].split("\n\n")[0] for r in fake_llm.requests]
+    assert personas == ["You are Kai."] * 2
     assert set(TurnRecord.objects.values_list("character", flat=True)) == {other.pk}
     assert (unknown.status, unknown.body) == (404, {"detail": "Unknown character 'nobody'."})
 

@@ -745,6 +745,11 @@ class ScriptedFake(LoopbackFake):
             self._script.clear()
             self.requests.clear()
 
+    def forget_requests(self) -> None:
+        """Drop the recorded requests but keep the script (long benchmark runs)."""
+        with self._lock:
+            self.requests.clear()
+
     def _accept(self, body: JSON) -> ScriptedReply:
         """Record a request and take its reply in one critical section, so under
         concurrency the n-th recorded request is the one that got the n-th reply."""

@@ -46,6 +46,7 @@ class CharacterAdmin(admin.ModelAdmin):
                     "terminal_voice_tag",
                     "artifact_catalog",
                     "disabled_tools",
+                    "dynamic_tools",
                 )
             },
         ),

@@ -31,6 +31,7 @@ class CharacterSerializer(serializers.ModelSerializer):
             "terminal_voice_tag",
             "artifact_catalog",
             "disabled_tools",
+            "dynamic_tools",
             "is_default",
             "is_active",
             "created_at",

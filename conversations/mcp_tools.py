@@ -162,12 +162,14 @@ class _Session:
                 ready.cancel()
 
     async def _on_message(self, message: IncomingMessage) -> None:
-        # Servers on the handshake-era protocols announce changes as notifications.
+        # Tool-list changes arrive here as notifications (on 2026-era connections only while
+        # the subscription below is open).
         if isinstance(message, mcp_types.ToolListChangedNotification):
             self._tools = None
 
     async def _watch_tool_changes(self, client: Client) -> None:
-        """On 2026-era connections, changes come through a subscription instead."""
+        """Ask a 2026-era server for tool-list change events (older servers send them
+        unasked); the subscription lasts as long as the session."""
         try:
             async with client.listen(tools_list_changed=True) as changes:
                 async for _ in changes:
@@ -289,6 +291,7 @@ class McpSessions:
 
     def __init__(self) -> None:
         self._sessions: dict[int, _Session] = {}
+        self._closing: set[asyncio.Task[None]] = set()  # replaced sessions, until closed
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def _session(self, config: ServerConfig) -> _Session:
@@ -300,7 +303,9 @@ class McpSessions:
         session = self._sessions.get(config.id)
         if session is None or session.config != config:
             if session is not None:  # the operator edited the server: reconnect
-                asyncio.get_running_loop().create_task(session.close())
+                closing = asyncio.get_running_loop().create_task(session.close())
+                self._closing.add(closing)
+                closing.add_done_callback(self._closing.discard)
             session = self._sessions[config.id] = _Session(config)
         return session
 
@@ -320,10 +325,6 @@ class McpSessions:
                 continue
             tools.extend(result)
         return tools
-
-    async def close_all(self) -> None:
-        sessions, self._sessions = list(self._sessions.values()), {}
-        await asyncio.gather(*(s.close() for s in sessions))
 
 
 sessions = McpSessions()

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.exceptions import ValidationError
 
 from characters.models import Character
 from conversations.models import Context, McpServer
@@ -212,3 +213,23 @@ def test_it_leaves_out_a_server_it_cannot_reach(
     assert result.types[-1] == "final"
     names = set(offered(fake_llm.requests[0]))
     assert "fake__weather" in names and not [n for n in names if n.startswith("gone__")]
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"transport": "stdio"}, "command"),
+        ({"transport": "http"}, "url"),
+        ({"transport": "http", "url": "http://x/mcp", "headers": {"A": "Bearer s"}}, "headers"),
+        ({"transport": "stdio", "command": "npx", "environment": ["A-B"]}, "environment"),
+        ({"transport": "stdio", "command": "npx", "name": "bad name"}, "name"),
+    ],
+    ids=["stdio-without-command", "http-without-url", "secret-as-header", "bad-env-name", "name"],
+)
+def test_it_refuses_an_mcp_server_that_cannot_work(fields: dict, field: str) -> None:
+    server = McpServer(**{"name": "fake", **fields})
+
+    with pytest.raises(ValidationError) as refused:
+        server.full_clean()
+
+    assert field in refused.value.message_dict

@@ -206,6 +206,12 @@ REQUEST_VALIDATORS = env.list("REQUEST_VALIDATORS", default=[])
 
 # Modules that register extra tools (with conversations.tools.tool) when the app starts.
 TOOL_MODULES = env.list("TOOL_MODULES", default=[])
+# Dotted path of `(character, messages, tools) -> list[Tool]` (sync or async) that picks the
+# tools offered after a dynamic-tools trigger; empty: the character's LLM picks from a listing.
+TOOL_SELECTOR = env.str("TOOL_SELECTOR", default="")
+# MCP servers (admin: MCP servers): connect and call timeout, and how long a listing is kept.
+MCP_TIMEOUT_SECONDS = env.float("MCP_TIMEOUT_SECONDS", default=30.0)
+MCP_TOOLS_CACHE_SECONDS = env.float("MCP_TOOLS_CACHE_SECONDS", default=60.0)
 
 # Streaming chat: SSE keep-alive comment interval.
 SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)

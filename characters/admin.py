@@ -153,6 +153,7 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
                     "terminal_voice_tag",
                     "artifact_catalog",
                     "disabled_tools",
+                    "dynamic_tools",
                 )
             },
         ),

@@ -34,6 +34,7 @@ class CharacterSerializer(serializers.ModelSerializer):
             "schedule_hour",
             "diary_hour",
             "news_country",
+            "dynamic_tools",
             "is_default",
             "is_active",
             "created_at",

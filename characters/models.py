@@ -166,6 +166,12 @@ class Character(models.Model):
         validators=[validate_tool_names],
         help_text='Names of tools this character must not use, e.g. ["get_diary"].',
     )
+    dynamic_tools = models.BooleanField(
+        default=False,
+        help_text="Offer one tool, execute_external_tool, instead of every tool; when the model "
+        "calls it, up to five fitting tools are chosen and offered. For characters with many "
+        "tools (MCP servers).",
+    )
     is_default = models.BooleanField(
         default=False, help_text="Answers on /chat when the request names no character."
     )

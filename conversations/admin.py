@@ -9,6 +9,7 @@ from .models import (
     Context,
     EndUser,
     Guardrail,
+    McpServer,
     Message,
     TurnRecord,
 )
@@ -124,4 +125,18 @@ class GuardrailAdmin(admin.ModelAdmin):
         (None, {"fields": ("name", "character", "applies_to", "is_active")}),
         ("Check", {"fields": ("kind", "pattern", "question")}),
         ("Then", {"fields": ("action", "message")}),
+    )
+
+
+@admin.register(McpServer)
+class McpServerAdmin(admin.ModelAdmin):
+    list_display = ("name", "transport", "character", "enabled", "updated_at")
+    list_filter = ("transport", "enabled", "character")
+    search_fields = ("name", "command", "url")
+    readonly_fields = ("created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "transport", "character", "enabled")}),
+        ("stdio", {"fields": ("command", "args", "environment")}),
+        ("Streamable HTTP", {"fields": ("url", "headers")}),
+        ("Changes", {"fields": ("created_at", "updated_at")}),
     )

@@ -11,6 +11,13 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
 
     def ready(self) -> None:
+        from .mcp_tools import tools_for
+        from .pipeline.tool_offer import load_selector
+        from .tools import registry
+
+        registry.add_source(tools_for)
         # Tools register themselves when their module is imported.
         for module in settings.TOOL_MODULES:
             import_module(module)
+        # A TOOL_SELECTOR that does not import fails at start-up, not on a user's turn.
+        load_selector()

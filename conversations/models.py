@@ -10,6 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 
 from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
@@ -291,3 +292,103 @@ class ApiKey(models.Model):
             cls.objects.filter(pk=candidate.pk).update(last_used_at=now)
             candidate.last_used_at = now
         return candidate
+
+
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def validate_header_variables(value: object) -> None:
+    if not isinstance(value, dict) or not all(
+        isinstance(header, str) and isinstance(name, str) and ENV_NAME.match(name)
+        for header, name in value.items()
+    ):
+        raise ValidationError(
+            'Expected {"Header-Name": "ENV_VARIABLE_NAME"}: the names of environment variables, '
+            "never the secrets themselves."
+        )
+
+
+def validate_variable_names(value: object) -> None:
+    if not isinstance(value, list) or not all(
+        isinstance(name, str) and ENV_NAME.match(name) for name in value
+    ):
+        raise ValidationError('Expected a list of environment variable names, e.g. ["GH_TOKEN"].')
+
+
+def validate_arguments(value: object) -> None:
+    if not isinstance(value, list) or not all(isinstance(arg, str) for arg in value):
+        raise ValidationError('Expected a list of strings, e.g. ["-m", "my_server"].')
+
+
+class McpServer(models.Model):
+    """An MCP server whose tools characters may call (pipeline §2.9).
+
+    Secrets never enter the database: headers and the stdio environment name environment
+    variables, read when the server is connected.
+    """
+
+    class Transport(models.TextChoices):
+        STDIO = "stdio", "stdio: a command this server starts"
+        HTTP = "http", "Streamable HTTP: a URL"
+
+    name = models.CharField(
+        max_length=32,
+        unique=True,
+        validators=[
+            RegexValidator(
+                r"^[A-Za-z0-9_-]+$", "Letters, digits, '_' and '-' only: it prefixes tool names."
+            )
+        ],
+        help_text="Its tools are offered as <name>__<tool>.",
+    )
+    transport = models.CharField(max_length=10, choices=Transport.choices)
+    command = models.CharField(
+        max_length=500, blank=True, help_text="stdio: the program to start, e.g. 'npx' or 'uvx'."
+    )
+    args = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_arguments],
+        help_text='stdio: its arguments, e.g. ["-y", "@modelcontextprotocol/server-everything"].',
+    )
+    environment = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[validate_variable_names],
+        help_text="stdio: names of environment variables passed on to the command (besides "
+        "PATH, HOME and the like).",
+    )
+    url = models.URLField(
+        max_length=500, blank=True, help_text="Streamable HTTP: the endpoint, e.g. https://…/mcp."
+    )
+    headers = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_header_variables],
+        help_text='Streamable HTTP: {"Authorization": "MY_MCP_AUTH"} sends the value of the '
+        "environment variable MY_MCP_AUTH (e.g. 'Bearer …') as that header.",
+    )
+    character = models.ForeignKey(
+        Character,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="mcp_servers",
+        help_text="Blank: every character.",
+    )
+    enabled = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "MCP server"
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.transport == self.Transport.STDIO and not self.command.strip():
+            raise ValidationError({"command": "A stdio server needs a command to start."})
+        if self.transport == self.Transport.HTTP and not self.url:
+            raise ValidationError({"url": "A streamable HTTP server needs a URL."})

@@ -14,7 +14,7 @@ import inspect
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,9 +52,15 @@ class Tool:
     func: Callable[..., Any]
 
 
+# Where tools that are not registered in code come from (MCP servers): the tools a source
+# offers a character, looked up on every turn.
+ToolSource = Callable[[Character], Awaitable[list[Tool]]]
+
+
 class ToolRegistry:
     def __init__(self) -> None:
         self._tools: dict[str, Tool] = {}
+        self._sources: list[ToolSource] = []
 
     def register(self, tool: Tool) -> Tool:
         if tool.name in self._tools and self._tools[tool.name].func is not tool.func:
@@ -68,9 +74,19 @@ class ToolRegistry:
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
-    def for_character(self, character: Character) -> list[Tool]:
+    def add_source(self, source: ToolSource) -> None:
+        if source not in self._sources:
+            self._sources.append(source)
+
+    async def for_character(self, character: Character) -> list[Tool]:
+        """The tools `character` may use: registered ones and every source's, minus the
+        character's disabled tools. A registered tool wins over a source's of the same name."""
+        tools = dict(self._tools)
+        for source in self._sources:
+            for found in await source(character):
+                tools.setdefault(found.name, found)
         disabled = set(character.disabled_tools)
-        return [t for name, t in sorted(self._tools.items()) if name not in disabled]
+        return [t for name, t in sorted(tools.items()) if name not in disabled]
 
 
 registry = ToolRegistry()

@@ -40,6 +40,9 @@ SERVER_ENV = {
     # Each speech test sees its provider called; the cache has its own tests.
     "TTS_CACHE_DIR": "",
     "STT_RETRY_BACKOFF_SECONDS": "0.01",
+    # What the MCP tests' HTTP server gets as its Authorization header (by variable name).
+    "FAKE_MCP_AUTH": "Bearer mcp-test-token",
+    "MCP_TIMEOUT_SECONDS": "10",
 }
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
@@ -19,7 +19,7 @@ def _free_port() -> int:
 
 def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start daphne on a free loopback port and wait until it accepts connections."""
-    port = _free_port()
+    port = free_port()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -37,17 +37,23 @@ def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+    wait_for_port(process, port, log_path, "daphne")
+    return process, f"http://127.0.0.1:{port}"
+
+
+def wait_for_port(process: subprocess.Popen[bytes], port: int, log_path: Path, what: str) -> None:
+    """Wait until `process` accepts connections on loopback `port`."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"daphne exited early:\n{log_path.read_text()}")
+            raise RuntimeError(f"{what} exited early:\n{log_path.read_text()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return process, f"http://127.0.0.1:{port}"
+                return
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError(f"daphne did not start:\n{log_path.read_text()}")
+    raise RuntimeError(f"{what} did not start:\n{log_path.read_text()}")
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:

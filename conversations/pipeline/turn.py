@@ -50,6 +50,7 @@ from .tags import (
     vision_source,
     voice_text,
 )
+from .tool_offer import ToolOffer
 
 logger = logging.getLogger("avatarsite.turn")
 
@@ -239,7 +240,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.
     added: list[ChatMessage] = [user_message]
-    tools = {t.name: t for t in registry.for_character(character)}
+    offer = ToolOffer(character, await registry.for_character(character), lambda: [*prompt, *added])
+    tools = offer.callable
     tool_context = ToolContext(
         character=character,
         end_user=request.end_user,
@@ -258,7 +260,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """The reply as chunks, with tool rounds in between, until the model answers."""
         for round_number in range(MAX_TOOL_ROUNDS + 1):
             # The last round offers no tools, so a model stuck calling them must answer.
-            offered = list(tools.values()) if round_number < MAX_TOOL_ROUNDS else []
+            offered = offer.next_round() if round_number < MAX_TOOL_ROUNDS else []
             round_start = len(composer.texts)
             calls: list[ToolCallRequest] = []
             llm_request = LLMRequest(

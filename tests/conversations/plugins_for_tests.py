@@ -1,13 +1,16 @@
-"""What the test server process plugs in: tools (TOOL_MODULES) and a request validator
-(REQUEST_VALIDATORS)."""
+"""What the test server process plugs in: tools (TOOL_MODULES), a request validator
+(REQUEST_VALIDATORS) and a tool selector (TOOL_SELECTOR, in the dynamic-tools tests)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+from characters.models import Character
+from conversations.llm import ChatMessage
 from conversations.pipeline.events import TurnRequest
-from conversations.tools import ToolContext, ToolResult, tool
+from conversations.tools import Tool, ToolContext, ToolResult, tool
 
 
 @tool(
@@ -48,3 +51,13 @@ async def explode(context: ToolContext, arguments: dict[str, Any]) -> dict[str, 
 def refuse_secrets(request: TurnRequest, text: str) -> str | None:
     """A request validator (REQUEST_VALIDATORS): a plain function, so it runs in a thread."""
     return "Let's not talk about secrets." if "secret" in text.lower() else None
+
+
+def select_named_tools(
+    character: Character, messages: list[ChatMessage], tools: list[Tool]
+) -> list[Tool]:
+    """A TOOL_SELECTOR: the tools the trigger's `action` names. A plain function, so it runs
+    in a thread and may use the ORM."""
+    assert Character.objects.filter(pk=character.pk).exists()
+    action = json.loads(messages[-1].tool_calls[0]["arguments"])["action"]
+    return [t for t in tools if t.name in action]

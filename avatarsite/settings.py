@@ -174,11 +174,25 @@ SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
 # Messages of history sent to the LLM per turn (AIAvatarKit's default is 100).
 CONTEXT_HISTORY_LIMIT = env.int("CONTEXT_HISTORY_LIMIT", default=100)
 
+# LINE Messaging API. Blank base URLs use line-bot-sdk's own hosts (api.line.me for messages,
+# api-data.line.me for content); tests and benchmarks point both at a loopback fake.
+LINE_API_BASE_URL = env.str("LINE_API_BASE_URL", default="")
+LINE_API_DATA_BASE_URL = env.str("LINE_API_DATA_BASE_URL", default="")
+LINE_API_TIMEOUT_SECONDS = env.float("LINE_API_TIMEOUT_SECONDS", default=10.0)
+# Retries of push and content calls on 429, 5xx and connection errors (never of a reply: a
+# reply token works once, so a retried reply could not be told apart from a lost one).
+LINE_API_MAX_RETRIES = env.int("LINE_API_MAX_RETRIES", default=2)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {"httpx": {"level": "WARNING"}, "openai": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "openai": {"level": "WARNING"},
+        # line-bot-sdk logs response bodies (users' content) at DEBUG.
+        "linebot": {"level": "WARNING"},
+    },
 }

@@ -33,6 +33,17 @@ class CharacterAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Conversation", {"fields": ("context_timeout_seconds", "artifact_catalog")}),
+        (
+            "Conversation",
+            {
+                "fields": (
+                    "context_timeout_seconds",
+                    "greeting",
+                    "apology",
+                    "face_icons",
+                    "artifact_catalog",
+                )
+            },
+        ),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )

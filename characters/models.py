@@ -19,6 +19,9 @@ def validate_timezone(value: str) -> None:
         raise ValidationError(f"Unknown time zone {value!r}.") from exc
 
 
+DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ECHO = "echo", "Development echo (no LLM)"
@@ -69,6 +72,22 @@ class Character(models.Model):
         blank=True,
         help_text='Artifacts the LLM may show by id: {"about": {"type": "image", "src": "..."}}.',
     )
+    greeting = models.TextField(
+        blank=True,
+        help_text="Said when someone starts following the character (e.g. a LINE friend add). "
+        "Control tags such as [face:joy] are allowed; blank: no greeting.",
+    )
+    apology = models.TextField(
+        default=DEFAULT_APOLOGY,
+        help_text="Sent instead of silence when a turn fails (LLM down, timeout...).",
+    )
+    face_icons = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Icon per face for chat apps that show one (LINE): "
+        '{"joy": "https://.../joy.png", "neutral": "https://.../neutral.png"}. '
+        '"neutral" is used when a reply shows no face.',
+    )
     is_default = models.BooleanField(
         default=False, help_text="Answers on /chat when the request names no character."
     )
@@ -93,3 +112,11 @@ class Character(models.Model):
         catalog = self.artifact_catalog
         if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
             raise ValidationError({"artifact_catalog": "Expected an object of objects."})
+        icons = self.face_icons
+        if not isinstance(icons, dict) or not all(
+            isinstance(url, str) and url.startswith("https://") for url in icons.values()
+        ):
+            # LINE only shows icons served over HTTPS.
+            raise ValidationError(
+                {"face_icons": 'Expected {"face": "https://..."} with HTTPS URLs.'}
+            )

@@ -196,3 +196,8 @@ class ApiKey(models.Model):
             cls.objects.filter(pk=candidate.pk).update(last_used_at=now)
             candidate.last_used_at = now
         return candidate
+
+
+# The LINE transport keeps its models in its own package; importing them here registers them
+# with this app.
+from .line.models import LineChannel, LineEvent  # noqa: E402, F401

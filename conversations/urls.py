@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import views
 
@@ -7,4 +7,5 @@ urlpatterns = [
     path("start", views.start, name="start"),
     path("characters/<slug:slug>/chat", views.chat, name="character-chat"),
     path("characters/<slug:slug>/start", views.start, name="character-start"),
+    path("", include("conversations.line.urls")),
 ]

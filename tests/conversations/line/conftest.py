@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,15 +70,18 @@ def line_stack(
         LOG_LEVEL="INFO",
     )
     logs = tmp_path_factory.mktemp("line")
-    worker = start_celery_worker(env, logs / "worker.log")
+    # Both take seconds to import Django and the rest: start them side by side.
+    with ThreadPoolExecutor(2) as pool:
+        worker = pool.submit(start_celery_worker, env, logs / "worker.log")
+        daphne = pool.submit(start_daphne, env, logs / "daphne.log")
+    running = [] if worker.exception() else [worker.result()]
+    running += [] if daphne.exception() else [daphne.result()[0]]
     try:
-        daphne, url = start_daphne(env, logs / "daphne.log")
-        try:
-            yield LineStack(url, logs / "daphne.log", logs / "worker.log")
-        finally:
-            stop_process(daphne)
+        worker.result()  # raises a start-up failure, after the finally stops the other
+        yield LineStack(daphne.result()[1], logs / "daphne.log", logs / "worker.log")
     finally:
-        stop_process(worker)
+        for process in running:
+            stop_process(process)
 
 
 @pytest.fixture

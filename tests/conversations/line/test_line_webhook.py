@@ -76,9 +76,9 @@ def test_it_does_not_answer_a_redelivered_event_twice(
 def test_it_answers_once_when_two_workers_get_the_same_event_at_once(
     line_stack: LineStack, line_channel: LineChannel, fake_line: FakeLine, fake_llm: FakeOpenAI
 ) -> None:
-    # The LLM is slow, so the second delivery reaches the other worker process while the
-    # first is still in its turn.
-    fake_llm.script(ScriptedReply(text="Only once.", delay=1.0))
+    # The LLM is slow (within the tests' 1 s LLM timeout), so the second delivery reaches the
+    # other worker process while the first is still in its turn.
+    fake_llm.script(ScriptedReply(text="Only once.", delay=0.5))
     same = text_event("Hi")
 
     for _ in range(2):
@@ -330,7 +330,7 @@ def test_it_splits_long_replies_and_pushes_past_five_messages(
     line_stack: LineStack, line_channel: LineChannel, fake_line: FakeLine, fake_llm: FakeOpenAI
 ) -> None:
     sentence = "This sentence is exactly fifty characters long ok. "
-    fake_llm.script(ScriptedReply(text=sentence * 600))  # 30,000 characters
+    fake_llm.script(ScriptedReply(chunks=[sentence * 60] * 10))  # 30,000 characters
 
     post_webhook(line_stack.webhook_url(), [text_event("Tell me everything.")])
 

@@ -53,6 +53,6 @@ def test_it_accepts_only_https_face_icons() -> None:
     mia = Character(slug="mia", name="Mia", face_icons={"joy": "http://x/j.png"})
 
     with pytest.raises(ValidationError) as excinfo:
-        mia.full_clean()
+        mia.clean()
 
     assert set(excinfo.value.message_dict) == {"face_icons"}

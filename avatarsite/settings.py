@@ -133,6 +133,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(CELERY_FILESYSTEM_BROKER_DIR),
         "data_folder_out": str(CELERY_FILESYSTEM_BROKER_DIR),
         "store_processed": False,
+        # kombu polls the folder once a second by default: a LINE user would wait up to a
+        # second before a worker even saw the message.
+        "polling_interval": 0.1,
     }
     CELERY_FILESYSTEM_BROKER_DIR.mkdir(parents=True, exist_ok=True)
 # Several deployments (or test runs) can share one broker by each using a queue of its own.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
@@ -130,7 +129,7 @@ def send_line_message(
             modeladmin.message_user(request, f"{to}: the character will write shortly.")
             continue
         try:
-            async_to_sync(push_text)(channel, to, text)
+            push_text(channel, to, text)
         except (LineApiError, LineNotConfigured) as exc:
             modeladmin.message_user(request, f"{to}: not sent: {exc}", messages.ERROR)
         else:

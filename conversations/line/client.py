@@ -1,28 +1,30 @@
-"""The Messaging API calls a channel makes, through line-bot-sdk's async client.
+"""The Messaging API calls a channel makes, through line-bot-sdk.
 
-One `LineApi` per event or operator request: it opens the SDK's aiohttp sessions for messages
-(api.line.me) and content (api-data.line.me), applies our timeout and retry policy, and turns
-the SDK's exceptions into two of ours that say what an operator can act on.
+The SDK's synchronous client is used, kept per process and access token: building a client
+costs tens of milliseconds of CPU (it loads the CA store), while its urllib3 pool is
+thread-safe and keeps connections to LINE alive between events. `LineApi` applies our
+timeout and retry policy and turns the SDK's exceptions into two of ours that say what an
+operator can act on.
 """
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import json
 import logging
+import time
 import uuid
-from collections.abc import Awaitable, Callable
-from types import TracebackType
-from typing import Self, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
-import aiohttp
+import urllib3
 from django.conf import settings
 from linebot.v3.messaging import (
-    AsyncApiClient,
-    AsyncMessagingApi,
-    AsyncMessagingApiBlob,
+    ApiClient,
     Configuration,
     Message,
+    MessagingApi,
+    MessagingApiBlob,
     PushMessageRequest,
     ReplyMessageRequest,
     ShowLoadingAnimationRequest,
@@ -37,6 +39,7 @@ T = TypeVar("T")
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 BACKOFF_SECONDS = 0.5
+NETWORK_ERRORS = (urllib3.exceptions.HTTPError, OSError)
 
 
 class LineApiError(Exception):
@@ -67,68 +70,57 @@ def _error_message(exc: ApiException) -> str:
         return exc.reason or "no error message"
 
 
+@functools.lru_cache(maxsize=64)
+def _clients(token: str, host: str, data_host: str) -> tuple[MessagingApi, MessagingApiBlob]:
+    # A blank host keeps the SDK's own per-operation host (api.line.me or api-data.line.me).
+    def client(base: str) -> ApiClient:
+        return ApiClient(Configuration(access_token=token, host=base or None))
+
+    return MessagingApi(client(host)), MessagingApiBlob(client(data_host))
+
+
 class LineApi:
-    """A channel's Messaging API client; use as `async with LineApi(channel) as api:`."""
+    """A channel's Messaging API: messages on api.line.me, content on api-data.line.me."""
 
     def __init__(self, channel: LineChannel) -> None:
-        self._token = channel.access_token
-        if not self._token:
+        token = channel.access_token
+        if not token:
             raise LineNotConfigured(
                 f"The environment variable {channel.access_token_env} (access token of LINE "
                 f"channel {channel.slug!r}) is not set."
             )
+        self.messaging, self.blob = _clients(
+            token, settings.LINE_API_BASE_URL, settings.LINE_API_DATA_BASE_URL
+        )
         self._timeout = settings.LINE_API_TIMEOUT_SECONDS
-        self._clients: list[AsyncApiClient] = []
 
-    def _client(self, host: str) -> AsyncApiClient:
-        # A blank host keeps the SDK's own per-operation host (api.line.me or api-data.line.me).
-        client = AsyncApiClient(Configuration(access_token=self._token, host=host or None))
-        self._clients.append(client)
-        return client
-
-    async def __aenter__(self) -> Self:
-        # Created here, inside the running loop, because the SDK opens its aiohttp session
-        # in the client's constructor.
-        self.messaging = AsyncMessagingApi(self._client(settings.LINE_API_BASE_URL))
-        self.blob = AsyncMessagingApiBlob(self._client(settings.LINE_API_DATA_BASE_URL))
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        for client in self._clients:
-            await client.close()
-
-    async def show_loading(self, chat_id: str, seconds: int) -> None:
+    def show_loading(self, chat_id: str, seconds: int) -> None:
         """Best effort: the animation is cosmetic, so a failure is logged and the turn goes on."""
         request = ShowLoadingAnimationRequest(chatId=chat_id, loadingSeconds=seconds)
         try:
-            await self.messaging.show_loading_animation(request, _request_timeout=self._timeout)
-        except (ApiException, aiohttp.ClientError, TimeoutError) as exc:
+            self.messaging.show_loading_animation(request, _request_timeout=self._timeout)
+        except (ApiException, *NETWORK_ERRORS) as exc:
             logger.warning("LINE loading animation failed: %s", _describe(exc))
 
-    async def reply(self, reply_token: str, messages: list[Message]) -> None:
+    def reply(self, reply_token: str, messages: list[Message]) -> None:
         """One attempt only: a reply token works once, so a retry after an unclear failure
         could not tell a lost reply from a delivered one."""
         request = ReplyMessageRequest(replyToken=reply_token, messages=messages)
         try:
-            await self.messaging.reply_message(request, _request_timeout=self._timeout)
+            self.messaging.reply_message(request, _request_timeout=self._timeout)
         except ApiException as exc:
             message = _error_message(exc)
             if exc.status == 400 and "reply token" in message.lower():
                 raise ReplyTokenInvalid(400, message) from exc
             raise LineApiError(exc.status or 0, message) from exc
-        except (aiohttp.ClientError, TimeoutError) as exc:
+        except NETWORK_ERRORS as exc:
             raise LineApiError(0, f"LINE API unreachable: {_describe(exc)}") from exc
 
-    async def push(self, to: str, messages: list[Message], retry_key: uuid.UUID) -> None:
+    def push(self, to: str, messages: list[Message], retry_key: uuid.UUID) -> None:
         """Retried safely: LINE accepts a retry key once and answers 409 to its repeats."""
         request = PushMessageRequest(to=to, messages=messages)
         try:
-            await self._with_retries(
+            self._with_retries(
                 lambda: self.messaging.push_message(
                     request, x_line_retry_key=str(retry_key), _request_timeout=self._timeout
                 )
@@ -138,9 +130,9 @@ class LineApi:
                 raise
             logger.info("LINE push %s was already accepted; not sent again", retry_key)
 
-    async def content(self, message_id: str) -> tuple[bytes, str]:
+    def content(self, message_id: str) -> tuple[bytes, str]:
         """The bytes a user sent (image, audio...) and their content type."""
-        response = await self._with_retries(
+        response = self._with_retries(
             lambda: self.blob.get_message_content_with_http_info(
                 message_id, _request_timeout=self._timeout
             )
@@ -148,22 +140,22 @@ class LineApi:
         headers = response.headers or {}
         return bytes(response.data), headers.get("Content-Type", "application/octet-stream")
 
-    async def _with_retries(self, call: Callable[[], Awaitable[T]]) -> T:
+    def _with_retries(self, call: Callable[[], T]) -> T:
         retries_left = settings.LINE_API_MAX_RETRIES
         delay = BACKOFF_SECONDS
         while True:
             try:
-                return await call()
+                return call()
             except ApiException as exc:
                 if not retries_left or exc.status not in RETRIABLE_STATUSES:
                     raise LineApiError.from_exception(exc) from exc
                 reason = _describe(exc)
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except NETWORK_ERRORS as exc:
                 if not retries_left:
                     raise LineApiError(0, f"LINE API unreachable: {_describe(exc)}") from exc
                 reason = _describe(exc)
             logger.warning("LINE API call failed (%s); retrying in %.1f s", reason, delay)
-            await asyncio.sleep(delay)
+            time.sleep(delay)
             retries_left -= 1
             delay *= 2
 

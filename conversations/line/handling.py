@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync, sync_to_async
+from asgiref.sync import async_to_sync
 from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -109,7 +109,7 @@ def process_events(channel_id: int, events: list[dict[str, Any]]) -> None:
         if row is None:
             continue
         try:
-            status, outcome = async_to_sync(handle_event)(channel, raw)
+            status, outcome = handle_event(channel, raw)
         except Exception as exc:
             logger.exception("LINE event %s failed", row.webhook_event_id)
             status, outcome = Status.FAILED, f"{type(exc).__name__}: {exc}"
@@ -169,7 +169,7 @@ def _chat_of(event: Event) -> Chat | None:
     return Chat(kind, line_id, reply_token, event.webhook_event_id)
 
 
-async def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
+def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
     try:
         event = Event.from_dict(raw)
     except ValueError:  # unknown type, or a known one missing fields (pydantic errors)
@@ -178,18 +178,17 @@ async def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
     if chat is None:
         return Status.IGNORED, "event without a user, group or room"
     if isinstance(event, UnfollowEvent):
-        await sync_to_async(_set_following)(channel, chat, False)
+        _set_following(channel, chat, False)
         return Status.DONE, "unfollowed"
     if not isinstance(event, MessageEvent | PostbackEvent | FollowEvent | JoinEvent):
         kind = "left the group" if isinstance(event, LeaveEvent) else f"{event.type} event"
         return Status.IGNORED, f"{kind}: nothing to answer"
-    async with LineApi(channel) as api:
-        scope = Scope(channel, api, chat)
-        if isinstance(event, MessageEvent):
-            return await scope.on_message(event)
-        if isinstance(event, PostbackEvent):
-            return await scope.converse(_postback_text(event))
-        return await scope.greet(following=isinstance(event, FollowEvent))
+    scope = Scope(channel, LineApi(channel), chat)
+    if isinstance(event, MessageEvent):
+        return scope.on_message(event)
+    if isinstance(event, PostbackEvent):
+        return scope.converse(_postback_text(event))
+    return scope.greet(following=isinstance(event, FollowEvent))
 
 
 @dataclass(slots=True)
@@ -200,53 +199,53 @@ class Scope:
     api: LineApi
     chat: Chat
 
-    async def on_message(self, event: MessageEvent) -> Outcome:
+    def on_message(self, event: MessageEvent) -> Outcome:
         message = event.message
         if self.chat.kind != "user" and not _mentions_bot(message):
             return Status.IGNORED, f"{self.chat.kind} message not addressed to the character"
         match message:
             case TextMessageContent():
-                return await self.converse(_without_bot_mention(message))
+                return self.converse(_without_bot_mention(message))
             case ImageMessageContent():
-                return await self.converse("", files=[await self._image(message)])
+                return self.converse("", files=[self._image(message)])
             case StickerMessageContent():
-                return await self.converse(_sticker_text(message))
+                return self.converse(_sticker_text(message))
             case LocationMessageContent():
-                return await self.converse(_location_text(message))
+                return self.converse(_location_text(message))
             case AudioMessageContent():
-                await self.api.content(message.id)
+                self.api.content(message.id)
                 # Speech-to-text plugs in here: transcribe the downloaded audio, then
-                # `return await self.converse(text)` like a text message.
-                sent = await self.send(compose(self.channel.character, STT_NOT_CONFIGURED))
+                # `return self.converse(text)` like a text message.
+                sent = self.send(compose(self.channel.character, STT_NOT_CONFIGURED))
                 return Status.DONE, f"voice message: speech-to-text not configured; {sent}"
             case VideoMessageContent() | FileMessageContent():
-                return await self.converse(f"(The user sent a {message.type} you cannot open.)")
+                return self.converse(f"(The user sent a {message.type} you cannot open.)")
         return Status.IGNORED, f"{message.type} messages are not handled"
 
-    async def _image(self, message: ImageMessageContent) -> dict[str, str]:
+    def _image(self, message: ImageMessageContent) -> dict[str, str]:
         provider = message.content_provider
         if provider and provider.type == "external" and provider.original_content_url:
             return {"type": "image", "url": provider.original_content_url}
-        data, content_type = await self.api.content(message.id)
+        data, content_type = self.api.content(message.id)
         return {"type": "image", "url": _data_url(data, content_type)}
 
-    async def greet(self, *, following: bool) -> Outcome:
+    def greet(self, *, following: bool) -> Outcome:
         character = self.channel.character
         if following:
-            await sync_to_async(_set_following)(self.channel, self.chat, True)
+            _set_following(self.channel, self.chat, True)
         if not character.greeting.strip():
             return Status.DONE, "followed; the character has no greeting"
-        return Status.DONE, f"greeted; {await self.send(compose(character, character.greeting))}"
+        return Status.DONE, f"greeted; {self.send(compose(character, character.greeting))}"
 
-    async def converse(
+    def converse(
         self, text: str, files: list[dict[str, str]] | None = None, *, initiated: bool = False
     ) -> Outcome:
         """A turn of the pipeline, its answer sent back; a failed turn sends the character's
         apology (except when the operator started it: nobody is waiting for an answer)."""
         character = self.channel.character
         if self.chat.kind == "user" and not initiated:
-            await self.api.show_loading(self.chat.id, self.channel.loading_seconds)
-        end_user, context = await sync_to_async(_open_conversation)(self.channel, self.chat)
+            self.api.show_loading(self.chat.id, self.channel.loading_seconds)
+        end_user, context = _open_conversation(self.channel, self.chat)
         request = TurnRequest(
             character=character,
             end_user=end_user,
@@ -256,20 +255,10 @@ class Scope:
             text=text,
             files=files or [],
         )
-        messages: list[Message] = []
-        status, outcome = Status.FAILED, "turn ended without a result"
-        async for event in run_turn(request):
-            if isinstance(event, TurnFinished):
-                messages = compose(character, event.text, event.voice_text)
-                status, outcome = Status.DONE, "answered"
-            elif isinstance(event, TurnFailed):
-                status, outcome = Status.FAILED, f"turn failed: {event.error}"
-                if not initiated:
-                    messages = compose(character, character.apology)
-                    outcome += "; apology"
-        return status, f"{outcome}; {await self.send(messages)}"
+        status, outcome, messages = async_to_sync(_take_turn)(request, apologize=not initiated)
+        return status, f"{outcome}; {self.send(messages)}"
 
-    async def send(self, messages: list[Message]) -> str:
+    def send(self, messages: list[Message]) -> str:
         """Reply with the token when there is one and it still works; push the rest."""
         if not messages:
             return "nothing to send"
@@ -278,17 +267,33 @@ class Scope:
         pending = list(enumerate(groups))
         if self.chat.reply_token:
             try:
-                await self.api.reply(self.chat.reply_token, groups[0])
+                self.api.reply(self.chat.reply_token, groups[0])
                 pending = pending[1:]
                 how.append("replied")
             except ReplyTokenInvalid as exc:
                 how.append(f"reply refused ({exc.message})")
         for index, group in pending:
             key = uuid.uuid5(RETRY_KEYS, f"{self.chat.key}:{index}")
-            await self.api.push(self.chat.id, group, key)
+            self.api.push(self.chat.id, group, key)
         if pending:
             how.append(f"pushed {len(pending)} request(s)")
         return ", ".join(how)
+
+
+async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str, list[Message]]:
+    """The pipeline's turn (the one async part of handling an event) as LINE messages: the
+    answer, or the character's apology when the turn failed."""
+    character = request.character
+    result: tuple[str, str, list[Message]] = (Status.FAILED, "turn ended without a result", [])
+    async for event in run_turn(request):
+        if isinstance(event, TurnFinished):
+            result = (Status.DONE, "answered", compose(character, event.text, event.voice_text))
+        elif isinstance(event, TurnFailed) and apologize:
+            apology = compose(character, character.apology)
+            result = (Status.FAILED, f"turn failed: {event.error}; apology", apology)
+        elif isinstance(event, TurnFailed):
+            result = (Status.FAILED, f"turn failed: {event.error}", [])
+    return result
 
 
 def _open_conversation(channel: LineChannel, chat: Chat) -> tuple[EndUser, OpenedContext]:
@@ -357,19 +362,13 @@ def _data_url(data: bytes, content_type: str) -> str:
     return f"data:{kind};base64,{base64.b64encode(data).decode('ascii')}"
 
 
-async def push_text(channel: LineChannel, to: str, text: str) -> str:
+def push_text(channel: LineChannel, to: str, text: str) -> str:
     """An operator's message, sent exactly as written."""
-    async with LineApi(channel) as api:
-        return await Scope(channel, api, Chat.with_id(to)).send(verbatim(text))
+    return Scope(channel, LineApi(channel), Chat.with_id(to)).send(verbatim(text))
 
 
 def start_conversation(channel_id: int, to: str, instruction: str, key: str) -> Outcome:
     """The character speaks first: a turn on the operator's instruction, its answer pushed."""
     channel = LineChannel.objects.select_related("character").get(pk=channel_id)
-
-    async def run() -> Outcome:
-        async with LineApi(channel) as api:
-            chat = Chat.with_id(to, key)
-            return await Scope(channel, api, chat).converse(instruction, initiated=True)
-
-    return async_to_sync(run)()
+    scope = Scope(channel, LineApi(channel), Chat.with_id(to, key))
+    return scope.converse(instruction, initiated=True)

@@ -177,7 +177,7 @@ async def push(request: HttpRequest, slug: str) -> JsonResponse:
         await _authorize(request)
         body: PushBody = _parse(request, PushBody)
         channel, to = await sync_to_async(_resolve)(slug, body)
-        how = await push_text(channel, to, body.text)
+        how = await sync_to_async(push_text)(channel, to, body.text)
     except Rejected as rejected:
         return JsonResponse(rejected.body, status=rejected.status)
     except LineNotConfigured as exc:

@@ -7,7 +7,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import reverse
 
 from conversations.models import ChannelIdentity
 
@@ -16,6 +15,7 @@ from .client import LineApiError, LineNotConfigured
 from .handling import IDENTITY_CHANNELS, push_text
 from .models import LineChannel, LineEvent
 from .replies import TEXT_LIMIT
+from .webhook import webhook_path
 
 
 @admin.register(LineChannel)
@@ -40,7 +40,7 @@ class LineChannelAdmin(admin.ModelAdmin):
 
     @admin.display(description="webhook URL path")
     def webhook_path(self, channel: LineChannel) -> str:
-        return reverse("line-webhook", args=[channel.slug]) if channel.slug else "-"
+        return webhook_path(channel.slug) if channel.slug else "-"
 
     @admin.display(description="variables")
     def secrets(self, channel: LineChannel) -> str:

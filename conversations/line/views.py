@@ -1,24 +1,17 @@
-"""LINE's HTTP endpoints: the webhook, and operators' pushes.
-
-The webhook checks `X-Line-Signature` against the raw body before anything is parsed, then
-queues the events for a Celery worker and answers at once: LINE waits for nobody, and reply
-tokens outlive a slow webhook by only a minute or so.
-"""
+"""Operators' LINE endpoints: push a message as written, or have the character speak first.
+(The webhook is an ASGI consumer of its own, in `webhook.py`.)"""
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from linebot.v3 import SignatureValidator
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conversations.aiavatar_wire import validation_errors
@@ -31,75 +24,11 @@ from .client import LineApiError, LineNotConfigured
 from .handling import IDENTITY_CHANNELS, push_text
 from .models import LineChannel
 from .replies import TEXT_LIMIT, utf16_length
+from .webhook import channel_for
 
 logger = logging.getLogger(__name__)
 
-INVALID_SIGNATURE = {"detail": "Missing or invalid X-Line-Signature header."}
 LINE_ID = r"^[UCR][0-9a-f]{32}$"
-
-
-def _channel(slug: str | None) -> LineChannel:
-    channels = LineChannel.objects.select_related("character").filter(is_active=True)
-    channel = (
-        channels.filter(slug=slug).first() if slug else channels.filter(is_default=True).first()
-    )
-    if channel is None:
-        detail = (
-            f"Unknown LINE channel {slug!r}."
-            if slug
-            else "No default LINE channel: mark one as default in the admin, or use "
-            "/line/<slug>/webhook."
-        )
-        raise Rejected(404, {"detail": detail})
-    return channel
-
-
-def _accept(slug: str | None, body: bytes, signature: str) -> int:
-    """Verify, then queue the webhook's events; returns how many were queued."""
-    channel = _channel(slug)
-    secret = channel.channel_secret
-    if not secret:
-        logger.error("LINE channel %s: %s is not set", channel.slug, channel.channel_secret_env)
-        raise Rejected(503, {"detail": f"LINE channel {channel.slug!r} has no channel secret."})
-    try:
-        text = body.decode("utf-8")  # LINE signs UTF-8 JSON; anything else cannot be genuine
-    except UnicodeDecodeError:
-        raise Rejected(400, INVALID_SIGNATURE) from None
-    if not SignatureValidator(secret).validate(text, signature):
-        raise Rejected(400, INVALID_SIGNATURE)
-    try:
-        payload = json.loads(text)
-    except ValueError:
-        raise Rejected(400, {"detail": "Body is not valid JSON."}) from None
-    events = payload.get("events") if isinstance(payload, dict) else None
-    if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
-        raise Rejected(400, {"detail": "Expected a JSON object with an `events` array."})
-    if not events:  # the console's "Verify" button sends none
-        return 0
-    try:
-        tasks.process_events.delay(channel.pk, events)
-    except Exception:
-        # Not acknowledged, so LINE redelivers (when redelivery is on in the console).
-        logger.exception("could not queue LINE events of channel %s", channel.slug)
-        raise Rejected(503, {"detail": "Could not queue the events; try again."}) from None
-    return len(events)
-
-
-@csrf_exempt
-@require_POST
-async def webhook(request: HttpRequest, slug: str | None = None) -> JsonResponse:
-    signature = request.headers.get("X-Line-Signature")
-    if not signature:
-        return JsonResponse(INVALID_SIGNATURE, status=400)
-    try:
-        body = request.body
-    except RequestDataTooBig:
-        return JsonResponse({"detail": "Request body is too large."}, status=413)
-    try:
-        queued = await sync_to_async(_accept)(slug, body, signature)
-    except Rejected as rejected:
-        return JsonResponse(rejected.body, status=rejected.status)
-    return JsonResponse({"status": "ok", "queued": queued})
 
 
 class _Target(BaseModel):
@@ -158,7 +87,7 @@ def _parse(request: HttpRequest, model: type[_Target]) -> Any:
 
 
 def _resolve(slug: str, target: _Target) -> tuple[LineChannel, str]:
-    channel = _channel(slug)
+    channel = channel_for(slug)
     if target.to:
         return channel, target.to
     identity = ChannelIdentity.objects.filter(

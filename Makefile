@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench lint apikey clean
+.PHONY: run test bench bench-line lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,10 @@ test: $(VENV)/.installed-dev
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.chat_sse
+
+bench-line: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-line: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.line_webhook
 
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)

@@ -41,9 +41,11 @@ from bench.chat_sse import (
     DEFAULT_SECRET_KEY,
     LLM_KEY_VARIABLE,
     VAR_DIR,
+    machine_cpu_ticks,
     machine_description,
     manage,
     percentile,
+    process_cpu_seconds,
     start_fake,
     start_fake_llm,
     stop_fake,
@@ -102,6 +104,8 @@ class Result:
     replies_expected: int
     replies_delivered: int
     drain_seconds: float
+    daphne_cpu_percent: float  # of one core, during the measured window
+    machine_busy_percent: float  # of all cores: ours, the worker's and anything else running
 
 
 async def send_at_rate(
@@ -145,11 +149,17 @@ def delivered(line_url: str) -> int:
     return httpx.get(f"{line_url}{STATS_PATH}", timeout=5).json()["replies"]
 
 
-async def run(url: str, line_url: str, rate: float, duration: float, warmup: float) -> Result:
+async def run(
+    url: str, line_url: str, daphne_pid: int, rate: float, duration: float, warmup: float
+) -> Result:
     limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
     async with httpx.AsyncClient(limits=limits, timeout=REQUEST_TIMEOUT_SECONDS) as client:
         warm, warm_errors, _ = await send_at_rate(client, url, rate, warmup, 0)
+        busy_before, total_before = machine_cpu_ticks()
+        daphne_before = process_cpu_seconds(daphne_pid)
         latencies, errors, elapsed = await send_at_rate(client, url, rate, duration, len(warm))
+        daphne_cpu = process_cpu_seconds(daphne_pid) - daphne_before
+        busy_after, total_after = machine_cpu_ticks()
     expected = len(warm) + len(latencies)
     drain_began = time.perf_counter()
     seen = delivered(line_url)
@@ -171,6 +181,10 @@ async def run(url: str, line_url: str, rate: float, duration: float, warmup: flo
         replies_expected=expected,
         replies_delivered=seen,
         drain_seconds=round(time.perf_counter() - drain_began, 1),
+        daphne_cpu_percent=round(100 * daphne_cpu / elapsed, 1),
+        machine_busy_percent=round(
+            100 * (busy_after - busy_before) / max(1, total_after - total_before), 1
+        ),
     )
 
 
@@ -234,7 +248,14 @@ def main(argv: list[str] | None = None) -> int:
             f"{args.duration:g} s measured, 1 text event each from {USERS} users"
         )
         result = asyncio.run(
-            run(f"{url}/line/bench/webhook", line_url, args.rate, args.duration, args.warmup)
+            run(
+                f"{url}/line/bench/webhook",
+                line_url,
+                daphne.pid,
+                args.rate,
+                args.duration,
+                args.warmup,
+            )
         )
     finally:
         for process in processes:
@@ -250,6 +271,10 @@ def main(argv: list[str] | None = None) -> int:
         f"ack latency ms: p50 {result.ack_p50_ms:.1f}  p95 {result.ack_p95_ms:.1f}  "
         f"p99 {result.ack_p99_ms:.1f}  max {result.ack_max_ms:.1f}  "
         f"(target: p99 < {TARGET_P99_MS:g})"
+    )
+    print(
+        f"cpu: daphne {result.daphne_cpu_percent}% of a core; the machine "
+        f"{result.machine_busy_percent}% busy (all cores, anything running on it included)"
     )
     print(
         f"replies delivered {result.replies_delivered}/{result.replies_expected} "

@@ -194,6 +194,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds sent first, not counted")
     parser.add_argument("--workers", type=int, default=2, help="Celery worker processes")
+    parser.add_argument(
+        "--worker-nice",
+        type=int,
+        default=10,
+        help="CPU niceness of the worker (0: same priority as daphne)",
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     VAR_DIR.mkdir(parents=True, exist_ok=True)
@@ -226,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
         manage(env, "migrate", "--noinput")
         manage({**env, "BENCH_LLM_BASE_URL": llm_url}, "shell", "-c", SETUP_CODE)
         processes.append(
-            start_celery_worker(env, VAR_DIR / "bench-line-worker.log", concurrency=args.workers)
+            start_celery_worker(
+                env,
+                VAR_DIR / "bench-line-worker.log",
+                concurrency=args.workers,
+                niceness=args.worker_nice,
+            )
         )
         daphne, url = start_daphne(env, VAR_DIR / "bench-line-daphne.log")
         processes.append(daphne)
@@ -239,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
             f"Python {machine['python']}"
         )
         print(
-            f"setup   : 1 daphne, Celery worker x{args.workers} (prefork, {broker} broker), "
+            f"setup   : 1 daphne, Celery worker x{args.workers} (prefork, {broker} broker, "
+            f"nice {args.worker_nice}), "
             f"database {'SQLite (fresh)' if database.startswith('sqlite') else 'PostgreSQL'}; "
             "fake LLM and fake LINE in their own processes, zero latency"
         )

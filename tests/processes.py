@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -60,9 +61,10 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def start_celery_worker(
-    env: dict[str, str], log_path: Path, concurrency: int = 2
+    env: dict[str, str], log_path: Path, concurrency: int = 2, niceness: int = 0
 ) -> subprocess.Popen[bytes]:
-    """Start a Celery worker (prefork, as in production) and wait until it is ready."""
+    """Start a Celery worker (prefork, as in production) and wait until it is ready;
+    `niceness` lowers its CPU priority below the web server's."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -84,6 +86,7 @@ def start_celery_worker(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
         )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -105,6 +105,7 @@ class Result:
     replies_delivered: int
     drain_seconds: float
     daphne_cpu_percent: float  # of one core, during the measured window
+    daphne_cpu_ms_per_webhook: float  # what an acknowledgement costs, however busy the machine
     machine_busy_percent: float  # of all cores: ours, the worker's and anything else running
 
 
@@ -182,6 +183,7 @@ async def run(
         replies_delivered=seen,
         drain_seconds=round(time.perf_counter() - drain_began, 1),
         daphne_cpu_percent=round(100 * daphne_cpu / elapsed, 1),
+        daphne_cpu_ms_per_webhook=round(1000 * daphne_cpu / max(1, len(latencies) + errors), 2),
         machine_busy_percent=round(
             100 * (busy_after - busy_before) / max(1, total_after - total_before), 1
         ),
@@ -285,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         f"(target: p99 < {TARGET_P99_MS:g})"
     )
     print(
-        f"cpu: daphne {result.daphne_cpu_percent}% of a core; the machine "
+        f"cpu: daphne {result.daphne_cpu_percent}% of a core "
+        f"({result.daphne_cpu_ms_per_webhook} ms per webhook); the machine "
         f"{result.machine_busy_percent}% busy (all cores, anything running on it included)"
     )
     print(

@@ -81,7 +81,15 @@ def accept(slug: str | None, body: bytes, signature: str) -> int:
 
 
 class LineWebhookConsumer(AsyncHttpConsumer):
-    """`POST /line/<slug>/webhook`, and `POST /webhook` for the default channel."""
+    """`POST /line/<slug>/webhook`, and `POST /webhook` for the default channel.
+
+    The Host header is not checked against ALLOWED_HOSTS: the signature is what authenticates
+    a webhook, whatever name it was sent to.
+    """
+
+    # No channel layer: a webhook gets no layer messages, and with Redis every request would
+    # otherwise open a channel there and block reading it.
+    channel_layer_alias = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

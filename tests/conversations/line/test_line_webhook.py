@@ -440,12 +440,14 @@ def test_it_pushes_with_a_retry_key_that_survives_a_lost_answer(
     assert wait_for_events(1)[0].status == LineEvent.Status.DONE
 
 
-def test_it_keeps_the_access_token_out_of_logs(
+def test_it_keeps_secrets_and_tracebacks_out_of_the_logs(
     line_stack: LineStack, line_channel: LineChannel, fake_line: FakeLine
 ) -> None:
     post_webhook(line_stack.webhook_url(), [text_event("Hi")])
     wait_for_events(1)
 
+    # Whatever ran before in this session, nothing crashed inside daphne or the worker.
+    assert "Traceback" not in line_stack.logs()
     assert "fake-line-channel-access-token" not in line_stack.logs()
     assert "fake-line-channel-secret" not in line_stack.logs()
     assert "fake-line" not in str(list(LineChannel.objects.values()))

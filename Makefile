@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-life bench-speech lint apikey clean
+.PHONY: run test bench bench-life bench-line bench-speech lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,10 @@ bench-life: $(VENV)/.installed-dev
 
 bench-speech: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.speech
+
+bench-line: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-line: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.line_webhook
 
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)

@@ -10,14 +10,29 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
 # Django must be set up before anything imports models.
 django_http = get_asgi_application()
 
-from channels.routing import ProtocolTypeRouter  # noqa: E402
+from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.urls import path, re_path  # noqa: E402
 
+from conversations.line.webhook import LineWebhookConsumer  # noqa: E402
 from conversations.llm import warn_about_unconfigured_providers  # noqa: E402
 
 warn_about_unconfigured_providers()
 
+line_webhook = LineWebhookConsumer.as_asgi()
 application = ProtocolTypeRouter(
-    {"http": ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http}
+    {
+        "http": URLRouter(
+            [
+                # LINE webhooks skip Django's middleware stack (conversations/line/webhook.py).
+                path("webhook", line_webhook),  # AIAvatarKit's URL: the default channel
+                path("line/<slug:slug>/webhook", line_webhook),
+                re_path(
+                    r"",
+                    ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http,
+                ),
+            ]
+        )
+    }
 )

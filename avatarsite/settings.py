@@ -139,8 +139,13 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "store_processed": False,
         # Exchange tables (worker control, purge) go under var/ too, not into the working dir.
         "control_folder": str(CELERY_FILESYSTEM_BROKER_DIR / "control"),
+        # kombu polls the folder once a second by default: a LINE user would wait up to a
+        # second before a worker even saw the message.
+        "polling_interval": 0.1,
     }
     CELERY_FILESYSTEM_BROKER_DIR.mkdir(parents=True, exist_ok=True)
+# Several deployments (or test runs) can share one broker by each using a queue of its own.
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_QUEUE", default="celery")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -259,6 +264,14 @@ TTS_CACHE_DIR = env.str("TTS_CACHE_DIR", default=str(VAR_DIR / "tts-cache"))
 # Sentences synthesised ahead of the one being sent, while the LLM keeps writing.
 TTS_LOOKAHEAD = env.int("TTS_LOOKAHEAD", default=3)
 ESPEAK_BINARY = env.str("ESPEAK_BINARY", default="espeak-ng")
+# LINE Messaging API. Blank base URLs use line-bot-sdk's own hosts (api.line.me for messages,
+# api-data.line.me for content); tests and benchmarks point both at a loopback fake.
+LINE_API_BASE_URL = env.str("LINE_API_BASE_URL", default="")
+LINE_API_DATA_BASE_URL = env.str("LINE_API_DATA_BASE_URL", default="")
+LINE_API_TIMEOUT_SECONDS = env.float("LINE_API_TIMEOUT_SECONDS", default=10.0)
+# Retries of push and content calls on 429, 5xx and connection errors (never of a reply: a
+# reply token works once, so a retried reply could not be told apart from a lost one).
+LINE_API_MAX_RETRIES = env.int("LINE_API_MAX_RETRIES", default=2)
 
 LOGGING = {
     "version": 1,
@@ -270,5 +283,7 @@ LOGGING = {
         "httpx": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
         "faster_whisper": {"level": "WARNING"},  # one INFO line per transcription
+        # line-bot-sdk logs response bodies (users' content) at DEBUG.
+        "linebot": {"level": "WARNING"},
     },
 }

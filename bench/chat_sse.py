@@ -553,10 +553,18 @@ async def run_level(
 def start_fake_llm(
     env: dict[str, str], log_path: Path, *options: str
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `bench.fake_llm` (with `options`) and read its base URL, the first line it prints."""
+    """Start `bench.fake_llm` (with `options`)."""
+    return start_fake(["bench.fake_llm", "--watch-stdin", *options], env, log_path)
+
+
+def start_fake(
+    module: list[str], env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a fake server module (`python -m ...`) and read its base URL, the first line it
+    prints; it stops when its stdin closes."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "bench.fake_llm", "--watch-stdin", *options],
+            [sys.executable, "-m", *module],
             cwd=BASE_DIR,
             env=env,
             stdin=subprocess.PIPE,  # closed by the parent, or by the kernel if it dies
@@ -568,14 +576,14 @@ def start_fake_llm(
         ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_SECONDS)
         line = process.stdout.readline().decode().strip() if ready else ""
         if not line.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"the fake LLM did not start:\n{log_path.read_text()}")
+            raise RuntimeError(f"{module[0]} did not start:\n{log_path.read_text()}")
     except BaseException:
-        stop_fake_llm(process)
+        stop_fake(process)
         raise
     return process, line
 
 
-def stop_fake_llm(process: subprocess.Popen[bytes]) -> None:
+def stop_fake(process: subprocess.Popen[bytes]) -> None:
     for pipe in (process.stdin, process.stdout):
         if pipe is not None:
             pipe.close()
@@ -823,7 +831,7 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers:
                 stop_process(server)
     finally:
-        stop_fake_llm(fake)
+        stop_fake(fake)
 
     wall = time.perf_counter() - began
     print_table(levels)

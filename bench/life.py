@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.chat_sse import machine_description, start_fake_llm, stop_fake_llm
+from bench.chat_sse import machine_description, start_fake_llm, stop_fake
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FAKE_API_KEY
 from tests.processes import BASE_DIR
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = run(args.characters, base_url)
     finally:
-        stop_fake_llm(process)
+        stop_fake(process)
     report(result)
     (VAR_DIR / "bench-life.json").write_text(json.dumps(result, indent=2))
     return 0

@@ -33,7 +33,7 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-key-for-benchmarks-only")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # not a line per HTTP request
 django.setup()
 
-from bench.chat_sse import machine_description, start_fake_llm, stop_fake_llm  # noqa: E402
+from bench.chat_sse import machine_description, start_fake_llm, stop_fake  # noqa: E402
 from conversations.llm import ChatMessage, LLMProvider, LLMRequest  # noqa: E402
 from conversations.llm.anthropic import AnthropicProvider  # noqa: E402
 from conversations.llm.openai_compat import OpenAICompatibleProvider  # noqa: E402
@@ -129,7 +129,7 @@ def run_against_fake(
         try:
             return asyncio.run(measure(protocol, build(base_url), calls, warmup))
         finally:
-            stop_fake_llm(fake)
+            stop_fake(fake)
 
 
 def main(argv: list[str] | None = None) -> int:

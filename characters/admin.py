@@ -149,6 +149,9 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
                 "fields": (
                     "context_timeout_seconds",
                     "use_turn_queue",
+                    "greeting",
+                    "apology",
+                    "face_icons",
                     "voice_text_tags",
                     "terminal_voice_tag",
                     "artifact_catalog",

@@ -36,6 +36,17 @@ TAG_NAMES = RegexValidator(
 )
 
 
+def validate_face_icons(value: object) -> None:
+    # LINE only shows icons served over HTTPS.
+    if not isinstance(value, dict) or not all(
+        isinstance(url, str) and url.startswith("https://") for url in value.values()
+    ):
+        raise ValidationError('Expected {"face": "https://..."} with HTTPS URLs.')
+
+
+DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
+
+
 class LLMProvider(models.TextChoices):
     OPENAI = "openai", "OpenAI-compatible API"
     ANTHROPIC = "anthropic", "Anthropic (Claude)"
@@ -172,6 +183,23 @@ class Character(models.Model):
         "calls it, up to five fitting tools are chosen and offered. For characters with many "
         "tools (MCP servers).",
     )
+    greeting = models.TextField(
+        blank=True,
+        help_text="Said when someone starts following the character (e.g. a LINE friend add). "
+        "Control tags such as [face:joy] are allowed; blank: no greeting.",
+    )
+    apology = models.TextField(
+        default=DEFAULT_APOLOGY,
+        help_text="Sent instead of silence when a turn fails (LLM down, timeout...).",
+    )
+    face_icons = models.JSONField(
+        default=dict,
+        blank=True,
+        validators=[validate_face_icons],
+        help_text="Icon per face for chat apps that show one (LINE): "
+        '{"joy": "https://.../joy.png", "neutral": "https://.../neutral.png"}. '
+        '"neutral" is used when a reply shows no face.',
+    )
     is_default = models.BooleanField(
         default=False, help_text="Answers on /chat when the request names no character."
     )
@@ -224,12 +252,6 @@ class Character(models.Model):
             raise ValidationError(
                 {"diary_hour": "The diary is written after the schedule: pick a later hour."}
             )
-        catalog = self.artifact_catalog
-        if not isinstance(catalog, dict) or not all(isinstance(v, dict) for v in catalog.values()):
-            raise ValidationError({"artifact_catalog": "Expected an object of objects."})
-        tools = self.disabled_tools
-        if not isinstance(tools, list) or not all(isinstance(name, str) for name in tools):
-            raise ValidationError({"disabled_tools": "Expected a list of tool names."})
 
 
 class Origin(models.TextChoices):

@@ -90,6 +90,7 @@ def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[T
         text=payload.query,
         files=files,
         system_prompt_params=payload.inputs or {},
+        speak=False,
     )
     return turn, payload.response_mode == "streaming"
 

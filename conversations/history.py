@@ -112,6 +112,17 @@ def resume_context(character: Character, end_user: EndUser, channel: str) -> Ope
     return open_context(character, latest)
 
 
+def latest_context_id(character: Character, end_user: EndUser) -> uuid.UUID | None:
+    """The user's most recent conversation with the character, for transports whose clients
+    keep no context id (LINE): `open_context` then continues it or, if idle too long, not."""
+    return (
+        Context.objects.filter(character=character, end_user=end_user)
+        .order_by("-updated_at")
+        .values_list("id", flat=True)
+        .first()
+    )
+
+
 def _recent_history(context: Context) -> list[ChatMessage]:
     rows = list(
         context.messages.order_by("-position").values_list(

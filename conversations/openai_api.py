@@ -100,6 +100,7 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
         context=resume_context(character, end_user, CHANNEL),
         text=text,
         files=files,
+        speak=False,
         # Sampling parameters of the request apply to this turn; `model` names the character.
         llm_params={k: data[k] for k in INLINE_PARAMS - {"model"} if k in data},
     )

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from . import dify_api, openai_api, views
 from .speech import views as speech
@@ -18,4 +18,5 @@ urlpatterns = [
     path("stt", speech.stt, name="stt"),
     path("synthesize", speech.synthesize, name="synthesize"),
     path("tts", speech.synthesize, name="tts"),
+    path("", include("conversations.line.urls")),
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -63,3 +64,42 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def start_celery_worker(
+    env: dict[str, str], log_path: Path, concurrency: int = 2, niceness: int = 0
+) -> subprocess.Popen[bytes]:
+    """Start a Celery worker (prefork, as in production) and wait until it is ready;
+    `niceness` lowers its CPU priority below the web server's."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "avatarsite",
+                "worker",
+                "--loglevel",
+                "INFO",
+                "--concurrency",
+                str(concurrency),
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ],
+            cwd=BASE_DIR,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
+        )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"Celery worker exited early:\n{log_path.read_text()}")
+        if b" ready." in log_path.read_bytes():
+            return process
+        time.sleep(0.1)
+    stop_process(process)
+    raise RuntimeError(f"Celery worker did not start:\n{log_path.read_text()}")

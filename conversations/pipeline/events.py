@@ -26,6 +26,7 @@ class TurnRequest:
     files: list[dict[str, str]] = field(default_factory=list)
     system_prompt_params: dict[str, Any] = field(default_factory=dict)
     llm_params: dict[str, Any] = field(default_factory=dict)  # inline_llm_params, checked
+    speak: bool = True  # False for text-only channels (LINE, OpenAI and Dify APIs): no TTS
     allow_merge: bool = True  # may join the session's previous request (merge window)
     speech_speed: float | None = None  # this session's TTS speed; None: the character's
 

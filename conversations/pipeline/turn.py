@@ -203,7 +203,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         if not recognized and request.audio:
             recognized = await _transcribe(request, record, timer)
             record.request_text = recognized
-        synthesizer = synthesizer_for(character)
+        synthesizer = synthesizer_for(character) if request.speak else None
         reason = await refusal(request, recognized)
         shaped = ShapedRequest(recognized, request.files, awake=True)
         if reason is None and needs_shaping(request):

@@ -112,6 +112,7 @@ def _character_form(**voice: str) -> dict[str, str]:
         "artifact_catalog": "{}",
         "is_active": "on",
         "schedule_hour": "6",
+        "apology": "Sorry, something went wrong.",
         "diary_hour": "23",
         # The character-life inlines, left empty.
         **{

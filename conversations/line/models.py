@@ -1,0 +1,120 @@
+"""A character's LINE channel, and the webhook events it has received (once each)."""
+
+from __future__ import annotations
+
+import os
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from characters.models import ENV_VAR_NAME, Character
+
+
+def validate_loading_seconds(value: int) -> None:
+    if value % 5:
+        raise ValidationError("LINE takes the loading animation's duration in steps of 5 seconds.")
+
+
+class LineChannel(models.Model):
+    """A LINE Messaging API channel through which one character talks.
+
+    The channel secret and access token stay in the environment: only the names of the
+    variables holding them are stored, like `Character.llm_api_key_env`.
+    """
+
+    character = models.OneToOneField(
+        Character, on_delete=models.CASCADE, related_name="line_channel"
+    )
+    slug = models.SlugField(
+        unique=True, help_text="Webhook URL: https://<your host>/line/<slug>/webhook"
+    )
+    channel_secret_env = models.CharField(
+        "channel secret variable",
+        max_length=100,
+        validators=[ENV_VAR_NAME],
+        help_text="Name of the environment variable holding the channel secret (Basic settings).",
+    )
+    access_token_env = models.CharField(
+        "access token variable",
+        max_length=100,
+        validators=[ENV_VAR_NAME],
+        help_text="Name of the environment variable holding the channel access token "
+        "(Messaging API tab, long-lived).",
+    )
+    loading_seconds = models.PositiveSmallIntegerField(
+        default=20,
+        validators=[MinValueValidator(5), MaxValueValidator(60), validate_loading_seconds],
+        help_text="How long LINE shows the loading animation while the character thinks "
+        "(5-60, steps of 5); it stops as soon as the reply arrives.",
+    )
+    is_default = models.BooleanField(
+        default=False, help_text="Also answers on /webhook, AIAvatarKit's LINE webhook URL."
+    )
+    is_active = models.BooleanField(
+        default=True, help_text="Inactive channels refuse webhooks (404) and pushes."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "LINE channel"
+        ordering = ["slug"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"],
+                condition=models.Q(is_default=True),
+                name="one_default_line_channel",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.slug} ({self.character})"
+
+    @property
+    def channel_secret(self) -> str:
+        return os.environ.get(self.channel_secret_env, "")
+
+    @property
+    def access_token(self) -> str:
+        return os.environ.get(self.access_token_env, "")
+
+
+class LineEvent(models.Model):
+    """One webhook event, inserted before it is handled: its unique id is the at-most-once lock.
+
+    LINE redelivers events, and a Celery task with acks_late can reach a second worker; the
+    insert that fails on the unique constraint is what tells them the event is taken.
+    """
+
+    class Status(models.TextChoices):
+        PROCESSING = "processing"
+        DONE = "done"
+        IGNORED = "ignored"
+        FAILED = "failed"
+
+    channel = models.ForeignKey(LineChannel, on_delete=models.CASCADE, related_name="events")
+    webhook_event_id = models.CharField(max_length=64)
+    event_type = models.CharField(max_length=32)
+    source_type = models.CharField(max_length=16, blank=True)
+    source_id = models.CharField(max_length=64, blank=True, help_text="User, group or room id.")
+    is_redelivery = models.BooleanField(default=False)
+    duplicates = models.PositiveIntegerField(
+        default=0, help_text="Later deliveries of this event that were skipped."
+    )
+    status = models.CharField(max_length=16, choices=Status.choices)
+    outcome = models.TextField(blank=True, help_text="What was done, or why it failed.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "LINE event"
+        ordering = ["-received_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["channel", "webhook_event_id"], name="unique_line_webhook_event"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.webhook_event_id}"

@@ -224,6 +224,22 @@ TTS_CACHE_DIR = env.str("TTS_CACHE_DIR", default=str(VAR_DIR / "tts-cache"))
 TTS_LOOKAHEAD = env.int("TTS_LOOKAHEAD", default=3)
 ESPEAK_BINARY = env.str("ESPEAK_BINARY", default="espeak-ng")
 
+# Realtime voice sessions over /ws (AIAvatarKit's WebSocket protocol).
+# Server-side VAD: "silero" (ONNX, batched across sessions) or "volume" (a plain dB gate).
+REALTIME_VAD = env.str("REALTIME_VAD", default="silero")
+# Silero's extra amplitude gate in dBFS (AIAvatarKit's WebSocket adapter uses -50); a client
+# may set its own with `config` / `metadata.volume_db_threshold`.
+REALTIME_VAD_VOLUME_DB = env.float("REALTIME_VAD_VOLUME_DB", default=-50.0)
+REALTIME_VAD_SILENCE_SECONDS = env.float("REALTIME_VAD_SILENCE_SECONDS", default=0.5)
+REALTIME_VAD_MAX_SECONDS = env.float("REALTIME_VAD_MAX_SECONDS", default=10.0)
+# Larger text frames are refused with an `error` and close code 1009.
+REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
+# > 0: send each sentence's audio as raw PCM slices of this many bytes after a header chunk
+# (AIAvatarKit's response_audio_chunk_size; Python clients only). 0: one WAV per chunk.
+REALTIME_AUDIO_CHUNK_BYTES = env.int("REALTIME_AUDIO_CHUNK_BYTES", default=0)
+# Seconds of speech between partial transcripts (`info`), for sessions that ask for them.
+REALTIME_PARTIAL_INTERVAL_SECONDS = env.float("REALTIME_PARTIAL_INTERVAL_SECONDS", default=1.0)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

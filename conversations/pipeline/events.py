@@ -37,7 +37,7 @@ class TurnStarted:
 
 @dataclass(slots=True)
 class TurnChunk:
-    context_id: uuid.UUID
+    context_id: uuid.UUID | None  # None: spoken on an operator's behalf outside any conversation
     text: str  # raw, with control tags
     voice_text: str  # tags removed
     language: str | None
@@ -61,7 +61,7 @@ class TurnToolCall:
 
 @dataclass(slots=True)
 class TurnFinished:
-    context_id: uuid.UUID
+    context_id: uuid.UUID | None
     text: str
     voice_text: str
     vision_source: str | None  # set when the reply asks for an image: the turn ends as `vision`
@@ -76,9 +76,20 @@ class TurnCancelled:
 
 
 @dataclass(slots=True)
-class TurnFailed:
+class TurnDropped:
+    """A turn given up before it started because there is nothing to answer (the audio held
+    no recognisable speech). Nothing is written to the history."""
+
     context_id: uuid.UUID
+    reason: str
+
+
+@dataclass(slots=True)
+class TurnFailed:
+    context_id: uuid.UUID | None
     error: str
 
 
-TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed | TurnCancelled
+TurnEvent = (
+    TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed | TurnCancelled | TurnDropped
+)

@@ -19,16 +19,18 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from characters.models import Character
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
 from conversations.models import Message, TurnRecord
 from conversations.speech.stt import STTError
-from conversations.speech.tts import TTSError
+from conversations.speech.tts import SpeechSynthesizer, TTSError
 from conversations.speech.voices import recognizer_for, synthesizer_for
 from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
 
 from .events import (
     TurnChunk,
+    TurnDropped,
     TurnEvent,
     TurnFailed,
     TurnFinished,
@@ -62,8 +64,8 @@ class _Timer:
 class _ChunkComposer:
     """Turns split segments into chunks; remembers the turn's language once a tag sets it."""
 
-    def __init__(self, request: TurnRequest, context_id: uuid.UUID) -> None:
-        self.catalog = request.character.artifact_catalog
+    def __init__(self, character: Character, context_id: uuid.UUID | None) -> None:
+        self.catalog = character.artifact_catalog
         self.context_id = context_id
         self.language: str | None = None
         self.texts: list[str] = []
@@ -126,7 +128,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     opened = request.context
     record.context_id = opened.context_id
     splitter = SentenceSplitter()
-    composer = _ChunkComposer(request, opened.context_id)
+    composer = _ChunkComposer(character, opened.context_id)
 
     async def finish(
         status: str, *, error: str = "", messages: list[ChatMessage] | None = None
@@ -160,6 +162,11 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         if not text and request.audio:
             text = await _transcribe(request, record, timer)
             record.request_text = text
+            if not text:
+                reason = "No speech recognized."
+                await finish(TurnRecord.Status.FAILED, error=reason)
+                yield TurnDropped(context_id=opened.context_id, reason=reason)
+                return
         synthesizer = synthesizer_for(character)
     except (STTError, TTSError) as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
@@ -256,12 +263,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
         started = time.perf_counter()
-        audio = await synthesizer.synthesize(
-            chunk.voice_text,
-            styled_text=chunk.text,
-            language=chunk.language or character.language,
-            speed=request.speech_speed,
-        )
+        audio = await _speak(synthesizer, character, chunk, request.speech_speed)
         record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
         return audio
 
@@ -299,8 +301,61 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     )
 
 
+async def _speak(
+    synthesizer: SpeechSynthesizer, character: Character, chunk: TurnChunk, speed: float | None
+) -> bytes:
+    return await synthesizer.synthesize(
+        chunk.voice_text,
+        styled_text=chunk.text,
+        language=chunk.language or character.language,
+        speed=speed,
+    )
+
+
+async def announce(
+    character: Character, text: str, context_id: uuid.UUID | None = None
+) -> AsyncIterator[TurnEvent]:
+    """Say `text` in the character's voice, without asking the LLM (an operator speaking
+    through a live session): chunks with tags and audio exactly as a reply has them, then
+    `finished`. It is not the user's conversation, so nothing enters the history."""
+    composer = _ChunkComposer(character, context_id)
+    splitter = SentenceSplitter()
+
+    async def chunks() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
+        for segment in [*splitter.feed(text), *splitter.flush()]:
+            yield composer.compose(segment)
+
+    try:
+        synthesizer = synthesizer_for(character)
+    except TTSError as exc:
+        yield TurnFailed(context_id=context_id, error=str(exc))
+        return
+
+    async def synthesize(chunk: TurnChunk) -> bytes:
+        assert synthesizer is not None
+        return await _speak(synthesizer, character, chunk, None)
+
+    events = chunks()
+    if synthesizer is not None:
+        events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
+    try:
+        async with aclosing(events):
+            async for event in events:
+                yield event
+    except TTSError as exc:
+        yield TurnFailed(context_id=context_id, error=str(exc))
+        return
+    yield TurnFinished(
+        context_id=context_id,
+        text="".join(composer.texts),
+        voice_text=composer.full_voice_text(character.language),
+        vision_source=None,
+    )
+
+
 async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> str:
-    """The words in the request's audio; STTError when they cannot be had."""
+    """The words in the request's audio ("" when it holds none); STTError when they cannot be
+    had (an outage is not silence)."""
     assert request.audio is not None
     recognizer = recognizer_for(request.character)
     if recognizer is None:
@@ -308,6 +363,4 @@ async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -
     started = timer.ms()
     transcript = await recognizer.recognize(request.session_id, request.audio)
     record.stt_ms = round(timer.ms() - started, 2)
-    if not transcript.text:
-        raise STTError("No speech was recognized in the audio.")
-    return transcript.text
+    return transcript.text or ""

@@ -51,7 +51,9 @@ logger = logging.getLogger(__name__)
 CHANNEL = "websocket"
 SUBPROTOCOL_PREFIX = "Authorization."
 POLICY_VIOLATION = 1008  # refused handshake: "Invalid or missing API Key"
-MESSAGE_TOO_BIG = 1009
+# Servers may only send 1000 or an application code (3000-4999); 4009 mirrors 1009.
+MESSAGE_TOO_BIG = 4009
+MESSAGE_TYPES = ("start", "data", "invoke", "config", "stop")
 
 
 def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
@@ -183,11 +185,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                     self._configure(message.metadata or {})
                 case "stop":
                     await self.close()
-                case other:
-                    raise ClientError(
-                        f"Unknown message type {other!r}: "
-                        "expected start, data, invoke, config or stop."
-                    )
         except ClientError as exc:
             await self._error(str(exc))
 
@@ -206,6 +203,10 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 for e in exc.errors(include_url=False, include_input=False)
             )
             raise ClientError(f"Invalid message: {problems}") from None
+        if message.type not in MESSAGE_TYPES:
+            raise ClientError(
+                f"Unknown message type {message.type!r}: expected {', '.join(MESSAGE_TYPES)}."
+            )
         if not message.session_id:
             raise ClientError("session_id is required.")
         if message.type != "start" and message.session_id != self.session_id:

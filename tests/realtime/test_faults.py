@@ -164,7 +164,7 @@ async def test_a_vanished_client_leaves_no_task_behind(
         if len(asyncio.all_tasks()) <= baseline:
             break
         await asyncio.sleep(0.05)
-    assert len(asyncio.all_tasks()) == baseline, asyncio.all_tasks()
+    assert len(asyncio.all_tasks()) <= baseline, asyncio.all_tasks()
     statuses = await sync_to_async(list)(TurnRecord.objects.values_list("status", flat=True))
     assert sorted(statuses) == ["completed", "interrupted"]
     assert await Message.objects.acount() == 2  # the warm-up turn only

@@ -53,7 +53,8 @@ SUBPROTOCOL_PREFIX = "Authorization."
 POLICY_VIOLATION = 1008  # refused handshake: "Invalid or missing API Key"
 # Servers may only send 1000 or an application code (3000-4999); 4009 mirrors 1009.
 MESSAGE_TOO_BIG = 4009
-MESSAGE_TYPES = ("start", "data", "invoke", "config", "stop")
+# `interrupt` is ours (not AIAvatarKit's): the user's "stop talking" button.
+MESSAGE_TYPES = ("start", "data", "invoke", "config", "stop", "interrupt")
 
 
 def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
@@ -185,6 +186,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                     self._configure(message.metadata or {})
                 case "stop":
                     await self.close()
+                case "interrupt":
+                    await self.live_interrupt({})
         except ClientError as exc:
             await self._error(str(exc))
 
@@ -464,7 +467,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         )
 
     async def live_interrupt(self, message: dict[str, Any]) -> None:
-        """Stop the current reply: the client stops playing, the turn ends `interrupted`."""
+        """Stop the current reply (an operator's command, or the user's own `interrupt`): the
+        client stops playing, the turn ends `interrupted`."""
         if self.session_id is None:
             return
         await self._send_now(self._stop())

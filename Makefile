@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-speech lint apikey clean
+.PHONY: run test bench bench-speech bench-realtime lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ test: $(VENV)/.installed-dev
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.chat_sse
+
+bench-realtime: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-realtime: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.realtime
 
 bench-speech: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.speech

@@ -151,10 +151,10 @@ async def run_session(
                 kind = message["type"]
                 if kind == "accepted":
                     accepted_at = now
+                    # The decision frame sent last: the one this `accepted` answers.
                     if decided_at and now >= measure_from:
-                        level.vad_lag_ms.append((now - decided_at.pop(0)) * 1000)
-                    elif decided_at:
-                        decided_at.pop(0)
+                        level.vad_lag_ms.append((now - decided_at[-1]) * 1000)
+                    decided_at.clear()
                 elif kind == "chunk" and message["audio_data"] and accepted_at is not None:
                     if accepted_at >= measure_from:
                         level.first_audio_ms.append((now - accepted_at) * 1000)
@@ -165,8 +165,10 @@ async def run_session(
 
         receiver = asyncio.create_task(receive())
         try:
-            # Sessions start at random points of the cycle: people do not all talk at once.
-            offset = random.randrange(len(frames))
+            # Sessions start at random moments: people do not all talk at once. Each streams
+            # the cycle from its start, so its VAD decides where the probe's did.
+            await asyncio.sleep(random.uniform(0, len(frames) * FRAME_SECONDS))
+            offset = 0
             began = time.perf_counter()
             sent = 0
             while time.perf_counter() < stop_at:
@@ -265,16 +267,22 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(
             f"{'sessions':>8} {'turns':>6} {'first audio p50/p95/p99 ms':>27} "
-            f"{'VAD lag p50/p99/max ms':>23} {'daphne CPU%':>11} {'errors':>6}"
+            f"{'VAD lag p50/p99/max ms':>23} {'daphne CPU%':>11} {'load CPU%':>9} "
+            f"{'fake CPU%':>8} {'errors':>6}"
         )
         sustained = 0
         for sessions in levels:
             cpu_before = process_cpu_seconds(server.pid)
+            own_before = time.process_time()
+            fake_before = process_cpu_seconds(fake.pid)
             began = time.perf_counter()
             level = asyncio.run(
                 run_level(ws_url, key, sessions, cycle, decisions, args.warmup, args.duration)
             )
-            cpu = (process_cpu_seconds(server.pid) - cpu_before) / (time.perf_counter() - began)
+            elapsed = time.perf_counter() - began
+            cpu = (process_cpu_seconds(server.pid) - cpu_before) / elapsed
+            own = (time.process_time() - own_before) / elapsed
+            fake_cpu = (process_cpu_seconds(fake.pid) - fake_before) / elapsed
             p99 = percentile(sorted(level.first_audio_ms), 99)
             lag_max = max(level.vad_lag_ms, default=0.0)
             print(
@@ -282,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{fmt(level.first_audio_ms, 50):>9}/{fmt(level.first_audio_ms, 95)}/"
                 f"{fmt(level.first_audio_ms, 99):<8} "
                 f"{fmt(level.vad_lag_ms, 50):>9}/{fmt(level.vad_lag_ms, 99)}/{lag_max:<6.0f} "
-                f"{100 * cpu:>11.0f} {len(level.errors):>6}"
+                f"{100 * cpu:>11.0f} {100 * own:>9.0f} {100 * fake_cpu:>8.0f} "
+                f"{len(level.errors):>6}"
             )
             for error in level.errors[:3]:
                 print(f"         error: {error}")

@@ -122,7 +122,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "asgi")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, which aborts the
+                # layer's blocking 5 s BZPOPMIN and kills every idle WebSocket consumer
+                # (django/channels_redis#422); a longer one still detects a dead Redis.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": env.str("CHANNELS_PREFIX", "asgi"),
+            },
         }
     }
 else:

@@ -253,3 +253,20 @@ async def test_it_forgets_a_closed_session(
             break
         await asyncio.sleep(0.05)
     assert not await LiveSession.objects.filter(session_id="gone").aexists()
+
+
+async def test_an_idle_session_outlives_the_channel_layers_poll(
+    asgi_server: AsgiServer, character: Character, api_key: str
+) -> None:
+    """Each consumer waits on the channel layer in 5 s blocking reads; with redis-py 8's
+    default 5 s socket timeout that wait killed every socket idle for 5 s."""
+    socket = await Socket.open(asgi_server.url, api_key)
+    try:
+        await socket.start(user_id="u1")
+        await asyncio.sleep(6)
+        await socket.send("invoke", text="Still there?")
+        messages = await socket.turn()
+    finally:
+        await socket.close()
+
+    assert messages[-1]["type"] == "final"

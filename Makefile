@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-life bench-line bench-speech lint apikey clean
+.PHONY: run test bench bench-life bench-line bench-speech bench-realtime lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ bench: $(VENV)/.installed-dev
 bench-life: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-life: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.life
+
+bench-realtime: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-realtime: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.realtime
 
 bench-speech: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.speech

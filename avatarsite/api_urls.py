@@ -4,6 +4,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from channels_app.api import LiveSessionViewSet
 from characters.api import CharacterViewSet
 from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
 
@@ -12,6 +13,7 @@ router.register("characters", CharacterViewSet)
 router.register("end-users", EndUserViewSet)
 router.register("contexts", ContextViewSet, basename="context")
 router.register("api-keys", ApiKeyViewSet)
+router.register("live-sessions", LiveSessionViewSet, basename="live-session")
 
 urlpatterns = [
     path("", include(router.urls)),

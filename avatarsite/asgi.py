@@ -1,5 +1,8 @@
-"""ASGI entry point: HTTP through Django (plus static files when SERVE_STATIC is on),
-dispatched by Channels' protocol router so WebSocket consumers plug in beside it."""
+"""ASGI entry point: HTTP through Django (plus static files when SERVE_STATIC is on) and
+WebSockets through Channels' URL router (channels_app.routing), dispatched by protocol.
+
+WebSockets authenticate with API keys, not cookies, so no origin check is needed: a page on
+another origin cannot use a key it does not have."""
 
 import os
 
@@ -15,6 +18,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path, re_path  # noqa: E402
 
+from channels_app.routing import websocket_urlpatterns  # noqa: E402
 from conversations.line.webhook import LineWebhookConsumer  # noqa: E402
 from conversations.llm import warn_about_unconfigured_providers  # noqa: E402
 
@@ -33,6 +37,7 @@ application = ProtocolTypeRouter(
                     ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http,
                 ),
             ]
-        )
+        ),
+        "websocket": URLRouter(websocket_urlpatterns),
     }
 )

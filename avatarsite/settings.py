@@ -122,7 +122,13 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env.str("CHANNELS_PREFIX", "asgi")},
+            "CONFIG": {
+                # redis-py 8 reads with a 5 s socket timeout by default, which aborts the
+                # layer's blocking 5 s BZPOPMIN and kills every idle WebSocket consumer
+                # (django/channels_redis#422); a longer one still detects a dead Redis.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": env.str("CHANNELS_PREFIX", "asgi"),
+            },
         }
     }
 else:
@@ -272,6 +278,22 @@ LINE_API_TIMEOUT_SECONDS = env.float("LINE_API_TIMEOUT_SECONDS", default=10.0)
 # Retries of push and content calls on 429, 5xx and connection errors (never of a reply: a
 # reply token works once, so a retried reply could not be told apart from a lost one).
 LINE_API_MAX_RETRIES = env.int("LINE_API_MAX_RETRIES", default=2)
+
+# Realtime voice sessions over /ws (AIAvatarKit's WebSocket protocol).
+# Server-side VAD: "silero" (ONNX, batched across sessions) or "volume" (a plain dB gate).
+REALTIME_VAD = env.str("REALTIME_VAD", default="silero")
+# Silero's extra amplitude gate in dBFS (AIAvatarKit's WebSocket adapter uses -50); a client
+# may set its own with `config` / `metadata.volume_db_threshold`.
+REALTIME_VAD_VOLUME_DB = env.float("REALTIME_VAD_VOLUME_DB", default=-50.0)
+REALTIME_VAD_SILENCE_SECONDS = env.float("REALTIME_VAD_SILENCE_SECONDS", default=0.5)
+REALTIME_VAD_MAX_SECONDS = env.float("REALTIME_VAD_MAX_SECONDS", default=10.0)
+# Larger text frames are refused with an `error` and close code 1009.
+REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
+# > 0: send each sentence's audio as raw PCM slices of this many bytes after a header chunk
+# (AIAvatarKit's response_audio_chunk_size; Python clients only). 0: one WAV per chunk.
+REALTIME_AUDIO_CHUNK_BYTES = env.int("REALTIME_AUDIO_CHUNK_BYTES", default=0)
+# Seconds of speech between partial transcripts (`info`), for sessions that ask for them.
+REALTIME_PARTIAL_INTERVAL_SECONDS = env.float("REALTIME_PARTIAL_INTERVAL_SECONDS", default=1.0)
 
 LOGGING = {
     "version": 1,

@@ -9,4 +9,5 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("avatarsite.api_urls")),
     path("", include("conversations.urls")),
+    path("", include("channels_app.urls")),
 ]

@@ -10,6 +10,7 @@ import base64
 import binascii
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -18,12 +19,14 @@ from .llm.base import check_inline_params
 from .pipeline.events import (
     TurnCancelled,
     TurnChunk,
+    TurnDropped,
     TurnEvent,
     TurnFailed,
     TurnFinished,
     TurnStarted,
     TurnToolCall,
 )
+from .speech.audio import read_wav
 
 RESPONSE_KEYS = (
     "type",
@@ -139,6 +142,47 @@ def _audio_data(audio: bytes | None) -> str | None:
     return None if audio is None else base64.b64encode(audio).decode()
 
 
+def _chunk_fields(chunk: TurnChunk, audio_data: str | None) -> dict[str, Any]:
+    return {
+        "context_id": str(chunk.context_id) if chunk.context_id else None,
+        "text": chunk.text,
+        "voice_text": chunk.voice_text,
+        "language": chunk.language,
+        "control_tags": chunk.control_tags,
+        "avatar_control_request": chunk.avatar_control.as_dict(),
+        "audio_data": audio_data,
+        "metadata": {
+            "is_first_chunk": chunk.is_first,
+            "is_guardrail_triggered": bool(chunk.guardrail),
+        },
+    }
+
+
+def pcm_chunk_envelopes(
+    chunk: TurnChunk, *, session_id: str, user_id: str | None, slice_bytes: int
+) -> Iterator[str]:
+    """A chunk in the WebSocket's raw-PCM mode (wire §4.5): a header with the text fields, no
+    audio and `pcm_format`, then the WAV's samples in slices of `slice_bytes`. A chunk without
+    speech goes out whole, as in WAV mode."""
+    if not chunk.audio:
+        yield event_envelope(chunk, session_id=session_id, user_id=user_id)
+        return
+    wav = read_wav(chunk.audio)
+    pcm_format = {"sample_rate": wav.sample_rate, "channels": wav.channels, "sample_width": 2}
+    header = _chunk_fields(chunk, None)
+    header["metadata"]["pcm_format"] = pcm_format
+    yield envelope("chunk", session_id=session_id, user_id=user_id, **header)
+    for start in range(0, len(wav.pcm), slice_bytes):
+        yield envelope(
+            "chunk",
+            session_id=session_id,
+            user_id=user_id,
+            context_id=header["context_id"],
+            audio_data=base64.b64encode(wav.pcm[start : start + slice_bytes]).decode(),
+            metadata={"pcm_format": pcm_format},
+        )
+
+
 def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) -> str:
     ids = {"session_id": session_id, "user_id": user_id}
     context_id = str(event.context_id) if event.context_id else None
@@ -154,21 +198,7 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 },
             )
         case TurnChunk():
-            return envelope(
-                "chunk",
-                **ids,
-                context_id=context_id,
-                text=event.text,
-                voice_text=event.voice_text,
-                language=event.language,
-                control_tags=event.control_tags,
-                avatar_control_request=event.avatar_control.as_dict(),
-                audio_data=_audio_data(event.audio),
-                metadata={
-                    "is_first_chunk": event.is_first,
-                    "is_guardrail_triggered": bool(event.guardrail),
-                },
-            )
+            return envelope("chunk", **ids, **_chunk_fields(event, _audio_data(event.audio)))
         case TurnToolCall():
             call: dict[str, Any] = {
                 "id": event.call_id,
@@ -194,8 +224,11 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 ),
             )
         case TurnCancelled():
-            metadata = {"reason": event.reason} if event.reason else None
-            return envelope("cancelled", **ids, context_id=context_id, metadata=metadata)
+            return envelope("cancelled", **ids, context_id=context_id)
+        case TurnDropped():
+            return envelope(
+                "canceled", **ids, context_id=context_id, metadata={"reason": event.reason}
+            )
         case TurnFailed():
             return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
     raise TypeError(f"Unknown turn event {event!r}")

@@ -20,7 +20,14 @@ from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 from .history import resolve_end_user
-from .pipeline.events import TurnCancelled, TurnChunk, TurnFailed, TurnFinished, TurnRequest
+from .pipeline.events import (
+    TurnCancelled,
+    TurnChunk,
+    TurnDropped,
+    TurnFailed,
+    TurnFinished,
+    TurnRequest,
+)
 from .pipeline.sessions import run_session_turn
 from .sse import sse_response
 from .transport import Rejected, authenticate, continue_context, find_character, read_json
@@ -143,6 +150,8 @@ async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
                 yield _error(message_id, conversation_id, 500, "internal_error", event.error)
             case TurnCancelled():
                 yield _error(message_id, conversation_id, 409, "cancelled", SUPERSEDED)
+            case TurnDropped():
+                yield _error(message_id, conversation_id, 400, "request_refused", event.reason)
 
 
 async def _blocking(turn: TurnRequest) -> JsonResponse:
@@ -153,6 +162,8 @@ async def _blocking(turn: TurnRequest) -> JsonResponse:
             return _rejected(Rejected(500, event.error, code="internal_error"))
         if isinstance(event, TurnCancelled):
             return _rejected(Rejected(409, SUPERSEDED, code="cancelled"))
+        if isinstance(event, TurnDropped):
+            return _rejected(Rejected(400, event.reason, code="request_refused"))
         if isinstance(event, TurnFinished):
             return JsonResponse(
                 _event(

@@ -24,7 +24,7 @@ from characters.models import Character
 
 from .history import resolve_end_user, resume_context
 from .llm.base import INLINE_PARAMS
-from .pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnRequest
+from .pipeline.events import TurnChunk, TurnDropped, TurnFailed, TurnFinished, TurnRequest
 from .pipeline.sessions import run_session_turn
 from .pipeline.tags import without_tags
 from .sse import sse_response
@@ -143,6 +143,9 @@ async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
                 yield "[DONE]"
             case TurnFailed():
                 yield json.dumps({"error": {"message": event.error, "type": "server_error"}})
+            case TurnDropped():
+                error = {"message": event.reason, "type": "invalid_request_error"}
+                yield json.dumps({"error": {**error, "code": "request_refused"}})
 
 
 async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
@@ -150,6 +153,8 @@ async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
         if isinstance(event, TurnFailed):
             error = {"message": event.error, "type": "server_error", "code": "turn_failed"}
             return JsonResponse({"error": error}, status=502)
+        if isinstance(event, TurnDropped):
+            return _rejected(Rejected(400, event.reason, code="request_refused"))
         if isinstance(event, TurnFinished):
             voice_tags = bool(turn.character.voice_tag_names())
             content = event.voice_text if voice_tags else without_tags(event.text).strip()

@@ -4,10 +4,11 @@
 set -euo pipefail
 BIN=${1:-.venv/bin}
 
-# PortAudio headers, to build PyAudio (AIAvatarKit's clients import it), and espeak-ng: the
-# local text-to-speech voice, and the source of the real speech the speech tests listen to.
+# PortAudio headers, to build PyAudio (AIAvatarKit's clients import it), espeak-ng: the
+# local text-to-speech voice, and the source of the real speech the speech tests listen to,
+# and Chromium: the browser voice client's test runs it headless with a fake microphone.
 missing=()
-for package in portaudio19-dev espeak-ng; do
+for package in portaudio19-dev espeak-ng chromium; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then

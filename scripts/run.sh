@@ -12,4 +12,8 @@ worker=$!
 trap 'kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT INT TERM
 
 echo "avatarsite on http://${HOST:-127.0.0.1}:${PORT:-8000}/ (admin at /admin/)"
-"$BIN/daphne" -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" avatarsite.asgi:application
+# daphne's own WebSocket ceiling (1 MiB by default) sits above REALTIME_MAX_MESSAGE_BYTES, so
+# a too-large message gets the consumer's explanation rather than a dropped connection.
+"$BIN/daphne" -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" \
+    --websocket-max-message-size 33554432 --websocket-max-frame-size 33554432 \
+    avatarsite.asgi:application

@@ -31,6 +31,12 @@ def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[
                 "127.0.0.1",
                 "-p",
                 str(port),
+                # As scripts/run.sh: above REALTIME_MAX_MESSAGE_BYTES, so the consumer's own
+                # limit is what clients meet.
+                "--websocket-max-message-size",
+                "33554432",
+                "--websocket-max-frame-size",
+                "33554432",
                 "avatarsite.asgi:application",
             ],
             cwd=BASE_DIR,

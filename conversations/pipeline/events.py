@@ -40,7 +40,7 @@ class TurnStarted:
 
 @dataclass(slots=True)
 class TurnChunk:
-    context_id: uuid.UUID
+    context_id: uuid.UUID | None  # None: spoken on an operator's behalf outside any conversation
     text: str  # raw, with control tags
     voice_text: str | None  # tags removed; None: shown but not spoken (outside voice tags)
     language: str | None
@@ -65,7 +65,7 @@ class TurnToolCall:
 
 @dataclass(slots=True)
 class TurnFinished:
-    context_id: uuid.UUID
+    context_id: uuid.UUID | None
     text: str
     voice_text: str
     vision_source: str | None  # set when the reply asks for an image: the turn ends as `vision`
@@ -74,17 +74,26 @@ class TurnFinished:
 
 @dataclass(slots=True)
 class TurnCancelled:
-    """A request dropped before the LLM: a newer one interrupted it while it waited in the
-    queue, or a request validator refused it (`reason`)."""
+    """A queued request dropped before it started, because a newer one interrupted."""
+
+    context_id: uuid.UUID | None
+
+
+@dataclass(slots=True)
+class TurnDropped:
+    """A turn given up before it started: the audio held no recognisable speech, or a request
+    validator refused it (`reason`). Nothing is written to the history."""
 
     context_id: uuid.UUID
-    reason: str = ""
+    reason: str
 
 
 @dataclass(slots=True)
 class TurnFailed:
-    context_id: uuid.UUID
+    context_id: uuid.UUID | None
     error: str
 
 
-TurnEvent = TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed | TurnCancelled
+TurnEvent = (
+    TurnStarted | TurnChunk | TurnToolCall | TurnFinished | TurnFailed | TurnCancelled | TurnDropped
+)

@@ -148,6 +148,9 @@ class SessionTurns:
                 },
             )
 
+    async def interrupt(self, key: str) -> None:
+        await self._interrupt(key, cancel_waiting=False)
+
     def interrupt_locally(self, key: str, *, cancel_waiting: bool) -> None:
         for turn in self._sessions.get(key, []):
             if turn.task is not None and not turn.task.done():
@@ -207,3 +210,9 @@ async def run_session_turn(
     """Run a turn under its session's concurrency rules: what every transport calls."""
     async for event in session_turns().run(request, wait_in_queue):
         yield event
+
+
+async def interrupt_session(channel: str, session_id: str) -> None:
+    """Cut the session's running turn short, wherever it runs (live control): its stream ends
+    with an interrupted `final`, as when a newer request arrives."""
+    await session_turns().interrupt(f"{channel}:{session_id}")

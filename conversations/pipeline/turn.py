@@ -19,18 +19,19 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
+from characters.models import Character
 from conversations.guardrails import check, guardrails_for
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
 from conversations.models import Guardrail, Message, TurnRecord
 from conversations.speech.stt import STTError
-from conversations.speech.tts import TTSError
+from conversations.speech.tts import SpeechSynthesizer, TTSError
 from conversations.speech.voices import recognizer_for, synthesizer_for
 from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
 
 from .events import (
-    TurnCancelled,
     TurnChunk,
+    TurnDropped,
     TurnEvent,
     TurnFailed,
     TurnFinished,
@@ -73,8 +74,7 @@ class _Timer:
 class _ChunkComposer:
     """Turns split segments into chunks; remembers the turn's language once a tag sets it."""
 
-    def __init__(self, request: TurnRequest, context_id: uuid.UUID) -> None:
-        character = request.character
+    def __init__(self, character: Character, context_id: uuid.UUID | None) -> None:
         self.catalog = character.artifact_catalog
         self.context_id = context_id
         self.language: str | None = None
@@ -168,7 +168,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     opened = request.context
     record.context_id = opened.context_id
     splitter = SentenceSplitter()
-    composer = _ChunkComposer(request, opened.context_id)
+    composer = _ChunkComposer(character, opened.context_id)
 
     async def finish(
         status: str, *, error: str = "", messages: list[ChatMessage] | None = None
@@ -203,6 +203,11 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         if not recognized and request.audio:
             recognized = await _transcribe(request, record, timer)
             record.request_text = recognized
+            if not recognized:
+                drop = "No speech recognized."
+                await finish(TurnRecord.Status.CANCELLED, error=drop)
+                yield TurnDropped(context_id=opened.context_id, reason=drop)
+                return
         synthesizer = synthesizer_for(character) if request.speak else None
         reason = await refusal(request, recognized)
         shaped = ShapedRequest(recognized, request.files, awake=True)
@@ -217,7 +222,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         raise
     if reason is not None:
         await finish(TurnRecord.Status.CANCELLED, error=reason)
-        yield TurnCancelled(context_id=opened.context_id, reason=reason)
+        yield TurnDropped(context_id=opened.context_id, reason=reason)
         return
 
     text = shaped.text
@@ -338,12 +343,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
         started = time.perf_counter()
-        audio = await synthesizer.synthesize(
-            chunk.voice_text,
-            styled_text=chunk.text,
-            language=chunk.language or character.language,
-            speed=request.speech_speed,
-        )
+        audio = await _speak(synthesizer, character, chunk, request.speech_speed)
         record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
         return audio
 
@@ -384,8 +384,62 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     )
 
 
+async def _speak(
+    synthesizer: SpeechSynthesizer, character: Character, chunk: TurnChunk, speed: float | None
+) -> bytes:
+    return await synthesizer.synthesize(
+        chunk.voice_text,
+        styled_text=chunk.text,
+        language=chunk.language or character.language,
+        speed=speed,
+    )
+
+
+async def announce(
+    character: Character, text: str, context_id: uuid.UUID | None = None
+) -> AsyncIterator[TurnEvent]:
+    """Say `text` in the character's voice, without asking the LLM (an operator speaking
+    through a live session): chunks with tags and audio exactly as a reply has them, then
+    `finished`. It is not the user's conversation, so nothing enters the history."""
+    composer = _ChunkComposer(character, context_id)
+    splitter = SentenceSplitter()
+
+    async def chunks() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
+        for segment in [*splitter.feed(text), *splitter.flush()]:
+            if (chunk := composer.compose(segment)) is not None:
+                yield chunk
+
+    try:
+        synthesizer = synthesizer_for(character)
+    except TTSError as exc:
+        yield TurnFailed(context_id=context_id, error=str(exc))
+        return
+
+    async def synthesize(chunk: TurnChunk) -> bytes:
+        assert synthesizer is not None
+        return await _speak(synthesizer, character, chunk, None)
+
+    events = chunks()
+    if synthesizer is not None:
+        events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
+    try:
+        async with aclosing(events):
+            async for event in events:
+                yield event
+    except TTSError as exc:
+        yield TurnFailed(context_id=context_id, error=str(exc))
+        return
+    yield TurnFinished(
+        context_id=context_id,
+        text="".join(composer.texts),
+        voice_text=composer.full_voice_text(character.language),
+        vision_source=None,
+    )
+
+
 async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> str:
-    """The words in the request's audio; STTError when they cannot be had."""
+    """The words in the request's audio ("" when it holds none); STTError when they cannot be
+    had (an outage is not silence)."""
     assert request.audio is not None
     recognizer = recognizer_for(request.character)
     if recognizer is None:
@@ -393,6 +447,4 @@ async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -
     started = timer.ms()
     transcript = await recognizer.recognize(request.session_id, request.audio)
     record.stt_ms = round(timer.ms() - started, 2)
-    if not transcript.text:
-        raise STTError("No speech was recognized in the audio.")
-    return transcript.text
+    return transcript.text or ""

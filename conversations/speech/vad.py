@@ -183,6 +183,8 @@ class _Session:
     silence_duration: float = 0.0
     speech_start: float = 0.0
     started_fired: bool = False
+    voiced_windows: int = 0  # windows judged voiced since the session began
+    volume_db_threshold: float | None = None  # this session's own gate; None: the config's
     silero: SileroStream = field(default_factory=SileroStream)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -237,6 +239,19 @@ class SpeechDetector:
             session.samples += len(session.pending) // 2
             session.pending.clear()
 
+    def set_volume_threshold(self, session_id: str, db: float | None) -> None:
+        """A per-session amplitude gate (a client's `volume_db_threshold`); None: the default."""
+        self._session(session_id).volume_db_threshold = db
+
+    def voiced_windows(self, session_id: str) -> int:
+        session = self._sessions.get(session_id)
+        return session.voiced_windows if session else 0
+
+    def recording(self, session_id: str) -> bytes:
+        """The utterance heard so far (for partial transcripts); b"" when nobody speaks."""
+        session = self._sessions.get(session_id)
+        return b"".join(session.buffer) if session and session.recording else b""
+
     def is_recording(self, session_id: str) -> bool:
         session = self._sessions.get(session_id)
         return bool(session and session.recording)
@@ -276,6 +291,7 @@ class SpeechDetector:
     ) -> SpeechSegment | None:
         config, step = self.config, self.window_seconds
         voiced = await self.is_voiced(session, window)
+        session.voiced_windows += voiced
         now = session.samples / SAMPLE_RATE  # end of this window
         if not session.recording:
             if not voiced:
@@ -361,8 +377,9 @@ class VolumeSpeechDetector(SpeechDetector):
         super().__init__(config)
 
     async def is_voiced(self, session: _Session, window: bytes) -> bool:
-        assert self.config.volume_db_threshold is not None
-        return _peak_above(window, self.config.volume_db_threshold)
+        db = session.volume_db_threshold or self.config.volume_db_threshold
+        assert db is not None
+        return _peak_above(window, db)
 
 
 class SileroSpeechDetector(SpeechDetector):
@@ -376,5 +393,5 @@ class SileroSpeechDetector(SpeechDetector):
         probability = await self.batcher.score(session.silero, pcm_to_float(window))
         if probability <= self.config.speech_probability_threshold:
             return False
-        db = self.config.volume_db_threshold
+        db = session.volume_db_threshold or self.config.volume_db_threshold
         return db is None or _peak_above(window, db)

@@ -27,7 +27,7 @@ def test_a_validator_refuses_before_the_llm(
 ) -> None:
     result = say(asgi_server, api_key, "Tell me a secret")
 
-    assert result.types == ["cancelled"]
+    assert result.types == ["canceled"]  # AIAvatarKit's spelling for a refused request
     assert result.events[0]["metadata"] == {"reason": "Let's not talk about secrets."}
     assert fake_llm.requests == []
     record = TurnRecord.objects.get()

@@ -1,0 +1,316 @@
+"""Benchmark realtime voice sessions over /ws: how many concurrent sessions one server sustains
+with p99 from the VAD's end-of-speech decision to the first audio chunk under 300 ms, and how
+far each session's VAD lags behind real time.
+
+Each simulated session is a microphone: it streams espeak-ng speech (a question, then
+silence) as 32 ms PCM16 frames, paced at real time, over its own WebSocket, forever, while it
+reads the replies. STT, LLM and TTS are the tests' fake OpenAI server (transcription, chat
+completions and speech endpoints) at zero latency in a process of its own; the server runs
+the real Silero VAD (batched across sessions), pipeline and daphne. All on 127.0.0.1.
+
+- *speech end -> first audio*: from `accepted` (sent the moment the VAD decides the utterance
+  is over) to the first `chunk` carrying audio, as the client sees them.
+- *VAD lag*: from sending the frame at which the VAD decides (found by running the same
+  detector over the same frames in this process beforehand) to receiving `accepted`: how late
+  the decision comes compared with real time, network and queueing included.
+
+    .venv/bin/python -m bench.realtime                       # levels 10,25,50,100
+    .venv/bin/python -m bench.realtime --levels 20,40 --duration 15
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import django
+import websockets
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
+os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-key-for-benchmarks-only")
+django.setup()
+
+from bench.chat_sse import (  # noqa: E402
+    DEFAULT_SECRET_KEY,
+    LLM_KEY_VARIABLE,
+    VAR_DIR,
+    database_url,
+    machine_description,
+    manage,
+    percentile,
+    process_cpu_seconds,
+    start_fake_llm,
+    stop_fake_llm,
+)
+from conversations.pipeline.voice import speech_detector  # noqa: E402
+from tests.fakes.openai_server import FAKE_API_KEY  # noqa: E402
+from tests.processes import start_daphne, stop_process  # noqa: E402
+from tests.speech.audio import utterance  # noqa: E402
+
+FRAME_BYTES = 1024  # 512 samples: one Silero window, 32 ms
+FRAME_SECONDS = FRAME_BYTES / 2 / 16000
+TARGET_P99_MS = 300.0
+SETUP_MARKER = "RT_BENCH_SETUP "
+SETUP_CODE = f"""
+import json, os
+from characters.models import Character
+from conversations.models import ApiKey
+from conversations.speech.models import VoiceSettings
+
+fake = os.environ["BENCH_LLM_BASE_URL"]
+bench, _ = Character.objects.update_or_create(
+    slug="rt-bench",
+    defaults=dict(
+        name="Realtime bench", persona="Answer in one sentence.", llm_provider="openai",
+        llm_model="gpt-4o-mini", llm_base_url=fake, llm_api_key_env={LLM_KEY_VARIABLE!r},
+        is_active=True,
+    ),
+)
+VoiceSettings.objects.update_or_create(character=bench, defaults=dict(
+    stt_provider="openai", stt_base_url=fake, stt_api_key_env={LLM_KEY_VARIABLE!r},
+    tts_provider="openai", tts_base_url=fake, tts_api_key_env={LLM_KEY_VARIABLE!r},
+))
+print({SETUP_MARKER!r} + json.dumps({{"key": ApiKey.issue("realtime-bench")[1]}}))
+"""
+
+
+def speech_cycle() -> bytes:
+    pcm = utterance("What is the capital of France?", before=0.5, after=1.5).pcm
+    return pcm[: len(pcm) - len(pcm) % FRAME_BYTES]
+
+
+async def decision_frames(cycle: bytes) -> list[int]:
+    """Indices (within one cycle) of the frames after which the server's VAD ends an
+    utterance: the same detector over the same frames, repeated until steady."""
+    detector = speech_detector()
+    frames = len(cycle) // FRAME_BYTES
+    found: list[int] = []
+    for repeat in range(3):
+        for index in range(frames):
+            frame = cycle[index * FRAME_BYTES : (index + 1) * FRAME_BYTES]
+            if await detector.process("probe", frame):
+                if repeat == 2:
+                    found.append(index)
+                detector.reset_session("probe")  # what the server does on `accepted`
+    return found
+
+
+@dataclass
+class Level:
+    sessions: int
+    turns: int = 0
+    first_audio_ms: list[float] = field(default_factory=list)
+    vad_lag_ms: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    frames_late_ms: list[float] = field(default_factory=list)  # the generator's own slack
+
+
+async def run_session(
+    url: str,
+    key: str,
+    number: int,
+    cycle: bytes,
+    decisions: set[int],
+    level: Level,
+    stop_at: float,
+    measure_from: float,
+) -> None:
+    session_id = f"bench-{number}"
+    frames = [
+        json.dumps(
+            {
+                "type": "data",
+                "session_id": session_id,
+                "audio_data": base64.b64encode(cycle[i : i + FRAME_BYTES]).decode(),
+            }
+        )
+        for i in range(0, len(cycle), FRAME_BYTES)
+    ]
+    decided_at: list[float] = []  # send times of decision frames, in order
+    async with websockets.connect(
+        url, additional_headers={"Authorization": f"Bearer {key}"}, max_size=None
+    ) as socket:
+        await socket.send(
+            json.dumps({"type": "start", "session_id": session_id, "user_id": session_id})
+        )
+
+        async def receive() -> None:
+            accepted_at: float | None = None
+            async for raw in socket:
+                now = time.perf_counter()
+                message = json.loads(raw)
+                kind = message["type"]
+                if kind == "accepted":
+                    accepted_at = now
+                    # The decision frame sent last: the one this `accepted` answers.
+                    if decided_at and now >= measure_from:
+                        level.vad_lag_ms.append((now - decided_at[-1]) * 1000)
+                    decided_at.clear()
+                elif kind == "chunk" and message["audio_data"] and accepted_at is not None:
+                    if accepted_at >= measure_from:
+                        level.first_audio_ms.append((now - accepted_at) * 1000)
+                        level.turns += 1
+                    accepted_at = None
+                elif kind in ("error", "canceled"):
+                    level.errors.append(f"{kind}: {message['metadata']}")
+
+        receiver = asyncio.create_task(receive())
+        try:
+            # Sessions start at random moments: people do not all talk at once. Each streams
+            # the cycle from its start, so its VAD decides where the probe's did.
+            await asyncio.sleep(random.uniform(0, len(frames) * FRAME_SECONDS))
+            offset = 0
+            began = time.perf_counter()
+            sent = 0
+            while time.perf_counter() < stop_at:
+                index = (offset + sent) % len(frames)
+                due = began + sent * FRAME_SECONDS
+                delay = due - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    level.frames_late_ms.append(-delay * 1000)
+                await socket.send(frames[index])
+                if index in decisions:
+                    decided_at.append(time.perf_counter())
+                sent += 1
+        finally:
+            receiver.cancel()
+            await asyncio.gather(receiver, return_exceptions=True)
+
+
+async def run_level(
+    url: str,
+    key: str,
+    sessions: int,
+    cycle: bytes,
+    decisions: set[int],
+    warmup: float,
+    duration: float,
+) -> Level:
+    level = Level(sessions)
+    start = time.perf_counter()
+    measure_from = start + warmup
+    stop_at = measure_from + duration
+    results = await asyncio.gather(
+        *(
+            run_session(url, key, n, cycle, decisions, level, stop_at, measure_from)
+            for n in range(sessions)
+        ),
+        return_exceptions=True,
+    )
+    level.errors += [repr(r) for r in results if isinstance(r, BaseException)]
+    return level
+
+
+def fmt(values: list[float], q: float) -> str:
+    value = percentile(sorted(values), q)
+    return "-" if value is None else f"{value:.0f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--levels", default="10,25,50,100")
+    parser.add_argument("--warmup", type=float, default=5.0)
+    parser.add_argument("--duration", type=float, default=15.0)
+    args = parser.parse_args(argv)
+    levels = [int(n) for n in args.levels.split(",")]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    db_url, _ = database_url()
+    env = {
+        **os.environ,
+        "LOG_LEVEL": "WARNING",
+        "DJANGO_DEBUG": "false",
+        "DJANGO_SECRET_KEY": os.environ.get("DJANGO_SECRET_KEY") or DEFAULT_SECRET_KEY,
+        "DATABASE_URL": db_url,
+        "TTS_CACHE_DIR": "",  # every sentence synthesised, as with distinct replies
+        LLM_KEY_VARIABLE: FAKE_API_KEY,
+    }
+    os.environ.update({k: env[k] for k in ("DJANGO_SECRET_KEY", "DATABASE_URL")})
+    cycle = speech_cycle()
+    decisions = set(asyncio.run(decision_frames(cycle)))
+    machine = machine_description()
+    fake, fake_url = start_fake_llm(env, VAR_DIR / "bench-realtime-fake.log")
+    server: subprocess.Popen[bytes] | None = None
+    try:
+        manage(env, "migrate", "--noinput")
+        output = manage({**env, "BENCH_LLM_BASE_URL": fake_url}, "shell", "-c", SETUP_CODE)
+        key = next(
+            json.loads(line.removeprefix(SETUP_MARKER))["key"]
+            for line in output.splitlines()
+            if line.startswith(SETUP_MARKER)
+        )
+        server, http_url = start_daphne(env, VAR_DIR / "bench-realtime-daphne.log")
+        ws_url = http_url.replace("http://", "ws://") + "/ws?character=rt-bench"
+        print("avatarsite realtime /ws benchmark")
+        print(
+            f"machine : {machine['cpu_model']}, {machine['cores']} cores "
+            f"({machine['cores_usable']} usable), Linux {machine['kernel']}, "
+            f"Python {machine['python']}, {datetime.now(UTC):%Y-%m-%d}"
+        )
+        print(
+            f"setup   : 1 daphne process, Silero VAD (batched), fake OpenAI STT/LLM/TTS at zero "
+            f"latency in its own process; {len(cycle) / 32000:.1f} s speech cycle "
+            f"(question + silence) per session at real time in 32 ms frames; "
+            f"{args.warmup:g} s warm-up + {args.duration:g} s measured per level"
+        )
+        print()
+        print(
+            f"{'sessions':>8} {'turns':>6} {'first audio p50/p95/p99 ms':>27} "
+            f"{'VAD lag p50/p99/max ms':>23} {'daphne CPU%':>11} {'load CPU%':>9} "
+            f"{'fake CPU%':>8} {'errors':>6}"
+        )
+        sustained = 0
+        for sessions in levels:
+            cpu_before = process_cpu_seconds(server.pid)
+            own_before = time.process_time()
+            fake_before = process_cpu_seconds(fake.pid)
+            began = time.perf_counter()
+            level = asyncio.run(
+                run_level(ws_url, key, sessions, cycle, decisions, args.warmup, args.duration)
+            )
+            elapsed = time.perf_counter() - began
+            cpu = (process_cpu_seconds(server.pid) - cpu_before) / elapsed
+            own = (time.process_time() - own_before) / elapsed
+            fake_cpu = (process_cpu_seconds(fake.pid) - fake_before) / elapsed
+            p99 = percentile(sorted(level.first_audio_ms), 99)
+            lag_max = max(level.vad_lag_ms, default=0.0)
+            print(
+                f"{sessions:>8} {level.turns:>6} "
+                f"{fmt(level.first_audio_ms, 50):>9}/{fmt(level.first_audio_ms, 95)}/"
+                f"{fmt(level.first_audio_ms, 99):<8} "
+                f"{fmt(level.vad_lag_ms, 50):>9}/{fmt(level.vad_lag_ms, 99)}/{lag_max:<6.0f} "
+                f"{100 * cpu:>11.0f} {100 * own:>9.0f} {100 * fake_cpu:>8.0f} "
+                f"{len(level.errors):>6}"
+            )
+            for error in level.errors[:3]:
+                print(f"         error: {error}")
+            late = percentile(sorted(level.frames_late_ms), 99) or 0.0
+            if late > 20:
+                print(f"         note: the load generator sent frames late (p99 {late:.0f} ms)")
+            if p99 is not None and p99 < TARGET_P99_MS and not level.errors:
+                sustained = max(sustained, sessions)
+        print()
+        print(
+            f"sustained: {sustained} concurrent sessions with p99 speech end -> first audio "
+            f"under {TARGET_P99_MS:.0f} ms"
+        )
+    finally:
+        if server is not None:
+            stop_process(server)
+        stop_fake_llm(fake)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

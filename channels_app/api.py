@@ -1,0 +1,60 @@
+"""Staff REST API for live realtime sessions: list them, make one speak, interrupt it."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db.models import QuerySet
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from . import live
+from .models import LiveSession
+
+
+class LiveSessionSerializer(serializers.ModelSerializer):
+    character = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+
+    class Meta:
+        model = LiveSession
+        fields = ["id", "session_id", "user_id", "end_user", "character", "metadata", "started_at"]
+
+
+class SpeakSerializer(serializers.Serializer):
+    text = serializers.CharField(max_length=live.MAX_SPEAK_CHARS, trim_whitespace=True)
+
+
+class LiveSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """Open /ws sessions of every server process (filter with `?character=<slug>` or
+    `?user_id=`). Commands reach the session through the channel layer wherever it runs."""
+
+    serializer_class = LiveSessionSerializer
+
+    def get_queryset(self) -> QuerySet[LiveSession]:
+        sessions = LiveSession.objects.select_related("character")
+        if slug := self.request.query_params.get("character"):
+            sessions = sessions.filter(character__slug=slug)
+        if user_id := self.request.query_params.get("user_id"):
+            sessions = sessions.filter(user_id=user_id)
+        return sessions
+
+    @extend_schema(request=SpeakSerializer, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def speak(self, request: Request, pk: uuid.UUID | None = None) -> Response:
+        """Say the text in the character's voice, cutting short what the session is saying."""
+        session = self.get_object()
+        command = SpeakSerializer(data=request.data)
+        command.is_valid(raise_exception=True)
+        live.speak_now(live.session_group(session.session_id), command.validated_data["text"])
+        return Response(status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=None, responses={202: None})
+    @action(detail=True, methods=["post"])
+    def interrupt(self, request: Request, pk: uuid.UUID | None = None) -> Response:
+        """Stop the reply the session is giving; it ends as an interrupted turn."""
+        session = self.get_object()
+        live.interrupt_now(live.session_group(session.session_id))
+        return Response(status=status.HTTP_202_ACCEPTED)

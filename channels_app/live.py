@@ -1,0 +1,52 @@
+"""Live control of realtime sessions through the channel layer (Redis across processes).
+
+Every session joins three groups: its session id, its user and its character. Staff tools
+(admin, REST API) send `live.speak` / `live.interrupt` to a group; the consumers in whatever
+process holds those sockets act on it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+
+SPEAK = "live.speak"
+INTERRUPT = "live.interrupt"
+MAX_SPEAK_CHARS = 2000
+
+
+def _name(kind: str, value: str) -> str:
+    # Group names allow a restricted alphabet and length; a digest fits any id.
+    return f"live.{kind}." + hashlib.sha256(value.encode()).hexdigest()[:40]
+
+
+def session_group(session_id: str) -> str:
+    return _name("session", session_id)
+
+
+def user_group(user_id: str) -> str:
+    return _name("user", user_id)
+
+
+def character_group(character_id: int) -> str:
+    return f"live.character.{character_id}"
+
+
+async def speak(group: str, text: str) -> None:
+    """Make every session in `group` say `text` in its character's voice."""
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(group, {"type": SPEAK, "text": text})
+
+
+async def interrupt(group: str) -> None:
+    """Cut short what every session in `group` is saying."""
+    layer = get_channel_layer()
+    assert layer is not None
+    await layer.group_send(group, {"type": INTERRUPT})
+
+
+speak_now = async_to_sync(speak)
+interrupt_now = async_to_sync(interrupt)

@@ -1,0 +1,93 @@
+"""A small client for /ws in tests: JSON messages in, AIAvatarKit envelopes out."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from typing import Any, Self
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+TIMEOUT = 60  # seconds: a hang fails the test instead of stalling the suite
+END_TYPES = {"final", "vision", "error", "canceled", "cancelled"}
+FRAME_BYTES = 1024  # 512 samples, what AIAvatarKit's Python client sends per message
+
+
+def ws_url(http_url: str, query: str = "") -> str:
+    return http_url.replace("http://", "ws://") + "/ws" + (f"?{query}" if query else "")
+
+
+def subprotocol(key: str) -> str:
+    """How the browser client sends its key: URL-safe base64 without padding."""
+    return "Authorization." + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
+
+
+class Socket:
+    def __init__(self, connection: ClientConnection, session_id: str) -> None:
+        self.connection = connection
+        self.session_id = session_id
+        self.received: list[dict[str, Any]] = []
+
+    @classmethod
+    async def open(
+        cls, http_url: str, key: str, *, session_id: str = "ws1", query: str = "", **kwargs: Any
+    ) -> Self:
+        connection = await websockets.connect(
+            ws_url(http_url, query),
+            additional_headers={"Authorization": f"Bearer {key}"},
+            max_size=None,
+            open_timeout=TIMEOUT,
+            **kwargs,
+        )
+        return cls(connection, session_id)
+
+    async def send(self, type_: str, **fields: Any) -> None:
+        await self.connection.send(
+            json.dumps({"type": type_, "session_id": self.session_id, **fields})
+        )
+
+    async def start(self, **fields: Any) -> dict[str, Any]:
+        await self.send("start", **fields)
+        return await self.expect("connected")
+
+    async def recv(self) -> dict[str, Any]:
+        message = json.loads(await asyncio.wait_for(self.connection.recv(), TIMEOUT))
+        self.received.append(message)
+        return message
+
+    async def expect(self, type_: str) -> dict[str, Any]:
+        message = await self.recv()
+        assert message["type"] == type_, message
+        return message
+
+    async def until(self, *types: str) -> list[dict[str, Any]]:
+        """Messages up to and including the first of `types`."""
+        messages = []
+        while True:
+            messages.append(message := await self.recv())
+            if message["type"] in types:
+                return messages
+
+    async def turn(self) -> list[dict[str, Any]]:
+        """One turn's messages: up to the end of the turn accepted next (a leading synthetic
+        `final{interrupted}` is part of it)."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            messages.append(message := await self.recv())
+            if "accepted" in types(messages) and message["type"] in END_TYPES:
+                return messages
+
+    async def stream(self, pcm: bytes, frame: int = FRAME_BYTES) -> None:
+        """Send audio as `data` frames, as fast as the socket takes them."""
+        for start in range(0, len(pcm), frame):
+            audio = base64.b64encode(pcm[start : start + frame]).decode()
+            await self.send("data", audio_data=audio)
+
+    async def close(self) -> None:
+        await self.connection.close()
+
+
+def types(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["type"] for m in messages]

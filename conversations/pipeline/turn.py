@@ -8,6 +8,7 @@ TurnRecord; failed and interrupted turns leave a TurnRecord and nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -95,8 +96,9 @@ class _ChunkComposer:
             spoken = self.voice_tags.speak(segment)
         return self._chunk(segment, spoken)
 
-    def guarded(self, segment: str, guardrail: str) -> TurnChunk:
-        """A chunk of a guardrail's message, flagged as such."""
+    def said(self, segment: str, guardrail: str = "") -> TurnChunk:
+        """A chunk of what the pipeline says itself: an apology, or a guardrail's message
+        (flagged with the guardrail's name)."""
         chunk = self._chunk(segment, voice_text(segment))
         chunk.guardrail = guardrail
         return chunk
@@ -330,7 +332,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         if corrected is not None:
             # Already streamed; say the correction, and keep only it in the history.
             for sentence in _sentences(corrected.message):
-                yield composer.guarded(sentence, corrected.name)
+                yield composer.said(sentence, corrected.name)
             answer = corrected.message
         added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
 
@@ -338,7 +340,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         """A blocked request is answered with the guardrail's message, and no LLM call."""
         assert blocked is not None
         for sentence in _sentences(blocked.message):
-            yield composer.guarded(sentence, blocked.name)
+            yield composer.said(sentence, blocked.name)
 
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
@@ -358,6 +360,14 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                 yield event
     except (LLMError, TTSError) as exc:
         await finish(TurnRecord.Status.FAILED, error=str(exc))
+        if isinstance(exc, LLMError):
+            # Say sorry rather than fall silent; the apology is not kept in the history.
+            for sentence in _sentences(character.apology):
+                chunk = composer.said(sentence)
+                if synthesizer is not None and chunk.voice_text:
+                    with contextlib.suppress(TTSError):
+                        chunk.audio = await _speak(synthesizer, character, chunk, None)
+                yield chunk
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
     except Exception as exc:

@@ -145,6 +145,8 @@ def test_it_reports_a_provider_failure_and_leaves_history_untouched(
     fake_llm: FakeOpenAI,
     fault: ScriptedReply,
 ) -> None:
+    character.apology = "Sorry, I lost my words."
+    character.save()
     first = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
     context_id = first.events[0]["context_id"]
     fake_llm.script(fault)
@@ -154,7 +156,8 @@ def test_it_reports_a_provider_failure_and_leaves_history_untouched(
     )
 
     assert result.status == 200
-    assert result.types[0] == "start" and result.types[-1] == "error"
+    assert result.types[0] == "start" and result.types[-2:] == ["chunk", "error"]
+    assert result.events[-2]["text"] == "Sorry, I lost my words."  # said, not silence
     assert "final" not in result.types
     assert result.events[-1]["context_id"] == context_id
     assert result.events[-1]["metadata"]["error"].startswith("LLM provider")

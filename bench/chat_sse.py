@@ -79,7 +79,10 @@ START_TIMEOUT_SECONDS = 30.0
 
 VAR_DIR = BASE_DIR / "var"
 SQLITE_PATH = VAR_DIR / "bench.sqlite3"
-RESULTS_PATH = VAR_DIR / "bench-chat-sse.json"
+
+
+def results_path(endpoint: str) -> Path:
+    return VAR_DIR / f"bench-chat-sse-{endpoint}.json"
 
 
 def daphne_log(number: int) -> Path:
@@ -155,6 +158,7 @@ class Turn:
     chunks: int = 0
     final_text: str | None = None
     error_event: str | None = None
+    ended: bool = False  # the protocol's own end marker (Dify's message_end, OpenAI's [DONE])
 
 
 @dataclass(slots=True)
@@ -166,6 +170,104 @@ class TurnResult:
     first_chunk_s: float | None
     error_kind: str | None = None
     error_detail: str = ""
+
+
+JSON = dict[str, Any]
+
+
+class Endpoint:
+    """How one chat API is spoken: its path, its request body, and what its events mean.
+
+    The same 30-turn conversations run against AIAvatarKit's `/chat`, Dify's `/chat-messages`
+    (the conversation id carried by the client) and OpenAI's `/v1/chat/completions` (history
+    kept by the server per user: each conversation is a new `user`)."""
+
+    name = "chat"
+    path = "/chat"
+
+    def body(self, index: int, conversation: int, number: int, context: str | None) -> JSON:
+        payload: JSON = {
+            "type": "start",
+            "session_id": f"bench-session-{index}",
+            "user_id": f"bench-user-{index}",
+            "text": f"Hello from client {index}, this is turn {number}",
+        }
+        if context is not None:
+            payload["context_id"] = context
+        return payload
+
+    def event(self, turn: Turn, line: bytes) -> str | None:
+        """Read one `data:` line into `turn`; the kind of event ("chunk" counts)."""
+        if _event_type_fast(line) == b"chunk":
+            return "chunk"
+        event = json.loads(line[5:])
+        kind = event.get("type")
+        if kind == "start":
+            turn.context_id = event.get("context_id")
+        elif kind in ("final", "vision"):
+            turn.final_text = event.get("text") or ""
+        elif kind == "error":
+            turn.error_event = str((event.get("metadata") or {}).get("error"))
+        return kind
+
+
+class DifyEndpoint(Endpoint):
+    name = "dify"
+    path = "/chat-messages"
+
+    def body(self, index: int, conversation: int, number: int, context: str | None) -> JSON:
+        return {
+            "query": f"Hello from client {index}, this is turn {number}",
+            "user": f"bench-user-{index}",
+            "conversation_id": context or "",
+            "response_mode": "streaming",
+            "inputs": {},
+        }
+
+    def event(self, turn: Turn, line: bytes) -> str | None:
+        event = json.loads(line[5:])
+        kind = event.get("event")
+        turn.context_id = event.get("conversation_id") or turn.context_id
+        if kind == "message":
+            turn.final_text = (turn.final_text or "") + (event.get("answer") or "")
+            return "chunk"
+        if kind == "error":
+            turn.error_event = str(event.get("message"))
+        elif kind == "message_end":
+            turn.ended = True
+        return kind
+
+
+class OpenAIEndpoint(Endpoint):
+    name = "openai"
+    path = "/v1/chat/completions"
+
+    def body(self, index: int, conversation: int, number: int, context: str | None) -> JSON:
+        return {
+            "model": CHARACTER_SLUG,
+            "messages": [{"role": "user", "content": f"Hello from {index}, turn {number}"}],
+            "stream": True,
+            "user": f"bench-user-{index}-{conversation}",
+        }
+
+    def event(self, turn: Turn, line: bytes) -> str | None:
+        data = line[5:].strip()
+        if data == b"[DONE]":
+            turn.ended = True
+            return "done"
+        event = json.loads(data)
+        if "error" in event:
+            turn.error_event = str(event["error"].get("message"))
+            return "error"
+        turn.context_id = "server-side"
+        content = event["choices"][0]["delta"].get("content")
+        if content:
+            turn.final_text = (turn.final_text or "") + content
+            return "chunk"
+        return None
+
+
+ENDPOINTS: dict[str, Endpoint] = {e.name: e for e in (Endpoint(), DifyEndpoint(), OpenAIEndpoint())}
 
 
 def _event_type_fast(line: bytes) -> bytes | None:
@@ -183,7 +285,10 @@ class ChatConnection:
     after an error or a close.
     """
 
-    def __init__(self, url: str, api_key: str, extra_headers: dict[str, str]) -> None:
+    def __init__(
+        self, url: str, api_key: str, extra_headers: dict[str, str], endpoint: Endpoint
+    ) -> None:
+        self.endpoint = endpoint
         parts = urlsplit(url)
         assert parts.hostname and parts.port
         self.host, self.port = parts.hostname, parts.port
@@ -195,7 +300,8 @@ class ChatConnection:
             **extra_headers,
         }
         self._head = (
-            "POST /chat HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            f"POST {endpoint.path} HTTP/1.1\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         ).encode()
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -233,7 +339,11 @@ class ChatConnection:
             *lines, buffer = buffer.split(b"\n")
             for line in lines:
                 if line.startswith(b"data:"):
-                    self._event(turn, line.rstrip(b"\r"))
+                    kind = self.endpoint.event(turn, line.rstrip(b"\r"))
+                    if kind == "chunk":
+                        if turn.first_chunk_at is None:
+                            turn.first_chunk_at = time.perf_counter()
+                        turn.chunks += 1
         if turn.status != 200:
             turn.error_event = buffer[:200].decode(errors="replace")
         if headers.get(b"connection") == b"close":
@@ -260,24 +370,6 @@ class ChatConnection:
             yield await reader.read()
             self.close()
 
-    @staticmethod
-    def _event(turn: Turn, line: bytes) -> None:
-        if _event_type_fast(line) == b"chunk":
-            kind = "chunk"
-        else:
-            event = json.loads(line[5:])
-            kind = event.get("type")
-            if kind == "start":
-                turn.context_id = event.get("context_id")
-            elif kind in ("final", "vision"):
-                turn.final_text = event.get("text") or ""
-            elif kind == "error":
-                turn.error_event = str((event.get("metadata") or {}).get("error"))
-        if kind == "chunk":
-            if turn.first_chunk_at is None:
-                turn.first_chunk_at = time.perf_counter()
-            turn.chunks += 1
-
 
 def judge(turn: Turn, number: int, sent_context: str | None) -> tuple[str, str] | None:
     """Why a complete response is not a successful turn, or None if it is.
@@ -294,9 +386,9 @@ def judge(turn: Turn, number: int, sent_context: str | None) -> tuple[str, str] 
         return "protocol", "no start event"
     if turn.chunks == 0 or turn.first_chunk_at is None:
         return "protocol", "no chunk event"
-    if turn.final_text is None:
+    if turn.final_text is None or (turn.context_id == "server-side" and not turn.ended):
         return "protocol", "no final event"
-    if sent_context is not None and turn.context_id != sent_context:
+    if sent_context not in (None, "server-side") and turn.context_id != sent_context:
         return "context", f"sent {sent_context}, server continued {turn.context_id}"
     if f"I have seen {number} user messages" not in turn.final_text:
         return "history", f"turn {number}: LLM replied {turn.final_text[:120]!r}"
@@ -315,17 +407,10 @@ async def run_client(
     a real client would after an error.
     """
     context_id: str | None = None
-    number = 0
+    number = conversation = 0
     while not stopping.is_set():
         number += 1
-        payload: dict[str, Any] = {
-            "type": "start",
-            "session_id": f"bench-session-{index}",
-            "user_id": f"bench-user-{index}",
-            "text": f"Hello from client {index}, this is turn {number}",
-        }
-        if context_id is not None:
-            payload["context_id"] = context_id
+        payload = connection.endpoint.body(index, conversation, number, context_id)
         body = json.dumps(payload, separators=(",", ":")).encode()
         started = time.perf_counter()
         failure: tuple[str, str] | None
@@ -360,10 +445,12 @@ async def run_client(
             context_id = turn.context_id
             if number == TURNS_PER_CONVERSATION:
                 context_id, number = None, 0
+                conversation += 1
         else:
             if turn is None or turn.status == 200:
                 connection.close()  # the stream's state is unknown: start afresh
             context_id, number = None, 0
+            conversation += 1
             await asyncio.sleep(ERROR_BACKOFF_SECONDS)
 
 
@@ -480,6 +567,7 @@ async def run_level(
     duration: float,
     server_pids: Sequence[int],
     fake_pid: int,
+    endpoint: Endpoint,
 ) -> LevelResult:
     """Run `clients` users for warm-up + duration; count only turns that end in the window.
 
@@ -490,7 +578,8 @@ async def run_level(
     stopping = asyncio.Event()
     # Clients spread over the server processes round-robin, as a load balancer would.
     connections = [
-        ChatConnection(urls[i % len(urls)], api_key, extra_headers) for i in range(clients)
+        ChatConnection(urls[i % len(urls)], api_key, extra_headers, endpoint)
+        for i in range(clients)
     ]
     tasks = [
         asyncio.create_task(run_client(i, connections[i], results, stopping))
@@ -739,6 +828,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per level (2)")
     parser.add_argument("--duration", type=positive, default=10.0, help="seconds per level (10)")
     parser.add_argument(
+        "--endpoint",
+        choices=sorted(ENDPOINTS),
+        default="chat",
+        help="chat: AIAvatarKit's /chat; dify: /chat-messages; openai: /v1/chat/completions",
+    )
+    parser.add_argument(
         "--servers",
         type=int,
         default=1,
@@ -783,7 +878,8 @@ def main(argv: list[str] | None = None) -> int:
                 urls.append(url)
             extra = {} if setup["default_is_bench"] else {"X-Character": CHARACTER_SLUG}
             lib = versions()
-            print("avatarsite POST /chat (SSE) benchmark")
+            endpoint = ENDPOINTS[args.endpoint]
+            print(f"avatarsite POST {endpoint.path} (SSE, {endpoint.name}) benchmark")
             print(
                 f"machine : {machine['cpu_model']}, {machine['cores']} cores "
                 f"({machine['cores_usable']} usable), Linux {machine['kernel']}, "
@@ -818,6 +914,7 @@ def main(argv: list[str] | None = None) -> int:
                         args.duration,
                         [server.pid for server in servers],
                         fake.pid,
+                        ENDPOINTS[args.endpoint],
                     )
                 )
                 levels.append(result)
@@ -838,11 +935,13 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("AAK = AIAvatarKit 0.9.2 on a 2-core machine: 23 / 47 / 51 req/s at 1 / 10 / 50 clients")
     print_notes(levels, args.servers)
-    print(f"total wall time: {wall:.1f} s; results in {RESULTS_PATH.relative_to(BASE_DIR)}")
-    RESULTS_PATH.write_text(
+    results = results_path(args.endpoint)
+    print(f"total wall time: {wall:.1f} s; results in {results.relative_to(BASE_DIR)}")
+    results.write_text(
         json.dumps(
             {
                 "benchmark": "chat_sse",
+                "endpoint": args.endpoint,
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine,
                 "server": {"kind": "daphne", "processes": args.servers, "versions": lib},

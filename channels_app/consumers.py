@@ -41,7 +41,7 @@ from conversations.pipeline.voice import Listener, open_session_context
 from conversations.speech.audio import AudioError, speech_input
 from conversations.speech.stt import SpeechRecognizer, STTError
 from conversations.speech.voices import recognizer_for
-from conversations.transport import Rejected, bearer_token, find_character
+from conversations.transport import Rejected, bearer_token, find_character, problems
 
 from . import live
 from .models import LiveSession
@@ -201,11 +201,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         try:
             message = AIAvatarRequest.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}"
-                for e in exc.errors(include_url=False, include_input=False)
-            )
-            raise ClientError(f"Invalid message: {problems}") from None
+            raise ClientError(f"Invalid message: {problems(exc, 'message')}") from None
         if message.type not in MESSAGE_TYPES:
             raise ClientError(
                 f"Unknown message type {message.type!r}: expected {', '.join(MESSAGE_TYPES)}."
@@ -282,11 +278,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         audio = message.audio()
         if audio is not None:
             try:
-                audio = speech_input(
-                    audio,
-                    sample_rate=settings.SPEECH_SAMPLE_RATE,
-                    max_seconds=settings.STT_MAX_AUDIO_SECONDS,
-                )
+                audio = speech_input(audio)
             except AudioError as exc:
                 raise ClientError(str(exc)) from None
         if not (message.text or audio):

@@ -30,7 +30,14 @@ from .pipeline.events import (
 )
 from .pipeline.sessions import run_session_turn
 from .sse import sse_response
-from .transport import Rejected, authenticate, continue_context, find_character, read_json
+from .transport import (
+    Rejected,
+    authenticate,
+    continue_context,
+    find_character,
+    problems,
+    read_json,
+)
 
 CHANNEL = "dify"
 SUPERSEDED = "A newer request in this conversation replaced this one."
@@ -75,11 +82,7 @@ def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[T
     try:
         payload = ChatMessageRequest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise Rejected(400, problems, code="invalid_param") from None
+        raise Rejected(400, problems(exc), code="invalid_param") from None
     character = find_character(slug or headers.get("X-Character"))
     context = continue_context(character, payload.conversation_id, "conversation_id")
     files = [

@@ -28,7 +28,7 @@ from .pipeline.events import TurnChunk, TurnDropped, TurnFailed, TurnFinished, T
 from .pipeline.sessions import run_session_turn
 from .pipeline.tags import without_tags
 from .sse import sse_response
-from .transport import Rejected, authenticate, find_character, read_json
+from .transport import Rejected, authenticate, find_character, problems, read_json
 
 CHANNEL = "openai"
 
@@ -78,11 +78,7 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
     try:
         payload = CompletionRequest.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-            for e in exc.errors(include_url=False, include_input=False)
-        )
-        raise Rejected(400, problems, code="invalid_request") from None
+        raise Rejected(400, problems(exc), code="invalid_request") from None
     text, files = _last_user_message(payload.messages)
     try:
         character = find_character(payload.model)

@@ -14,6 +14,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
+from pydantic import ValidationError
 
 from characters.models import Character
 
@@ -32,6 +33,14 @@ class Rejected(Exception):
         self.message = message
         self.code = code
         self.body = body  # an exact body, when the wire format dictates one
+
+
+def problems(exc: ValidationError, root: str = "body") -> str:
+    """A pydantic error as one readable line: `field.path: message; ...`."""
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or root}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False)
+    )
 
 
 def read_json(request: HttpRequest) -> Any:

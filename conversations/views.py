@@ -10,7 +10,6 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
@@ -82,11 +81,7 @@ def _prepare_chat(
     audio = payload.audio()
     if audio is not None:
         try:
-            audio = speech_input(
-                audio,
-                sample_rate=settings.SPEECH_SAMPLE_RATE,
-                max_seconds=settings.STT_MAX_AUDIO_SECONDS,
-            )
+            audio = speech_input(audio)
         except AudioError as exc:
             raise Rejected(400, str(exc), code="audio", body={"error": str(exc)}) from None
     # Only now, with the request known to be good, may a new end user be created.

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import soxr
+from django.conf import settings
 
 WAV_MAGIC = (b"RIFF", b"WAVE")
 
@@ -87,13 +88,20 @@ def pcm_to_float(pcm: bytes) -> np.ndarray:
 
 
 def speech_input(
-    data: bytes, *, sample_rate: int, max_seconds: float, declared_wav: bool = False
+    data: bytes,
+    *,
+    sample_rate: int | None = None,
+    max_seconds: float | None = None,
+    declared_wav: bool = False,
 ) -> bytes:
     """Validate uploaded speech and return its PCM16LE mono samples.
 
     `data` is a WAV file (detected by its header) or raw PCM; `declared_wav` says the client
-    labelled it audio/wav, so raw bytes are then an error rather than PCM.
+    labelled it audio/wav, so raw bytes are then an error rather than PCM. The rate and the
+    longest accepted duration default to SPEECH_SAMPLE_RATE and STT_MAX_AUDIO_SECONDS.
     """
+    sample_rate = sample_rate or settings.SPEECH_SAMPLE_RATE
+    max_seconds = max_seconds or settings.STT_MAX_AUDIO_SECONDS
     if not data:
         raise AudioError("audio data is required.")
     if is_wav(data):

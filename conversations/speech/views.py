@@ -71,8 +71,6 @@ def _uploaded_audio(request: HttpRequest, *, raw_body_allowed: bool) -> bytes:
     try:
         return speech_input(
             data,
-            sample_rate=settings.SPEECH_SAMPLE_RATE,
-            max_seconds=settings.STT_MAX_AUDIO_SECONDS,
             declared_wav=declared in WAV_TYPES,
         )
     except AudioError as exc:

@@ -41,6 +41,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -173,6 +174,8 @@ class TurnResult:
 
 
 JSON = dict[str, Any]
+# Tells this run's users from the ones earlier runs left in the same database.
+RUN_ID = uuid.uuid4().hex[:8]
 
 
 class Endpoint:
@@ -247,7 +250,8 @@ class OpenAIEndpoint(Endpoint):
             "model": CHARACTER_SLUG,
             "messages": [{"role": "user", "content": f"Hello from {index}, turn {number}"}],
             "stream": True,
-            "user": f"bench-user-{index}-{conversation}",
+            # A user per conversation (history lives on the server), new in every run.
+            "user": f"bench-{RUN_ID}-{index}-{conversation}",
         }
 
     def event(self, turn: Turn, line: bytes) -> str | None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import math
 import os
@@ -174,8 +175,10 @@ class TurnResult:
 
 
 JSON = dict[str, Any]
-# Tells this run's users from the ones earlier runs left in the same database.
+# Tells this run's users from the ones earlier runs left in the same database; conversations
+# are numbered across levels, so no two share a user.
 RUN_ID = uuid.uuid4().hex[:8]
+CONVERSATION_NUMBERS = itertools.count()
 
 
 class Endpoint:
@@ -411,7 +414,7 @@ async def run_client(
     a real client would after an error.
     """
     context_id: str | None = None
-    number = conversation = 0
+    number, conversation = 0, next(CONVERSATION_NUMBERS)
     while not stopping.is_set():
         number += 1
         payload = connection.endpoint.body(index, conversation, number, context_id)
@@ -449,12 +452,12 @@ async def run_client(
             context_id = turn.context_id
             if number == TURNS_PER_CONVERSATION:
                 context_id, number = None, 0
-                conversation += 1
+                conversation = next(CONVERSATION_NUMBERS)
         else:
             if turn is None or turn.status == 200:
                 connection.close()  # the stream's state is unknown: start afresh
             context_id, number = None, 0
-            conversation += 1
+            conversation = next(CONVERSATION_NUMBERS)
             await asyncio.sleep(ERROR_BACKOFF_SECONDS)
 
 

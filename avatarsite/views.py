@@ -12,6 +12,7 @@ from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
 
 from characters.models import Character
 
@@ -68,3 +69,11 @@ async def healthz(request: HttpRequest) -> JsonResponse:
         {"status": "ok" if healthy else "unavailable", "checks": results},
         status=200 if healthy else 503,
     )
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """API clients get a JSON 404 for URLs that match no route (a malformed id in the path);
+    the admin keeps Django's HTML page."""
+    if request.path.startswith("/admin/"):
+        return page_not_found(request, exception)
+    return JsonResponse({"detail": "Not found."}, status=404)

@@ -65,7 +65,12 @@ def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[s
         elif isinstance(part, dict) and part.get("type") == "text":
             texts.append(str(part.get("text", "")))
         elif isinstance(part, dict) and part.get("type") == "image_url":
-            url = (part.get("image_url") or {}).get("url", "")
+            image = part.get("image_url") or {}
+            if not isinstance(image, dict):
+                raise Rejected(
+                    400, "image_url must be an object with a url", code="invalid_messages"
+                )
+            url = image.get("url", "")
             if isinstance(url, str) and url.startswith(("http://", "https://", "data:")):
                 files.append({"type": "image", "url": url})
     return "\n".join(texts), files

@@ -94,3 +94,12 @@ def test_it_publishes_an_openapi_schema_and_docs(admin_client: Client) -> None:
     assert "/api/characters/" in schema.json()["paths"]
     assert docs.status_code == 200 and b"swagger-ui" in docs.content
     assert b"cdn." not in docs.content  # assets come from the sidecar package, not a CDN
+
+
+def test_it_answers_a_url_matching_no_route_with_json_404(admin_client: Client) -> None:
+    response = admin_client.get("/api/api-keys/1/x/")
+    admin_page = admin_client.get("/admin/no-such-page/")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "Not found."}
+    assert admin_page.status_code == 404 and admin_page["content-type"].startswith("text/html")

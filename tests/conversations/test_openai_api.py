@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import httpx
 import openai
 import pytest
 
@@ -150,3 +151,20 @@ def test_it_passes_the_requests_sampling_parameters_on(
     sent = fake_llm.requests[-1]
     assert (sent["temperature"], sent["max_tokens"], sent["seed"]) == (0.1, 32, 7)
     assert sent["model"] == character.llm_model  # `model` named the character, not the LLM
+
+
+def test_it_refuses_an_image_url_part_that_is_not_an_object(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    content = [{"type": "image_url", "image_url": "https://example.com/a.png"}]
+
+    response = httpx.post(
+        f"{asgi_server.url}/v1/chat/completions",
+        json={"model": "mia", "messages": [{"role": "user", "content": content}]},
+        headers={"Authorization": f"Bearer {api_key}"},
+        timeout=10,
+    )
+
+    assert response.status_code == 400
+    assert "image_url" in response.json()["error"]["message"]
+    assert not TurnRecord.objects.exists() and not ChannelIdentity.objects.exists()

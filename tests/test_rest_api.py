@@ -103,3 +103,12 @@ def test_it_answers_a_url_matching_no_route_with_json_404(admin_client: Client) 
     assert response.status_code == 404
     assert response.json() == {"detail": "Not found."}
     assert admin_page.status_code == 404 and admin_page["content-type"].startswith("text/html")
+
+
+def test_it_caps_a_huge_page_limit(admin_client: Client) -> None:
+    Character.objects.create(slug="mia", name="Mia")
+
+    response = admin_client.get("/api/characters/", {"limit": 10**26, "offset": -5})
+
+    assert response.status_code == 200
+    assert [c["slug"] for c in response.json()["results"]] == ["mia"]

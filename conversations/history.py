@@ -100,27 +100,17 @@ def refresh_context(character: Character, opened: OpenedContext) -> OpenedContex
     return open_context(character, opened.context_id)
 
 
-def resume_context(character: Character, end_user: EndUser, channel: str) -> OpenedContext:
-    """The user's latest conversation with the character on `channel`, for clients that keep
-    no conversation id (OpenAI-style APIs): history lives on the server."""
-    latest = (
-        Context.objects.filter(character=character, end_user=end_user, channel=channel)
-        .order_by("-updated_at")
-        .values_list("id", flat=True)
-        .first()
-    )
+def resume_context(
+    character: Character, end_user: EndUser, channel: str | None = None
+) -> OpenedContext:
+    """The user's latest conversation with the character (on `channel`, if given), for
+    transports whose clients keep no conversation id (LINE, OpenAI-style APIs): it continues,
+    or starts afresh when it has been idle too long."""
+    contexts = Context.objects.filter(character=character, end_user=end_user)
+    if channel is not None:
+        contexts = contexts.filter(channel=channel)
+    latest = contexts.order_by("-updated_at").values_list("id", flat=True).first()
     return open_context(character, latest)
-
-
-def latest_context_id(character: Character, end_user: EndUser) -> uuid.UUID | None:
-    """The user's most recent conversation with the character, for transports whose clients
-    keep no context id (LINE): `open_context` then continues it or, if idle too long, not."""
-    return (
-        Context.objects.filter(character=character, end_user=end_user)
-        .order_by("-updated_at")
-        .values_list("id", flat=True)
-        .first()
-    )
 
 
 def _recent_history(context: Context) -> list[ChatMessage]:

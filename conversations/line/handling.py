@@ -46,9 +46,8 @@ from linebot.v3.webhooks import (
 
 from conversations.history import (
     OpenedContext,
-    latest_context_id,
-    open_context,
     resolve_end_user,
+    resume_context,
 )
 from conversations.models import EndUser
 from conversations.pipeline.events import TurnFailed, TurnFinished, TurnRequest
@@ -300,7 +299,7 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
 def _open_conversation(channel: LineChannel, chat: Chat) -> tuple[EndUser, OpenedContext]:
     character = channel.character
     end_user = resolve_end_user(chat.identity_channel, chat.id)
-    return end_user, open_context(character, latest_context_id(character, end_user))
+    return end_user, resume_context(character, end_user)
 
 
 def _set_following(channel: LineChannel, chat: Chat, following: bool) -> None:

@@ -50,8 +50,10 @@ from conversations.history import (
     resume_context,
 )
 from conversations.models import EndUser
-from conversations.pipeline.events import TurnFailed, TurnFinished, TurnRequest
+from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished, TurnRequest
 from conversations.pipeline.turn import run_turn
+from conversations.speech.audio import AudioError, decode_compressed
+from conversations.speech.voices import recognizer_for
 
 from .client import LineApi, ReplyTokenInvalid
 from .models import LineChannel, LineEvent
@@ -65,6 +67,8 @@ IDENTITY_CHANNELS = {"user": "line", "group": "line-group", "room": "line-room"}
 KIND_OF_PREFIX = {"U": "user", "C": "group", "R": "room"}
 RETRY_KEYS = uuid.UUID("6f0d2a4e-8f43-4c1b-9a57-3d1f6b0c2e91")  # namespace of push retry keys
 
+UNREADABLE_AUDIO = "Sorry, I couldn't play that voice message. Could you send it again?"
+NOTHING_HEARD = "I couldn't hear any words in that voice message. Could you try again?"
 STT_NOT_CONFIGURED = (
     "Sorry, I can't listen to voice messages here yet: speech-to-text is not configured on "
     "this server. Could you send me text instead?"
@@ -212,11 +216,16 @@ class Scope:
             case LocationMessageContent():
                 return self.converse(_location_text(message))
             case AudioMessageContent():
-                self.api.content(message.id)
-                # Speech-to-text plugs in here: transcribe the downloaded audio, then
-                # `return self.converse(text)` like a text message.
-                sent = self.send(compose(self.channel.character, STT_NOT_CONFIGURED))
-                return Status.DONE, f"voice message: speech-to-text not configured; {sent}"
+                data, _ = self.api.content(message.id)
+                if recognizer_for(self.channel.character) is None:
+                    sent = self.send(compose(self.channel.character, STT_NOT_CONFIGURED))
+                    return Status.DONE, f"voice message: speech-to-text not configured; {sent}"
+                try:
+                    speech = decode_compressed(data)  # LINE sends m4a (AAC)
+                except AudioError as exc:
+                    sent = self.send(compose(self.channel.character, UNREADABLE_AUDIO))
+                    return Status.DONE, f"voice message: {exc}; {sent}"
+                return self.converse("", audio=speech)
             case VideoMessageContent() | FileMessageContent():
                 return self.converse(f"(The user sent a {message.type} you cannot open.)")
         return Status.IGNORED, f"{message.type} messages are not handled"
@@ -237,7 +246,12 @@ class Scope:
         return Status.DONE, f"greeted; {self.send(compose(character, character.greeting))}"
 
     def converse(
-        self, text: str, files: list[dict[str, str]] | None = None, *, initiated: bool = False
+        self,
+        text: str,
+        files: list[dict[str, str]] | None = None,
+        *,
+        audio: bytes | None = None,
+        initiated: bool = False,
     ) -> Outcome:
         """A turn of the pipeline, its answer sent back; a failed turn sends the character's
         apology (except when the operator started it: nobody is waiting for an answer)."""
@@ -252,6 +266,7 @@ class Scope:
             session_id=f"line:{self.chat.key}",
             context=context,
             text=text,
+            audio=audio,
             files=files or [],
             speak=False,
         )
@@ -288,6 +303,8 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
     async for event in run_turn(request):
         if isinstance(event, TurnFinished):
             result = (Status.DONE, "answered", compose(character, event.text, event.voice_text))
+        elif isinstance(event, TurnDropped):  # a voice message with no words in it
+            result = (Status.DONE, event.reason, compose(character, NOTHING_HEARD))
         elif isinstance(event, TurnFailed) and apologize:
             apology = compose(character, character.apology)
             result = (Status.FAILED, f"turn failed: {event.error}; apology", apology)

@@ -123,3 +123,25 @@ def speech_input(
     if seconds > max_seconds:
         raise AudioError(f"Audio is {seconds:.1f} s long; the limit is {max_seconds:g} s.")
     return pcm
+
+
+def decode_compressed(data: bytes) -> bytes:
+    """PCM16 mono at SPEECH_SAMPLE_RATE from compressed audio (m4a/AAC as LINE sends voice
+    messages, MP3, Ogg...), decoded by FFmpeg through PyAV; AudioError when it cannot be read."""
+    import av  # FFmpeg is loaded only when a compressed file needs it
+
+    rate = settings.SPEECH_SAMPLE_RATE
+    pcm = bytearray()
+    try:
+        with av.open(io.BytesIO(data)) as container:
+            resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
+            for frame in container.decode(audio=0):
+                for converted in resampler.resample(frame):
+                    pcm += converted.to_ndarray().tobytes()
+            for converted in resampler.resample(None):
+                pcm += converted.to_ndarray().tobytes()
+    except (av.FFmpegError, ValueError, IndexError) as exc:
+        raise AudioError(f"audio could not be decoded: {exc}") from exc
+    if not pcm:
+        raise AudioError("audio holds no samples.")
+    return bytes(pcm)

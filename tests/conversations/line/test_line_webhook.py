@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import base64
+import io
 from datetime import timedelta
 
+import av
 import httpx
+import numpy as np
 import pytest
 from django.utils import timezone
 
 from characters.models import Character
-from conversations.line.handling import STT_NOT_CONFIGURED
+from conversations.line.handling import STT_NOT_CONFIGURED, UNREADABLE_AUDIO
 from conversations.line.models import LineChannel, LineEvent
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
+from conversations.speech.models import STTProvider, VoiceSettings
 from tests.conversations.line.conftest import LineStack, wait_for_events, wait_until
 from tests.fakes.line_server import (
     FakeLine,
@@ -24,6 +28,7 @@ from tests.fakes.line_server import (
     webhook_body,
 )
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
+from tests.speech.audio import utterance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -190,9 +195,60 @@ def test_it_gives_the_llm_the_image_the_user_sent(
     assert part["image_url"]["url"] == "data:image/jpeg;base64," + base64.b64encode(jpeg).decode()
 
 
-def test_it_answers_a_voice_message_saying_speech_to_text_is_not_configured(
+def voice_event(message_id: str) -> dict:
+    return message_event(
+        {"type": "audio", "id": message_id, "duration": 900, "contentProvider": {"type": "line"}}
+    )
+
+
+def m4a(pcm: bytes, rate: int = 16000) -> bytes:
+    """AAC in an MP4 container, as the LINE app records voice messages."""
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="ipod") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(
+            np.frombuffer(pcm, dtype="<i2").reshape(1, -1), format="s16", layout="mono"
+        )
+        frame.sample_rate = rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            container.mux(packet)
+    return buffer.getvalue()
+
+
+def test_it_transcribes_a_voice_message_and_answers_it(
     line_stack: LineStack, line_channel: LineChannel, fake_line: FakeLine, fake_llm: FakeOpenAI
 ) -> None:
+    fake_line.add_content("9003", m4a(utterance().pcm), "audio/m4a")
+
+    post_webhook(line_stack.webhook_url(), [voice_event("9003")])
+
+    calls = fake_line.wait_for(lambda calls: len(calls.replies()) == 1)
+    heard = fake_llm.requests[-1]["messages"][-1]["content"]
+    assert "capital of france" in heard.lower()  # espeak-ng's question, heard by whisper
+    assert calls.replies()[0].texts[0].startswith("You said:")
+
+
+def test_it_says_when_a_voice_message_cannot_be_read(
+    line_stack: LineStack, line_channel: LineChannel, fake_line: FakeLine, fake_llm: FakeOpenAI
+) -> None:
+    fake_line.add_content("9004", b"not audio at all", "audio/m4a")
+
+    post_webhook(line_stack.webhook_url(), [voice_event("9004")])
+
+    calls = fake_line.wait_for(lambda calls: len(calls.replies()) == 1)
+    assert calls.replies()[0].texts == [UNREADABLE_AUDIO]
+    assert fake_llm.requests == []
+
+
+def test_it_answers_a_voice_message_saying_speech_to_text_is_not_configured(
+    line_stack: LineStack,
+    line_channel: LineChannel,
+    character: Character,
+    fake_line: FakeLine,
+    fake_llm: FakeOpenAI,
+) -> None:
+    VoiceSettings.objects.create(character=character, stt_provider=STTProvider.NONE)
     fake_line.add_content("9002", b"fake-m4a", "audio/m4a")
 
     post_webhook(

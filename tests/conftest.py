@@ -11,6 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import quote
 
 import pytest
@@ -20,7 +21,8 @@ from characters.models import Character
 from conversations.models import ApiKey
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.dify_server import FakeDify
-from tests.fakes.openai_server import FakeOpenAI
+from tests.fakes.line_server import FakeLine
+from tests.fakes.openai_server import FakeOpenAI, ScriptedFake
 from tests.fakes.voicevox_server import FakeVoicevox
 from tests.processes import start_daphne, stop_process
 
@@ -55,6 +57,16 @@ def require_service(name: str, available: bool) -> None:
     pytest.skip(f"{name} is not configured")
 
 
+Fake = TypeVar("Fake", ScriptedFake, FakeVoicevox, FakeLine)
+
+
+def fresh(fake: Fake) -> Iterator[Fake]:
+    """A session's shared fake, cleared of scripts and records before and after a test."""
+    fake.reset()
+    yield fake
+    fake.reset()
+
+
 @pytest.fixture(scope="session")
 def fake_openai() -> Iterator[FakeOpenAI]:
     with FakeOpenAI() as fake:
@@ -63,9 +75,7 @@ def fake_openai() -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def fake_llm(fake_openai: FakeOpenAI) -> Iterator[FakeOpenAI]:
-    fake_openai.reset()
-    yield fake_openai
-    fake_openai.reset()
+    yield from fresh(fake_openai)
 
 
 @pytest.fixture(scope="session")
@@ -76,9 +86,7 @@ def fake_voicevox_engine() -> Iterator[FakeVoicevox]:
 
 @pytest.fixture
 def fake_voicevox(fake_voicevox_engine: FakeVoicevox) -> Iterator[FakeVoicevox]:
-    fake_voicevox_engine.reset()
-    yield fake_voicevox_engine
-    fake_voicevox_engine.reset()
+    yield from fresh(fake_voicevox_engine)
 
 
 @pytest.fixture(scope="session")
@@ -89,9 +97,7 @@ def fake_anthropic_server() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def fake_anthropic(fake_anthropic_server: FakeAnthropic) -> Iterator[FakeAnthropic]:
-    fake_anthropic_server.reset()
-    yield fake_anthropic_server
-    fake_anthropic_server.reset()
+    yield from fresh(fake_anthropic_server)
 
 
 @pytest.fixture(scope="session")
@@ -102,9 +108,7 @@ def fake_dify_server() -> Iterator[FakeDify]:
 
 @pytest.fixture
 def fake_dify(fake_dify_server: FakeDify) -> Iterator[FakeDify]:
-    fake_dify_server.reset()
-    yield fake_dify_server
-    fake_dify_server.reset()
+    yield from fresh(fake_dify_server)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import anthropic
 import httpx
 import pytest
 
+from tests.conftest import fresh
 from tests.fakes.anthropic_server import FakeAnthropic, ScriptedReply
 
 HI = [{"role": "user", "content": "hi"}]
@@ -21,9 +22,7 @@ def server() -> Iterator[FakeAnthropic]:
 
 @pytest.fixture
 def fake(server: FakeAnthropic) -> Iterator[FakeAnthropic]:
-    server.reset()
-    yield server
-    server.reset()
+    yield from fresh(server)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 
 from characters.models import Character
 from conversations.line.models import LineChannel, LineEvent
-from tests.conftest import server_env
+from tests.conftest import fresh, server_env
 from tests.fakes.line_server import ACCESS_TOKEN, CHANNEL_SECRET, WAIT_SECONDS, FakeLine
 from tests.fakes.openai_server import FakeOpenAI
 from tests.processes import start_celery_worker, start_daphne, stop_process
@@ -47,9 +47,7 @@ def fake_line_server() -> Iterator[FakeLine]:
 
 @pytest.fixture
 def fake_line(fake_line_server: FakeLine) -> Iterator[FakeLine]:
-    fake_line_server.reset()
-    yield fake_line_server
-    fake_line_server.reset()
+    yield from fresh(fake_line_server)
 
 
 @pytest.fixture(scope="session")

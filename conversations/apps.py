@@ -11,9 +11,9 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
 
     def ready(self) -> None:
-        from .mcp_tools import tools_for
-        from .pipeline.tool_offer import load_selector
         from .tools import registry
+        from .tools.mcp_servers import tools_for
+        from .tools.offer import load_selector
 
         registry.add_source(tools_for)
         # Tools register themselves when their module is imported.

@@ -21,14 +21,22 @@ from django.conf import settings
 from django.utils import timezone
 
 from characters.models import Character
-from conversations.guardrails import check, guardrails_for
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
 from conversations.models import Guardrail, Message, TurnRecord
 from conversations.speech.stt import STTError
 from conversations.speech.tts import SpeechSynthesizer, TTSError
 from conversations.speech.voices import recognizer_for, synthesizer_for
-from conversations.tools import Tool, ToolContext, ToolResult, parse_arguments, registry, run_tool
+from conversations.tools.base import (
+    Tool,
+    ToolContext,
+    ToolResult,
+    parse_arguments,
+    registry,
+    run_tool,
+)
+from conversations.tools.guardrails import check, guardrails_for
+from conversations.tools.offer import ToolOffer
 
 from .events import (
     TurnChunk,
@@ -52,7 +60,6 @@ from .tags import (
     vision_source,
     voice_text,
 )
-from .tool_offer import ToolOffer
 
 logger = logging.getLogger("avatarsite.turn")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from characters.models import Character
-from conversations.guardrails import JUDGE_PROMPT
 from conversations.models import Guardrail, Message, TurnRecord
+from conversations.tools.guardrails import JUDGE_PROMPT
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.sse import SSEResult, post_sse

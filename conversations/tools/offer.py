@@ -1,4 +1,4 @@
-"""Which tools each round of a turn offers the model, with dynamic tools (pipeline §2.8).
+"""Which tools each round of a turn offers the model, with dynamic tools.
 
 Without dynamic tools every tool is offered every round. With the character's *dynamic tools*
 switch on, a round offers the trigger `execute_external_tool(target, action)` plus the tools
@@ -26,7 +26,8 @@ from django.utils.module_loading import import_string
 
 from characters.models import Character
 from conversations.llm import ChatMessage, LLMRequest, provider_for
-from conversations.tools import Tool, ToolContext
+
+from .base import Tool, ToolContext
 
 TRIGGER_NAME = "execute_external_tool"
 MAX_SELECTED = 5

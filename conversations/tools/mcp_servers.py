@@ -1,4 +1,4 @@
-"""MCP servers' tools as avatarsite tools (pipeline §2.9), through the official `mcp` SDK.
+"""MCP servers' tools as avatarsite tools, through the official `mcp` SDK.
 
 Each process keeps one client session per configured server, started on first use and
 restarted when it dies; sessions are not opened per call. A session lives in its own task
@@ -36,9 +36,9 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from characters.models import Character
+from conversations.models import McpServer
 
-from .models import McpServer
-from .tools import Tool, ToolContext
+from .base import Tool, ToolContext
 
 logger = logging.getLogger(__name__)
 

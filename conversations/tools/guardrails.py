@@ -1,4 +1,4 @@
-"""Guardrails (pipeline §2.10): checks on what users ask and what characters answer.
+"""Guardrails: checks on what users ask and what characters answer.
 
 Operators define them in the admin, for one character or all. All checks for a text start
 together; the first that triggers (in completion order) wins and the others are cancelled, so
@@ -14,9 +14,8 @@ from dataclasses import dataclass
 from django.db.models import Q
 
 from characters.models import Character
-
-from .llm import ChatMessage, LLMError, LLMRequest, provider_for
-from .models import Guardrail
+from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
+from conversations.models import Guardrail
 
 JUDGE_PROMPT = (
     "You check texts for a chat service. Answer the question about the text with YES or NO "

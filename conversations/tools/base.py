@@ -21,8 +21,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 
 from characters.models import Character
-
-from .models import EndUser
+from conversations.models import EndUser
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,13 @@
+"""What a character may do besides talk, and what it must not say.
+
+- `base`: what a tool is, the registry of tools written in code, and running one;
+- `mcp_servers`: tools offered by the operators' MCP servers;
+- `offer`: which tools each round of a turn offers the model (dynamic tools);
+- `guardrails`: the operators' checks on what users ask and characters answer.
+
+Plugins register tools with `conversations.tools.tool`; the names below are that public API.
+"""
+
+from .base import Tool, ToolContext, ToolResult, registry, tool
+
+__all__ = ["Tool", "ToolContext", "ToolResult", "registry", "tool"]

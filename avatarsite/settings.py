@@ -57,6 +57,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "django_celery_beat",
     "django_celery_results",
+    "avatarsite.tenants",
     "characters",
     "conversations",
     "conversations.speech",

@@ -79,11 +79,13 @@ def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
 
 def _admit(scope: dict[str, Any], token: str) -> Character | None:
     """The character this socket talks to, or None when the key is wrong (one DB hop)."""
-    if not token or ApiKey.authenticate(token) is None:
+    key = ApiKey.authenticate(token) if token else None
+    if key is None:
         return None
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    return find_character((query.get("character") or [""])[0] or headers.get("x-character"))
+    slug = (query.get("character") or [""])[0] or headers.get("x-character")
+    return find_character(key.tenant_id, slug)
 
 
 def _register(
@@ -94,11 +96,16 @@ def _register(
     metadata: dict[str, Any],
 ) -> tuple[EndUser, str]:
     """Bind the socket to its session: who is talking, and the row staff see it by."""
-    end_user = resolve_end_user(CHANNEL, user_id) if user_id else new_end_user(CHANNEL)
+    tenant_id = character.tenant_id
+    if user_id:
+        end_user = resolve_end_user(tenant_id, CHANNEL, user_id)
+    else:
+        end_user = new_end_user(tenant_id, CHANNEL)
     user_id = user_id or str(end_user.id)
     LiveSession.objects.update_or_create(
         channel_name=channel_name,
         defaults={
+            "tenant_id": tenant_id,
             "session_id": session_id,
             "user_id": user_id,
             "end_user": end_user,

@@ -10,11 +10,14 @@ import uuid
 
 from django.db import models
 
+from avatarsite.tenants.models import TenantOwned
 from characters.models import Character
 from conversations.models import EndUser
 
 
-class LiveSession(models.Model):
+class LiveSession(TenantOwned):
+    tenant_parent = "character"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     # The consumer's own channel-layer channel: unique per connection, in whatever process.
     channel_name = models.CharField(max_length=200, unique=True)

@@ -18,14 +18,18 @@ from .models import LiveSession
 def sessions(request: HttpRequest) -> JsonResponse:
     """The most recently started live session of a user, as AIAvatarKit's router answers."""
     try:
-        authenticate(request.headers)
+        key = authenticate(request.headers)
     except Rejected as rejected:
         return JsonResponse({"detail": rejected.message}, status=rejected.status)
     user_id = request.GET.get("user_id")
     if not user_id:
         detail = [{"loc": ["query", "user_id"], "msg": "Field required", "type": "missing"}]
         return JsonResponse({"detail": detail}, status=422)
-    live = LiveSession.objects.filter(user_id=user_id).order_by("-started_at").first()
+    live = (
+        LiveSession.objects.filter(tenant_id=key.tenant_id, user_id=user_id)
+        .order_by("-started_at")
+        .first()
+    )
     if live is None:
         return JsonResponse({"session_id": None})
     body: dict[str, Any] = {"session_id": live.session_id, "data": {"metadata": live.metadata}}

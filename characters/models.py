@@ -7,6 +7,8 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from avatarsite.tenants.models import TenantOwned
+
 ENV_VAR_NAME = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$", "Enter the name of an environment variable, not its value."
 )
@@ -59,8 +61,8 @@ class LLMProvider(models.TextChoices):
 DEFAULT_LLM_MODEL = "gpt-4.1-mini"
 
 
-class Character(models.Model):
-    slug = models.SlugField(unique=True, help_text="Used in URLs and the X-Character header.")
+class Character(TenantOwned):
+    slug = models.SlugField(help_text="Used in URLs and the X-Character header; unique per tenant.")
     name = models.CharField(max_length=100)
     persona = models.TextField(
         "persona prompt",
@@ -210,11 +212,12 @@ class Character(models.Model):
     class Meta:
         ordering = ["name"]
         constraints = [
+            models.UniqueConstraint(fields=["tenant", "slug"], name="unique_character_slug"),
             models.UniqueConstraint(
-                fields=["is_default"],
+                fields=["tenant", "is_default"],
                 condition=models.Q(is_default=True),
                 name="one_default_character",
-            )
+            ),
         ]
 
     def __str__(self) -> str:
@@ -260,8 +263,10 @@ class Origin(models.TextChoices):
     IMPORTED = "imported"
 
 
-class WeeklySchedule(models.Model):
+class WeeklySchedule(TenantOwned):
     """The character's usual week, hour by hour: the pattern each daily schedule starts from."""
+
+    tenant_parent = "character"
 
     character = models.OneToOneField(
         Character, on_delete=models.CASCADE, related_name="weekly_schedule"
@@ -275,8 +280,10 @@ class WeeklySchedule(models.Model):
         return f"{self.character} (weekly)"
 
 
-class DailySchedule(models.Model):
+class DailySchedule(TenantOwned):
     """What the character does on one date of its own calendar (its timezone's date)."""
+
+    tenant_parent = "character"
 
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="schedules")
     schedule_date = models.DateField()
@@ -335,8 +342,10 @@ class NewsStatus(models.TextChoices):
     MANUAL = "manual", "written by hand"
 
 
-class Diary(models.Model):
+class Diary(TenantOwned):
     """What the character wrote at the end of one date, and what it was written from."""
+
+    tenant_parent = "character"
 
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="diaries")
     diary_date = models.DateField()
@@ -398,8 +407,10 @@ class GenerationClaim(models.Model):
         return self.key
 
 
-class GenerationJob(models.Model):
+class GenerationJob(TenantOwned):
     """Generation work enqueued on Celery (by the beat tick or an operator), with its outcome."""
+
+    tenant_parent = "character"
 
     class Kind(models.TextChoices):
         DAY = "day", "one day (beat tick)"

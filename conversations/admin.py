@@ -108,7 +108,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
         if change:
             super().save_model(request, obj, form, change)
             return
-        key, raw_key = ApiKey.issue(obj.name)
+        key, raw_key = ApiKey.issue(obj.name, obj.tenant if obj.tenant_id else None)
         obj.pk, obj.prefix = key.pk, key.prefix
         messages.warning(request, f"New API key (shown only once, copy it now): {raw_key}")
 

@@ -76,14 +76,14 @@ def _rejected(rejected: Rejected) -> JsonResponse:
 
 def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[TurnRequest, bool]:
     """The turn to run and whether to stream it; the key is checked before the body."""
-    authenticate(headers)
+    key = authenticate(headers)
     if isinstance(data, Rejected):
         raise data
     try:
         payload = ChatMessageRequest.model_validate(data)
     except ValidationError as exc:
         raise Rejected(400, problems(exc), code="invalid_param") from None
-    character = find_character(slug or headers.get("X-Character"))
+    character = find_character(key.tenant_id, slug or headers.get("X-Character"))
     context = continue_context(character, payload.conversation_id, "conversation_id")
     files = [
         {"type": f.get("type", "image"), "url": f["url"]}
@@ -92,7 +92,7 @@ def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[T
     ]
     turn = TurnRequest(
         character=character,
-        end_user=resolve_end_user(CHANNEL, payload.user),
+        end_user=resolve_end_user(key.tenant_id, CHANNEL, payload.user),
         channel=CHANNEL,
         # A conversation is its own session: two requests in one conversation are one session.
         session_id=payload.conversation_id or f"sess_temp_{uuid.uuid4()}",

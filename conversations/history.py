@@ -29,41 +29,38 @@ class OpenedContext:
     provider_state: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_end_user(channel: str, external_id: str) -> EndUser:
-    """The end user behind a channel's id, created on first sight (safe under races)."""
-    identity = (
-        ChannelIdentity.objects.select_related("end_user")
-        .filter(channel=channel, external_id=external_id)
-        .first()
+def resolve_end_user(tenant_id: int, channel: str, external_id: str) -> EndUser:
+    """The tenant's end user behind a channel's id, created on first sight (safe under races).
+
+    Ids are per tenant: two tenants' "u1" are two people."""
+    identities = ChannelIdentity.objects.select_related("end_user").filter(
+        tenant_id=tenant_id, channel=channel, external_id=external_id
     )
+    identity = identities.first()
     if identity is not None:
         return identity.end_user
     try:
         with transaction.atomic():
-            end_user = EndUser.objects.create()
+            end_user = EndUser.objects.create(tenant_id=tenant_id)
             ChannelIdentity.objects.create(
-                channel=channel, external_id=external_id, end_user=end_user
+                tenant_id=tenant_id, channel=channel, external_id=external_id, end_user=end_user
             )
             return end_user
     except IntegrityError:
         # Another request created the identity first; use theirs.
-        return (
-            ChannelIdentity.objects.select_related("end_user")
-            .get(channel=channel, external_id=external_id)
-            .end_user
-        )
+        return identities.get().end_user
 
 
 class UnknownContext(Exception):
     """The client sent a context id this server never issued (for this character)."""
 
 
-def new_end_user(channel: str) -> EndUser:
+def new_end_user(tenant_id: int, channel: str) -> EndUser:
     """A user the server names: its channel id is its own UUID, so later requests find it."""
     with transaction.atomic():
-        end_user = EndUser.objects.create()
+        end_user = EndUser.objects.create(tenant_id=tenant_id)
         ChannelIdentity.objects.create(
-            channel=channel, external_id=str(end_user.id), end_user=end_user
+            tenant_id=tenant_id, channel=channel, external_id=str(end_user.id), end_user=end_user
         )
     return end_user
 
@@ -143,6 +140,7 @@ def save_turn(
         context, _ = Context.objects.select_for_update().get_or_create(
             id=record.context_id,
             defaults={
+                "tenant_id": record.tenant_id,
                 "character_id": record.character_id,
                 "end_user": end_user,
                 "channel": record.channel,
@@ -150,6 +148,7 @@ def save_turn(
         )
         Message.objects.bulk_create(
             Message(
+                tenant_id=context.tenant_id,
                 context=context,
                 position=context.message_count + offset,
                 role=m.role,

@@ -14,6 +14,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
+from avatarsite.tenants.models import Tenant, TenantOwned
 from characters.models import Character
 
 
@@ -24,8 +25,8 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"Not a valid regular expression: {exc}") from exc
 
 
-class EndUser(models.Model):
-    """A person talking to characters, whatever channel they come from."""
+class EndUser(TenantOwned):
+    """A person talking to one tenant's characters, whatever channel they come from."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     display_name = models.CharField(max_length=100, blank=True)
@@ -40,8 +41,11 @@ class EndUser(models.Model):
         return self.display_name or str(self.id)
 
 
-class ChannelIdentity(models.Model):
-    """How a channel (http, line, ...) names an end user: one external id, one user."""
+class ChannelIdentity(TenantOwned):
+    """How a channel (http, line, ...) names an end user: one external id, one user per tenant
+    (tenant A's "u1" and tenant B's "u1" are two people)."""
+
+    tenant_parent = "end_user"
 
     channel = models.CharField(max_length=32)
     external_id = models.CharField(max_length=255)
@@ -51,18 +55,22 @@ class ChannelIdentity(models.Model):
     class Meta:
         verbose_name_plural = "channel identities"
         constraints = [
-            models.UniqueConstraint(fields=["channel", "external_id"], name="unique_identity")
+            models.UniqueConstraint(
+                fields=["tenant", "channel", "external_id"], name="unique_identity"
+            )
         ]
 
     def __str__(self) -> str:
         return f"{self.channel}:{self.external_id}"
 
 
-class Context(models.Model):
+class Context(TenantOwned):
     """One conversation thread between a character and an end user.
 
     Created together with the first completed turn, so an id only exists once it has history.
     """
+
+    tenant_parent = "character"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="contexts")
@@ -92,7 +100,9 @@ class Context(models.Model):
         return (now or timezone.now()) - self.updated_at > timedelta(seconds=timeout)
 
 
-class Message(models.Model):
+class Message(TenantOwned):
+    tenant_parent = "context"
+
     class Role(models.TextChoices):
         USER = "user"
         ASSISTANT = "assistant"
@@ -122,8 +132,10 @@ class Message(models.Model):
         return f"{self.role}: {self.content[:60]}"
 
 
-class TurnRecord(models.Model):
+class TurnRecord(TenantOwned):
     """Every turn, completed or not, with per-phase timings in milliseconds."""
+
+    tenant_parent = "character"
 
     class Status(models.TextChoices):
         COMPLETED = "completed"
@@ -165,8 +177,11 @@ class TurnRecord(models.Model):
         return f"{self.character} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"
 
 
-class Guardrail(models.Model):
-    """A check on what users ask or what a character answers, run by every turn."""
+class Guardrail(TenantOwned):
+    """A check on what users ask or what a character answers, run by every turn of its
+    character, or (without one) of every character of its tenant."""
+
+    tenant_parent = "character"
 
     class AppliesTo(models.TextChoices):
         REQUEST = "request"
@@ -220,12 +235,14 @@ class Guardrail(models.Model):
             raise ValidationError({"question": "An LLM guardrail needs a question."})
 
 
-class SessionState(models.Model):
+class SessionState(TenantOwned):
     """What a session remembers between requests, for the request-shaping features that need
     it (merging, wake words, timestamps); kept in the database so every server process sees it.
     """
 
-    key = models.CharField(max_length=300, unique=True)  # channel:session_id
+    tenant_parent = "character"
+
+    key = models.CharField(max_length=300, unique=True)  # the admitted session's key
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
     previous_request_at = models.DateTimeField(null=True, blank=True)
     previous_request_text = models.TextField(blank=True)
@@ -243,8 +260,9 @@ def _hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
-class ApiKey(models.Model):
-    """A revocable Bearer key for the HTTP and WebSocket APIs; only its hash is stored."""
+class ApiKey(TenantOwned):
+    """A revocable Bearer key for one tenant's HTTP and WebSocket APIs; only its hash is
+    stored."""
 
     PREFIX_LENGTH = 12
 
@@ -267,11 +285,15 @@ class ApiKey(models.Model):
         return self.revoked_at is None
 
     @classmethod
-    def issue(cls, name: str) -> tuple[ApiKey, str]:
-        """Create a key and return it with its raw value, which is never retrievable again."""
+    def issue(cls, name: str, tenant: Tenant | None = None) -> tuple[ApiKey, str]:
+        """Create a key of `tenant` (default: the default tenant) and return it with its raw
+        value, which is never retrievable again."""
         raw_key = "ak_" + secrets.token_urlsafe(32)
         key = cls.objects.create(
-            name=name, prefix=raw_key[: cls.PREFIX_LENGTH], key_hash=_hash_key(raw_key)
+            name=name,
+            tenant=tenant or Tenant.default(),
+            prefix=raw_key[: cls.PREFIX_LENGTH],
+            key_hash=_hash_key(raw_key),
         )
         return key, raw_key
 
@@ -320,12 +342,15 @@ def validate_arguments(value: object) -> None:
         raise ValidationError('Expected a list of strings, e.g. ["-m", "my_server"].')
 
 
-class McpServer(models.Model):
+class McpServer(TenantOwned):
     """An MCP server whose tools characters may call (pipeline §2.9).
 
     Secrets never enter the database: headers and the stdio environment name environment
-    variables, read when the server is connected.
+    variables, read when the server is connected. Without a character it serves every
+    character of its tenant.
     """
+
+    tenant_parent = "character"
 
     class Transport(models.TextChoices):
         STDIO = "stdio", "stdio: a command this server starts"
@@ -333,13 +358,12 @@ class McpServer(models.Model):
 
     name = models.CharField(
         max_length=32,
-        unique=True,
         validators=[
             RegexValidator(
                 r"^[A-Za-z0-9_-]+$", "Letters, digits, '_' and '-' only: it prefixes tool names."
             )
         ],
-        help_text="Its tools are offered as <name>__<tool>.",
+        help_text="Its tools are offered as <name>__<tool>; unique per tenant.",
     )
     transport = models.CharField(max_length=10, choices=Transport.choices)
     command = models.CharField(
@@ -383,6 +407,7 @@ class McpServer(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = "MCP server"
+        constraints = [models.UniqueConstraint(fields=["tenant", "name"], name="unique_mcp_name")]
 
     def __str__(self) -> str:
         return self.name

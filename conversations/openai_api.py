@@ -86,13 +86,13 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
         raise Rejected(400, problems(exc), code="invalid_request") from None
     text, files = _last_user_message(payload.messages)
     try:
-        character = find_character(payload.model)
+        character = find_character(key.tenant_id, payload.model)
     except Rejected:
         raise Rejected(
             404, f"The model {payload.model!r} does not exist.", code="model_not_found"
         ) from None
     # The key's id, not its secret, names the user; `user` tells apart people sharing a key.
-    end_user = resolve_end_user(CHANNEL, f"key-{key.pk}:{payload.user or ''}")
+    end_user = resolve_end_user(key.tenant_id, CHANNEL, f"key-{key.pk}:{payload.user or ''}")
     turn = TurnRequest(
         character=character,
         end_user=end_user,
@@ -191,8 +191,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 
 def _models(headers: Mapping[str, str]) -> list[dict[str, Any]]:
-    authenticate(headers)
-    characters = Character.objects.filter(is_active=True).values_list("slug", "created_at")
+    key = authenticate(headers)
+    characters = Character.objects.filter(tenant_id=key.tenant_id, is_active=True).values_list(
+        "slug", "created_at"
+    )
     return [
         {"id": slug, "object": "model", "created": int(at.timestamp()), "owned_by": "avatarsite"}
         for slug, at in characters

@@ -71,11 +71,13 @@ def authenticate(headers: Mapping[str, str]) -> ApiKey:
     return key
 
 
-def find_character(slug: str | None) -> Character:
-    """The active character named by `slug`, or the default one when no slug is given.
+def find_character(tenant_id: int, slug: str | None) -> Character:
+    """The tenant's active character named by `slug`, or its default one when no slug is given.
 
     Its voice settings come along, so the async pipeline never queries for them."""
-    characters = Character.objects.filter(is_active=True).select_related("voice")
+    characters = Character.objects.filter(tenant_id=tenant_id, is_active=True).select_related(
+        "voice"
+    )
     if slug:
         character = characters.filter(slug=slug).first()
         if character is None:

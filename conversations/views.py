@@ -66,10 +66,10 @@ def _admit(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
 ) -> tuple[AIAvatarRequest, Character]:
     """Authenticate first, then report body errors, then find the character."""
-    authenticate(headers)
+    key = authenticate(headers)
     if isinstance(parsed, Rejected):
         raise parsed
-    return parsed, find_character(slug or headers.get("X-Character"))
+    return parsed, find_character(key.tenant_id, slug or headers.get("X-Character"))
 
 
 def _prepare_chat(
@@ -85,7 +85,9 @@ def _prepare_chat(
         except AudioError as exc:
             raise Rejected(400, str(exc), code="audio", body={"error": str(exc)}) from None
     # Only now, with the request known to be good, may a new end user be created.
-    end_user = resolve_end_user(CHANNEL, payload.user_id or f"session:{payload.session_id}")
+    end_user = resolve_end_user(
+        character.tenant_id, CHANNEL, payload.user_id or f"session:{payload.session_id}"
+    )
     turn = TurnRequest(
         character=character,
         end_user=end_user,
@@ -108,8 +110,9 @@ def _prepare_start(
 ) -> tuple[AIAvatarRequest, Character, EndUser, str]:
     payload, character = _admit(headers, slug, parsed)
     if payload.user_id:
-        return payload, character, resolve_end_user(CHANNEL, payload.user_id), payload.user_id
-    end_user = new_end_user(CHANNEL)
+        end_user = resolve_end_user(character.tenant_id, CHANNEL, payload.user_id)
+        return payload, character, end_user, payload.user_id
+    end_user = new_end_user(character.tenant_id, CHANNEL)
     return payload, character, end_user, str(end_user.id)
 
 

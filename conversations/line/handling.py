@@ -315,13 +315,13 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
 
 def _open_conversation(channel: LineChannel, chat: Chat) -> tuple[EndUser, OpenedContext]:
     character = channel.character
-    end_user = resolve_end_user(chat.identity_channel, chat.id)
+    end_user = resolve_end_user(character.tenant_id, chat.identity_channel, chat.id)
     return end_user, resume_context(character, end_user)
 
 
 def _set_following(channel: LineChannel, chat: Chat, following: bool) -> None:
     """Kept on the end user per channel, so operators can see who blocked the character."""
-    end_user = resolve_end_user(chat.identity_channel, chat.id)
+    end_user = resolve_end_user(channel.character.tenant_id, chat.identity_channel, chat.id)
     with transaction.atomic():
         end_user = EndUser.objects.select_for_update().get(pk=end_user.pk)
         line = end_user.metadata.setdefault("line", {})

@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from avatarsite.tenants.models import TenantOwned
 from characters.models import ENV_VAR_NAME, Character
 
 
@@ -32,9 +33,11 @@ class STTProvider(models.TextChoices):
 HTTP_REQUEST_KEYS = {"method", "params", "headers", "json"}
 
 
-class VoiceSettings(models.Model):
+class VoiceSettings(TenantOwned):
     """A character's voice (text-to-speech) and ears (speech-to-text). A character without a
     row uses the defaults: automatic providers, normal speed."""
+
+    tenant_parent = "character"
 
     character = models.OneToOneField(
         Character, on_delete=models.CASCADE, primary_key=True, related_name="voice"

@@ -26,8 +26,8 @@ WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
-    authenticate(headers)
-    return find_character(headers.get("X-Character"))
+    key = authenticate(headers)
+    return find_character(key.tenant_id, headers.get("X-Character"))
 
 
 def _rejected(rejected: Rejected) -> JsonResponse:

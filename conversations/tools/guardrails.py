@@ -31,9 +31,14 @@ class GuardrailHit:
 
 
 def guardrails_for(character: Character) -> list[Guardrail]:
-    """The active guardrails of a character, its own and everyone's (one query)."""
+    """The active guardrails of a character, its own and its tenant's for every character
+    (one query)."""
     return list(
-        Guardrail.objects.filter(Q(character=character) | Q(character__isnull=True), is_active=True)
+        Guardrail.objects.filter(
+            Q(character=character) | Q(character__isnull=True),
+            tenant_id=character.tenant_id,
+            is_active=True,
+        )
     )
 
 

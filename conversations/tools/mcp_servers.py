@@ -85,7 +85,9 @@ class ServerConfig:
 
 def _configs_for(character: Character) -> list[ServerConfig]:
     servers = McpServer.objects.filter(
-        Q(character=character) | Q(character__isnull=True), enabled=True
+        Q(character=character) | Q(character__isnull=True),
+        tenant_id=character.tenant_id,
+        enabled=True,
     )
     return [ServerConfig.of(server) for server in servers]
 

@@ -1,4 +1,4 @@
-"""`manage.py generate_life --character SLUG --from DATE --to DATE [--overwrite]`
+"""`manage.py generate_life --character SLUG [--tenant SLUG] --from DATE --to DATE [--overwrite]`
 
 Writes the schedules and diaries of a range of days, here and now (no worker needed): to seed
 a new character's past, or to catch up after the beat was stopped for longer than the
@@ -13,6 +13,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
 from characters import life
 from characters.models import Character
 
@@ -31,6 +32,9 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--character", required=True, help="the character's slug")
+        parser.add_argument(
+            "--tenant", default=DEFAULT_TENANT_SLUG, help="its tenant's slug (default: default)"
+        )
         parser.add_argument("--from", dest="start", required=True, help="first date, YYYY-MM-DD")
         parser.add_argument("--to", dest="end", required=True, help="last date, YYYY-MM-DD")
         parser.add_argument(
@@ -48,9 +52,14 @@ class Command(BaseCommand):
             raise CommandError(
                 f"At most {life.MAX_RANGE_DAYS} days at once; this range has {len(dates)}."
             )
-        character = Character.objects.filter(slug=options["character"]).first()
+        character = Character.objects.filter(
+            tenant__slug=options["tenant"], slug=options["character"]
+        ).first()
         if character is None:
-            raise CommandError(f"No character with the slug {options['character']!r}.")
+            raise CommandError(
+                f"No character with the slug {options['character']!r} "
+                f"in the tenant {options['tenant']!r}."
+            )
 
         overwrite = frozenset({life.SCHEDULE, life.DIARY}) if options["overwrite"] else frozenset()
         done = 0

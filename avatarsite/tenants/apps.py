@@ -1,0 +1,10 @@
+from django.apps import AppConfig
+
+
+class TenantsConfig(AppConfig):
+    """Operators' organisations; every operator-owned row belongs to one (docs/tenants.md)."""
+
+    default_auto_field = "django.db.models.BigAutoField"
+    name = "avatarsite.tenants"
+    label = "tenants"
+    verbose_name = "tenants"

@@ -2,7 +2,7 @@
 
 Every value has an embedded default that needs no server (SQLite, in-memory channel layer,
 filesystem Celery broker), so `make run` works on a fresh machine; production switches to
-PostgreSQL, Redis and RabbitMQ by setting URLs. `.env.example` documents each variable.
+PostgreSQL, Redis and RabbitMQ by setting URLs. docs/configuration.md describes each variable.
 """
 
 import secrets
@@ -288,7 +288,7 @@ REALTIME_VAD = env.str("REALTIME_VAD", default="silero")
 REALTIME_VAD_VOLUME_DB = env.float("REALTIME_VAD_VOLUME_DB", default=-50.0)
 REALTIME_VAD_SILENCE_SECONDS = env.float("REALTIME_VAD_SILENCE_SECONDS", default=0.5)
 REALTIME_VAD_MAX_SECONDS = env.float("REALTIME_VAD_MAX_SECONDS", default=10.0)
-# Larger text frames are refused with an `error` and close code 1009.
+# Larger text frames are refused with an `error` and close code 4009.
 REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # > 0: send each sentence's audio as raw PCM slices of this many bytes after a header chunk
 # (AIAvatarKit's response_audio_chunk_size; Python clients only). 0: one WAV per chunk.

@@ -1,6 +1,6 @@
 """Benchmark `POST /chat` (AIAvatarKit's SSE endpoint): requests/s and time to first chunk.
 
-What it measures, and why this way (DESIGN.md, "Performance targets"): the reference is
+What it measures, and why this way (docs/benchmarks.md#targets): the reference is
 AIAvatarKit 0.9.2 on a 2-core machine at 23 / 47 / 51 requests/s with 1 / 10 / 50 concurrent
 clients holding 30-turn conversations against an LLM at zero latency; our targets are
 >= 35 / 70 / 77. So, like the reference, each simulated client sends turn 1 without a
@@ -54,7 +54,8 @@ from urllib.parse import urlsplit
 from tests.fakes.openai_server import FAKE_API_KEY
 from tests.processes import BASE_DIR, start_daphne, stop_process
 
-# AIAvatarKit 0.9.2 on a 2-core machine, and our targets (DESIGN.md), in requests/s.
+# AIAvatarKit 0.9.2 on a 2-core machine, and our targets, in requests/s
+# (docs/benchmarks.md#targets).
 REFERENCE_RPS = {1: 23.0, 10: 47.0, 50: 51.0}
 TARGET_RPS = {1: 35.0, 10: 70.0, 50: 77.0}
 

@@ -1,10 +1,11 @@
 """Benchmark LINE webhook acknowledgement at a fixed request rate, with every reply delivered.
 
-What it measures (DESIGN.md target: p99 < 50 ms at 100 requests/s): LINE expects the webhook
-answered at once, so the figure is the time from sending a signed webhook to its 200, while
-the events pile up behind it for the Celery worker. An acknowledgement only counts when every
-event it carried is then answered: the run waits (bounded) until the fake LINE platform has
-received one reply per event, and reports how long the worker took to drain them.
+What it measures (target: p99 < 50 ms at 100 requests/s, docs/benchmarks.md#targets): LINE
+expects the webhook answered at once, so the figure is the time from sending a signed webhook
+to its 200, while the events pile up behind it for the Celery worker. An acknowledgement only
+counts when every event it carried is then answered: the run waits (bounded) until the fake
+LINE platform has received one reply per event, and reports how long the worker took to drain
+them.
 
 The load is open-loop: request i leaves at start + i / rate whatever happened to earlier ones,
 so a slow answer cannot hide behind fewer requests (no coordinated omission). Each webhook

@@ -1,10 +1,11 @@
-"""AIAvatarKit's realtime WebSocket at `/ws` (wire-protocols §4), as a Channels consumer.
+"""AIAvatarKit's realtime WebSocket at `/ws`, as a Channels consumer
+(docs/wire-protocols.md#realtime-voice-ws).
 
 Thin by design: it authenticates, parses the envelope, feeds `data` frames to the session's
 server-side VAD (conversations.pipeline.voice), runs each turn through `run_session_turn` in a
 task of its own (so frames keep flowing and barge-in works while a reply streams), and writes
 the pipeline's events in AIAvatarKit's envelope. Sends are serialised by one lock per socket;
-each turn is a transaction, and events of a superseded one are dropped (wire §4.3).
+each turn is a transaction, and events of a superseded one are dropped.
 """
 
 from __future__ import annotations

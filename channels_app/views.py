@@ -1,4 +1,6 @@
-"""HTTP beside the realtime socket: `GET /ws/sessions` (wire §3.4) and the voice client page."""
+"""HTTP beside the realtime socket: `GET /ws/sessions` and the voice client page.
+
+See docs/wire-protocols.md#wssessions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AIAvatarKit's request and response envelopes (wire-protocols §0.1, §0.2, §1.3).
+"""AIAvatarKit's request and response envelopes (docs/wire-protocols.md#the-aiavatarkit-envelope).
 
 The request is validated with pydantic so a bad field gets the same 422 shape FastAPI gives
 AIAvatarKit's clients; responses always carry every key, null when unset, in AIAvatarKit's order.
@@ -161,9 +161,9 @@ def _chunk_fields(chunk: TurnChunk, audio_data: str | None) -> dict[str, Any]:
 def pcm_chunk_envelopes(
     chunk: TurnChunk, *, session_id: str, user_id: str | None, slice_bytes: int
 ) -> Iterator[str]:
-    """A chunk in the WebSocket's raw-PCM mode (wire §4.5): a header with the text fields, no
-    audio and `pcm_format`, then the WAV's samples in slices of `slice_bytes`. A chunk without
-    speech goes out whole, as in WAV mode."""
+    """A chunk in the WebSocket's raw-PCM mode: a header with the text fields, no audio and
+    `pcm_format`, then the WAV's samples in slices of `slice_bytes`. A chunk without speech goes
+    out whole, as in WAV mode (docs/wire-protocols.md#realtime-voice-ws)."""
     if not chunk.audio:
         yield event_envelope(chunk, session_id=session_id, user_id=user_id)
         return

@@ -1,4 +1,5 @@
-"""Dify-compatible `POST /chat-messages` (wire-protocols §2), for Dify frontends and SDKs.
+"""Dify-compatible `POST /chat-messages`, for Dify frontends and SDKs
+(docs/wire-protocols.md#dify-chat-messages).
 
 `conversation_id` is our context id; `answer` carries the raw chunk text (control tags
 included, as AIAvatarKit sends it). Streaming emits `message` per sentence and `message_end`,

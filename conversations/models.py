@@ -343,7 +343,7 @@ def validate_arguments(value: object) -> None:
 
 
 class McpServer(TenantOwned):
-    """An MCP server whose tools characters may call (pipeline §2.9).
+    """An MCP server whose tools characters may call (docs/turn.md#mcp-servers).
 
     Secrets never enter the database: headers and the stdio environment name environment
     variables, read when the server is connected. Without a character it serves every

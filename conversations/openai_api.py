@@ -1,4 +1,5 @@
-"""OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models` (wire-protocols §5).
+"""OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models`
+(docs/wire-protocols.md#openai-chat-completions).
 
 `model` names the character. History lives on the server, so only the last user message of
 the request is read. The API key (never the raw token) plus the optional `user` field name the

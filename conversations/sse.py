@@ -1,5 +1,5 @@
-"""Server-sent events (wire-protocols §0.6): one `data:` line per event, flushed at once,
-with a keep-alive comment whenever the turn is quiet for a while."""
+"""Server-sent events: one `data:` line per event, flushed at once, with a keep-alive comment
+whenever the turn is quiet for a while (docs/wire-protocols.md#server-sent-events)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Per-session concurrency, in one place for every transport (pipeline §1.10–§1.11).
+"""Per-session concurrency, in one place for every transport
+(docs/turn.md#one-answer-at-a-time-per-session).
 
 A session is one client conversation stream (`channel` + `session_id`). When a new request
 arrives for a session that is already answering:

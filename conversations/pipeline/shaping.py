@@ -1,4 +1,5 @@
-"""What happens to a request between the user's words and the LLM (pipeline §1.5–§1.8).
+"""What happens to a request between the user's words and the LLM
+(docs/turn.md#before-the-llm-shaping-the-request).
 
 - validators (REQUEST_VALIDATORS): refuse a request with a reason, before anything is paid for;
 - merging: a request arriving within the character's merge window after the previous one of

@@ -1,4 +1,4 @@
-"""Sentence splitting of streamed LLM text (pipeline §2.4, wire §0.8.1).
+"""Sentence splitting of streamed LLM text (docs/turn.md#sentences).
 
 Deltas go in; complete segments come out as soon as they are known to be complete, so the
 first sentence can be shown and spoken while the model is still writing the second.

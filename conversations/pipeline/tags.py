@@ -1,4 +1,5 @@
-"""Control tags in LLM output (wire-protocols §7): `[face:joy]` and `<face name="joy" />`.
+"""Control tags in LLM output: `[face:joy]` and `<face name="joy" />`
+(docs/wire-protocols.md#control-tags).
 
 Three readings of the same chunk text, each with the rule the spec gives it:
 - `control_tags`: every registered tag, both forms, source order;
@@ -144,7 +145,9 @@ def vision_source(text: str) -> str | None:
 
 
 class VoiceTags:
-    """Speak only what is inside the character's voice tags (pipeline §2.5).
+    """Speak only what is inside the character's voice tags.
+
+    See docs/turn.md#thinking-aloud-voice-tags.
 
     With `names=["answer"]` and a reply `<think>plan</think><answer>Hi!</answer>`, only "Hi!"
     is spoken; segments outside every voice tag are shown (`text`) but not spoken

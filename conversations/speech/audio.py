@@ -1,7 +1,7 @@
 """PCM16 and WAV handling shared by speech-to-text, text-to-speech and the REST endpoints.
 
 Uplink audio is raw PCM16LE mono at SPEECH_SAMPLE_RATE or a WAV file of that format
-(wire-protocols §0.5); downlink audio is always one complete WAV file per chunk.
+(docs/wire-protocols.md#audio); downlink audio is always one complete WAV file per chunk.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 `SpeechRecognizer.recognize` runs the optional pre/post hooks, skips audio too short to hold
 speech, and retries transient failures with exponential backoff. When every attempt fails it
-raises STTError: an outage must surface as an error, never pass for silence (pipeline.md §3.4).
+raises STTError: an outage must surface as an error, never pass for silence (docs/turn.md#voices).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Text-to-speech behind one interface: VOICEVOX/AivisSpeech, OpenAI, espeak-ng, or any HTTP
-synthesizer. Every provider's audio comes back as one well-formed WAV file (wire §0.5).
+synthesizer. Every provider's audio comes back as one well-formed WAV file
+(docs/wire-protocols.md#audio).
 
 `SpeechSynthesizer.synthesize` runs the preprocessors, looks the request up in the cache (keyed
 by everything that shapes the audio: provider, endpoint, voice, speed, language and text),

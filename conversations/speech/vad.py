@@ -1,6 +1,7 @@
 """Voice activity detection: cut a stream of PCM16 frames into utterances, per session.
 
-Two detectors share one state machine (pipeline.md §4): `SileroSpeechDetector` scores each
+Two detectors share one state machine (docs/turn.md#voice-activity-detection):
+`SileroSpeechDetector` scores each
 32 ms window with Silero VAD's ONNX model, `VolumeSpeechDetector` compares its loudest sample
 with a dB threshold. Input of any length is re-chunked into exact windows, so every sample is
 scored once and pre-roll is a duration, not a frame count.
@@ -41,7 +42,7 @@ STATE_SHAPE = (2, 128)  # per stream; the model takes [2, batch, 128]
 
 @dataclass(frozen=True, slots=True)
 class VADConfig:
-    """Defaults from AIAvatarKit (pipeline.md §4.2-4.3); durations in seconds."""
+    """Defaults from AIAvatarKit (docs/turn.md#voice-activity-detection); durations in seconds."""
 
     speech_probability_threshold: float = 0.5
     volume_db_threshold: float | None = None  # Silero: extra amplitude gate when set
@@ -203,7 +204,7 @@ SessionCallback = Callable[[str], Awaitable[None]]
 
 
 class SpeechDetector:
-    """The state machine of pipeline.md §4.3, over exact windows of WINDOW_SAMPLES samples.
+    """The utterance state machine, over exact windows of WINDOW_SAMPLES samples.
 
     `process(session_id, pcm)` returns the utterances the frames completed and also hands
     each to the `on_speech_detected` callbacks (as detached tasks, like AIAvatarKit).

@@ -1,6 +1,6 @@
-"""AIAvatarKit's utility endpoints (wire §3): `/transcribe` and `/stt`, `/synthesize` and
-`/tts`. Same Bearer keys as /chat; the character (X-Character header, else the default) decides
-which recognizer and voice are used."""
+"""AIAvatarKit's utility endpoints (docs/wire-protocols.md#speech-endpoints): `/transcribe`
+and `/stt`, `/synthesize` and `/tts`. Same Bearer keys as /chat; the character (X-Character
+header, else the default) decides which recognizer and voice are used."""
 
 from __future__ import annotations
 

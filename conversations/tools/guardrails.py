@@ -1,4 +1,4 @@
-"""Guardrails: checks on what users ask and what characters answer.
+"""Guardrails (docs/turn.md#guardrails): checks on what users ask and what characters answer.
 
 Operators define them in the admin, for one character or all. All checks for a text start
 together; the first that triggers (in completion order) wins and the others are cancelled, so

@@ -1,4 +1,5 @@
-"""MCP servers' tools as avatarsite tools, through the official `mcp` SDK.
+"""MCP servers' tools as avatarsite tools, through the official `mcp` SDK
+(docs/turn.md#mcp-servers).
 
 Each process keeps one client session per configured server, started on first use and
 restarted when it dies; sessions are not opened per call. A session lives in its own task

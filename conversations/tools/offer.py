@@ -1,4 +1,5 @@
-"""Which tools each round of a turn offers the model, with dynamic tools.
+"""Which tools each round of a turn offers the model, with dynamic tools
+(docs/turn.md#dynamic-tools).
 
 Without dynamic tools every tool is offered every round. With the character's *dynamic tools*
 switch on, a round offers the trigger `execute_external_tool(target, action)` plus the tools

@@ -1,4 +1,5 @@
-"""Dynamic tools (pipeline §2.8) through /chat: the trigger, the selection, the narrowed round."""
+"""Dynamic tools through /chat: the trigger, the selection, the narrowed round
+(docs/turn.md#dynamic-tools)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Sentence splitting of streamed text (pipeline §2.4)."""
+"""Sentence splitting of streamed text (docs/turn.md#sentences)."""
 
 from __future__ import annotations
 

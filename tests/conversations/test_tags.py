@@ -1,4 +1,4 @@
-"""Control tags, avatar_control_request and voice_text (wire-protocols §7)."""
+"""Control tags, avatar_control_request and voice_text (docs/wire-protocols.md#control-tags)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Characters that think aloud in text but speak only their answer (pipeline §2.5)."""
+"""Characters that think aloud in text but speak only their answer
+(docs/turn.md#thinking-aloud-voice-tags)."""
 
 from __future__ import annotations
 

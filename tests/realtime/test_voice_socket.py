@@ -1,5 +1,6 @@
-"""The realtime socket /ws (wire §4) against a real daphne process: auth, the turn sequence,
-WAV and raw-PCM downlink, voice turns from streamed speech, barge-in, session listing."""
+"""The realtime socket /ws (docs/wire-protocols.md#realtime-voice-ws) against a real daphne
+process: auth, the turn sequence, WAV and raw-PCM downlink, voice turns from streamed speech,
+barge-in, session listing."""
 
 from __future__ import annotations
 

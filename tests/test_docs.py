@@ -1,5 +1,6 @@
-"""The documentation stays true to the repository: what code cites exists, links resolve, and
-every setting is described (docs/testing.md#checks-on-the-repository-itself)."""
+"""The documentation stays true to the repository: what code cites exists, links resolve, the
+paths the docs name exist, and every setting is described
+(docs/testing.md#checks-on-the-repository-itself)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ MD_REFERENCE = re.compile(r"(?<![\w/.-])((?:\.{1,2}/)*(?:[\w.-]+/)*[\w-]+\.md)(?
 MD_LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
+# `conversations/pipeline/turn.py`, `tests/fakes/`: a path into one of the project's own folders.
+TOP_LEVEL = (
+    "avatarsite characters conversations channels_app memory templates tests bench scripts docs"
+)
+CODE_PATH = re.compile(rf"`((?:{'|'.join(TOP_LEVEL.split())})/[\w./-]*)`")
 # env.str("NAME", ...), env.int(...), env.db_url(...), env.path(...) and the like.
 SETTING = re.compile(r"""\benv\.\w+\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 
@@ -124,6 +130,18 @@ def test_markdown_links_resolve() -> None:
             if reason:
                 broken.append(f"{path.relative_to(ROOT)} links to {target}: {reason}")
     assert not broken, "\n".join(broken)
+
+
+def test_paths_the_docs_name_exist() -> None:
+    """A file or folder named in backticks (`conversations/history.py`) must still be there: when
+    code moves, the page that describes it moves with it."""
+    missing = []
+    for path in _markdown_files():
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            for named in CODE_PATH.findall(line):
+                if "*" not in named and not (ROOT / named).exists():
+                    missing.append(f"{path.relative_to(ROOT)}:{number} names {named}")
+    assert not missing, "\n".join(missing)
 
 
 @pytest.mark.parametrize(

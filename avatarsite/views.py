@@ -14,6 +14,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET
 from django.views.defaults import page_not_found
 
+from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
 from characters.models import Character
 
 from .celery import app as celery_app
@@ -25,7 +26,8 @@ HEALTH_TIMEOUT_SECONDS = 3.0
 
 @require_GET
 def home(request: HttpRequest) -> HttpResponse:
-    characters = Character.objects.filter(is_active=True)
+    # A public page: only the default tenant's characters, never another operator's.
+    characters = Character.objects.filter(tenant__slug=DEFAULT_TENANT_SLUG, is_active=True)
     return render(request, "home.html", {"characters": characters})
 
 

@@ -38,7 +38,7 @@ class LiveSessionAdmin(admin.ModelAdmin):
         form = SpeakForm(request.POST if "text" in request.POST else None)
         if form.is_valid():
             for session in queryset:
-                live.speak_now(live.session_group(session.session_id), form.cleaned_data["text"])
+                live.speak_now(live.session_group_of(session), form.cleaned_data["text"])
             self.message_user(request, f"Sent to {queryset.count()} session(s).", messages.SUCCESS)
             return None
         context = {
@@ -54,5 +54,5 @@ class LiveSessionAdmin(admin.ModelAdmin):
     @admin.action(description="Interrupt selected sessions", permissions=["view"])
     def interrupt(self, request: HttpRequest, queryset: QuerySet[LiveSession]) -> None:
         for session in queryset:
-            live.interrupt_now(live.session_group(session.session_id))
+            live.interrupt_now(live.session_group_of(session))
         self.message_user(request, f"Interrupted {queryset.count()} session(s).", messages.SUCCESS)

@@ -48,7 +48,7 @@ class LiveSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
         session = self.get_object()
         command = SpeakSerializer(data=request.data)
         command.is_valid(raise_exception=True)
-        live.speak_now(live.session_group(session.session_id), command.validated_data["text"])
+        live.speak_now(live.session_group_of(session), command.validated_data["text"])
         return Response(status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(request=None, responses={202: None})
@@ -56,5 +56,5 @@ class LiveSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, views
     def interrupt(self, request: Request, pk: uuid.UUID | None = None) -> Response:
         """Stop the reply the session is giving; it ends as an interrupted turn."""
         session = self.get_object()
-        live.interrupt_now(live.session_group(session.session_id))
+        live.interrupt_now(live.session_group_of(session))
         return Response(status=status.HTTP_202_ACCEPTED)

@@ -27,22 +27,27 @@ from django.conf import settings
 from pydantic import ValidationError
 
 from characters.models import Character
+from conversations.admission import (
+    AdmittedSession,
+    Caller,
+    admit_session,
+    find_character,
+    identify,
+)
 from conversations.aiavatar_wire import (
     AIAvatarRequest,
     envelope,
     event_envelope,
     pcm_chunk_envelopes,
 )
-from conversations.history import new_end_user, resolve_end_user
-from conversations.models import ApiKey, EndUser
-from conversations.pipeline.events import TurnChunk, TurnEvent, TurnRequest, TurnStarted
+from conversations.pipeline.events import TurnChunk, TurnEvent, TurnStarted
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.pipeline.turn import announce
-from conversations.pipeline.voice import Listener, open_session_context
+from conversations.pipeline.voice import Listener
 from conversations.speech.audio import AudioError, speech_input
 from conversations.speech.stt import SpeechRecognizer, STTError
 from conversations.speech.voices import recognizer_for
-from conversations.transport import Rejected, bearer_token, find_character, problems
+from conversations.transport import Rejected, bearer_token, problems
 
 from . import live
 from .models import LiveSession
@@ -78,43 +83,44 @@ def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
     return "", None
 
 
-def _admit(scope: dict[str, Any], token: str) -> Character | None:
-    """The character this socket talks to, or None when the key is wrong (one DB hop)."""
-    key = ApiKey.authenticate(token) if token else None
-    if key is None:
+def _admit(scope: dict[str, Any], token: str) -> tuple[Caller, Character] | None:
+    """Who is calling and the character this socket talks to, or None when the credential is
+    wrong (one DB hop). Raises `Rejected` for a character the caller cannot reach."""
+    try:
+        caller = identify(token)
+    except Rejected:
         return None
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
     slug = (query.get("character") or [""])[0] or headers.get("x-character")
-    return find_character(key.tenant_id, slug)
+    return caller, find_character(caller, slug)
 
 
 def _register(
     channel_name: str,
+    caller: Caller,
     character: Character,
     session_id: str,
     user_id: str | None,
     metadata: dict[str, Any],
-) -> tuple[EndUser, str]:
-    """Bind the socket to its session: who is talking, and the row staff see it by."""
-    tenant_id = character.tenant_id
-    if user_id:
-        end_user = resolve_end_user(tenant_id, CHANNEL, user_id)
-    else:
-        end_user = new_end_user(tenant_id, CHANNEL)
-    user_id = user_id or str(end_user.id)
+) -> tuple[AdmittedSession, str]:
+    """Bind the socket to its admitted session (who is talking) and the row staff see it by."""
+    session = admit_session(
+        caller, character, channel=CHANNEL, user_id=user_id, session_id=session_id
+    )
+    user_id = user_id or str(session.end_user.id)
     LiveSession.objects.update_or_create(
         channel_name=channel_name,
         defaults={
-            "tenant_id": tenant_id,
+            "tenant_id": caller.tenant_id,
             "session_id": session_id,
             "user_id": user_id,
-            "end_user": end_user,
+            "end_user": session.end_user,
             "character": character,
             "metadata": metadata,
         },
     )
-    return end_user, user_id
+    return session, user_id
 
 
 class ClientError(Exception):
@@ -122,8 +128,9 @@ class ClientError(Exception):
 
 
 class VoiceConsumer(AsyncWebsocketConsumer):
+    caller: Caller
     character: Character
-    end_user: EndUser | None = None
+    session: AdmittedSession | None = None  # once `start` has admitted it
     session_id: str | None = None
     user_id: str | None = None
     listener: Listener | None = None
@@ -146,17 +153,17 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.pcm_slice_bytes = settings.REALTIME_AUDIO_CHUNK_BYTES
         token, subprotocol = credentials(self.scope)
         try:
-            character = await sync_to_async(_admit)(self.scope, token)
+            admitted = await sync_to_async(_admit)(self.scope, token)
         except Rejected as rejected:
             await self.accept(subprotocol)
             await self._error(rejected.message)
             await self.close(code=4404)
             return
-        if character is None:
+        if admitted is None:
             # Before accept: the handshake is refused (clients see HTTP 403).
             await self.close(code=POLICY_VIOLATION)
             return
-        self.character = character
+        self.caller, self.character = admitted
         await self.accept(subprotocol)
 
     async def disconnect(self, code: int) -> None:
@@ -225,8 +232,13 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def _start(self, message: AIAvatarRequest) -> None:
         assert message.session_id
         metadata = message.metadata or {}
-        self.end_user, self.user_id = await sync_to_async(_register)(
-            self.channel_name, self.character, message.session_id, message.user_id, metadata
+        self.session, self.user_id = await sync_to_async(_register)(
+            self.channel_name,
+            self.caller,
+            self.character,
+            message.session_id,
+            message.user_id,
+            metadata,
         )
         self.session_id = message.session_id
         if message.context_id:
@@ -238,15 +250,15 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.pcm_slice_bytes = max(0, int(metadata["response_audio_chunk_size"]))
         await self._leave_groups()
         for group in (
-            live.session_group(self.session_id),
-            live.user_group(self.user_id),
+            live.session_group(self.session.key),
+            live.user_group(self.session.end_user.pk),
             live.character_group(self.character.pk),
         ):
             await self.channel_layer.group_add(group, self.channel_name)
             self.groups_joined.append(group)
         connected: dict[str, Any] = {"charactername": self.character.name}
-        if self.end_user.display_name:
-            connected["username"] = self.end_user.display_name
+        if self.session.end_user.display_name:
+            connected["username"] = self.session.end_user.display_name
         await self._send_now(
             envelope(
                 "connected",
@@ -361,16 +373,10 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def _turn_events(
         self, turn: dict[str, Any], wait_in_queue: bool
     ) -> AsyncIterator[TurnEvent]:
-        assert self.end_user is not None and self.session_id is not None
-        context = await sync_to_async(open_session_context)(self.character, self.context_id)
-        request = TurnRequest(
-            character=self.character,
-            end_user=self.end_user,
-            channel=CHANNEL,
-            session_id=self.session_id,
-            context=context,
-            **turn,
-        )
+        session = self.session
+        assert session is not None
+        context = await sync_to_async(session.reopen)(self.context_id)
+        request = session.turn(context, **turn)
         async for event in run_session_turn(request, wait_in_queue=wait_in_queue):
             if isinstance(event, TurnStarted):
                 # Later voice turns continue this conversation.
@@ -451,7 +457,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
 
     async def live_speak(self, message: dict[str, Any]) -> None:
         """Say an operator's text: a turn of its own that cuts the current one short."""
-        if self.session_id is None:
+        if self.session is None:
             return
         text = str(message.get("text", ""))[: live.MAX_SPEAK_CHARS]
         transaction = next(self.transactions)
@@ -459,7 +465,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             # First, so nothing more of the reply being cut short goes out.
             self.live_transactions = {transaction}
             await self.send(self._stop())
-        await interrupt_session(CHANNEL, self.session_id)
+        await interrupt_session(self.session.key)
         self._spawn(
             self._relay(
                 transaction, announce(self.character, text, self.context_id), stop_first=False
@@ -469,10 +475,10 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def live_interrupt(self, message: dict[str, Any]) -> None:
         """Stop the current reply (an operator's command, or the user's own `interrupt`): the
         client stops playing, the turn ends `interrupted`."""
-        if self.session_id is None:
+        if self.session is None:
             return
         await self._send_now(self._stop())
-        await interrupt_session(CHANNEL, self.session_id)
+        await interrupt_session(self.session.key)
 
     # --- sending -------------------------------------------------------------------------
 

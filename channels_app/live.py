@@ -1,16 +1,22 @@
 """Live control of realtime sessions through the channel layer (Redis across processes).
 
-Every session joins three groups: its session id, its user and its character. Staff tools
-(admin, REST API) send `live.speak` / `live.interrupt` to a group; the consumers in whatever
-process holds those sockets act on it.
+Every session joins three groups: its admitted session (tenant, character, end user and
+session id, so another tenant's equal session id is another group), its end user and its
+character. Staff tools (admin, REST API) send `live.speak` / `live.interrupt` to a group; the
+consumers in whatever process holds those sockets act on it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import uuid
 
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
+
+from conversations.admission import session_key
+
+from .models import LiveSession
 
 SPEAK = "live.speak"
 INTERRUPT = "live.interrupt"
@@ -22,12 +28,21 @@ def _name(kind: str, value: str) -> str:
     return f"live.{kind}." + hashlib.sha256(value.encode()).hexdigest()[:40]
 
 
-def session_group(session_id: str) -> str:
-    return _name("session", session_id)
+def session_group(session_key: str) -> str:
+    return _name("session", session_key)
 
 
-def user_group(user_id: str) -> str:
-    return _name("user", user_id)
+def session_group_of(session: LiveSession) -> str:
+    """The group of a live session's row (which names the admitted session's parts)."""
+    return session_group(
+        session_key(
+            session.tenant_id, session.character_id, session.end_user_id, session.session_id
+        )
+    )
+
+
+def user_group(end_user_id: uuid.UUID) -> str:
+    return f"live.user.{end_user_id.hex}"
 
 
 def character_group(character_id: int) -> str:

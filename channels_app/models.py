@@ -23,9 +23,7 @@ class LiveSession(TenantOwned):
     channel_name = models.CharField(max_length=200, unique=True)
     session_id = models.CharField(max_length=255, db_index=True)
     user_id = models.CharField(max_length=255, blank=True, db_index=True)  # as the client sent
-    end_user = models.ForeignKey(
-        EndUser, on_delete=models.CASCADE, null=True, blank=True, related_name="live_sessions"
-    )
+    end_user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="live_sessions")
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="live_sessions")
     metadata = models.JSONField(default=dict, blank=True)  # the `start` message's metadata
     started_at = models.DateTimeField(auto_now_add=True)

@@ -10,9 +10,12 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
+from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
 from characters.models import Character
-from conversations.transport import Rejected, authenticate
+from conversations.admission import identify, known_end_user, reachable_characters
+from conversations.transport import Rejected, bearer_token
 
+from .consumers import CHANNEL
 from .models import LiveSession
 
 
@@ -20,17 +23,22 @@ from .models import LiveSession
 def sessions(request: HttpRequest) -> JsonResponse:
     """The most recently started live session of a user, as AIAvatarKit's router answers."""
     try:
-        key = authenticate(request.headers)
+        caller = identify(bearer_token(request.headers))
     except Rejected as rejected:
         return JsonResponse({"detail": rejected.message}, status=rejected.status)
     user_id = request.GET.get("user_id")
     if not user_id:
         detail = [{"loc": ["query", "user_id"], "msg": "Field required", "type": "missing"}]
         return JsonResponse({"detail": detail}, status=422)
+    # Another tenant's user, or a session with a character the credential does not reach, is
+    # as absent as one that never existed.
+    end_user = known_end_user(caller, CHANNEL, user_id)
     live = (
-        LiveSession.objects.filter(tenant_id=key.tenant_id, user_id=user_id)
+        LiveSession.objects.filter(end_user=end_user, character__in=reachable_characters(caller))
         .order_by("-started_at")
         .first()
+        if end_user is not None
+        else None
     )
     if live is None:
         return JsonResponse({"session_id": None})
@@ -41,5 +49,8 @@ def sessions(request: HttpRequest) -> JsonResponse:
 @require_GET
 def voice_client(request: HttpRequest) -> HttpResponse:
     """The browser voice client: microphone to /ws, the reply's audio and faces back."""
-    characters = Character.objects.filter(is_active=True).order_by("-is_default", "name")
+    # A public page: only the default tenant's characters, never another operator's.
+    characters = Character.objects.filter(
+        tenant__slug=DEFAULT_TENANT_SLUG, is_active=True
+    ).order_by("-is_default", "name")
     return render(request, "channels_app/voice.html", {"characters": characters})

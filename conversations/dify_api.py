@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .history import resolve_end_user
+from .admission import admit, find_character, identify
 from .pipeline.events import (
     TurnCancelled,
     TurnChunk,
@@ -33,9 +33,7 @@ from .pipeline.sessions import run_session_turn
 from .sse import sse_response
 from .transport import (
     Rejected,
-    authenticate,
-    continue_context,
-    find_character,
+    bearer_token,
     problems,
     read_json,
 )
@@ -77,27 +75,31 @@ def _rejected(rejected: Rejected) -> JsonResponse:
 
 def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[TurnRequest, bool]:
     """The turn to run and whether to stream it; the key is checked before the body."""
-    key = authenticate(headers)
+    caller = identify(bearer_token(headers))
     if isinstance(data, Rejected):
         raise data
     try:
         payload = ChatMessageRequest.model_validate(data)
     except ValidationError as exc:
         raise Rejected(400, problems(exc), code="invalid_param") from None
-    character = find_character(key.tenant_id, slug or headers.get("X-Character"))
-    context = continue_context(character, payload.conversation_id, "conversation_id")
+    character = find_character(caller, slug or headers.get("X-Character"))
+    session, context = admit(
+        caller,
+        character,
+        channel=CHANNEL,
+        user_id=payload.user,
+        # A conversation is its own session: two requests in one conversation are one session.
+        session_id=payload.conversation_id or f"sess_temp_{uuid.uuid4()}",
+        context_id=payload.conversation_id,
+        context_field="conversation_id",
+    )
     files = [
         {"type": f.get("type", "image"), "url": f["url"]}
         for f in payload.files or []
         if f.get("url", "").startswith(("http://", "https://", "data:"))
     ]
-    turn = TurnRequest(
-        character=character,
-        end_user=resolve_end_user(key.tenant_id, CHANNEL, payload.user),
-        channel=CHANNEL,
-        # A conversation is its own session: two requests in one conversation are one session.
-        session_id=payload.conversation_id or f"sess_temp_{uuid.uuid4()}",
-        context=context,
+    turn = session.turn(
+        context,
         text=payload.query,
         files=files,
         system_prompt_params=payload.inputs or {},

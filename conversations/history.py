@@ -12,7 +12,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from characters.models import Character
@@ -29,13 +29,22 @@ class OpenedContext:
     provider_state: dict[str, Any] = field(default_factory=dict)
 
 
-def resolve_end_user(tenant_id: int, channel: str, external_id: str) -> EndUser:
-    """The tenant's end user behind a channel's id, created on first sight (safe under races).
-
-    Ids are per tenant: two tenants' "u1" are two people."""
-    identities = ChannelIdentity.objects.select_related("end_user").filter(
+def _identities(tenant_id: int, channel: str, external_id: str) -> QuerySet[ChannelIdentity]:
+    return ChannelIdentity.objects.select_related("end_user").filter(
         tenant_id=tenant_id, channel=channel, external_id=external_id
     )
+
+
+def find_end_user(tenant_id: int, channel: str, external_id: str) -> EndUser | None:
+    """The tenant's end user behind a channel's id, if there is one yet (ids are per tenant:
+    two tenants' "u1" are two people)."""
+    identity = _identities(tenant_id, channel, external_id).first()
+    return identity.end_user if identity is not None else None
+
+
+def resolve_end_user(tenant_id: int, channel: str, external_id: str) -> EndUser:
+    """The tenant's end user behind a channel's id, created on first sight (safe under races)."""
+    identities = _identities(tenant_id, channel, external_id)
     identity = identities.first()
     if identity is not None:
         return identity.end_user
@@ -52,7 +61,8 @@ def resolve_end_user(tenant_id: int, channel: str, external_id: str) -> EndUser:
 
 
 class UnknownContext(Exception):
-    """The client sent a context id this server never issued (for this character)."""
+    """The client sent a context id this server never issued to this end user and character
+    (a foreign id is as unknown as a made-up one)."""
 
 
 def new_end_user(tenant_id: int, channel: str) -> EndUser:
@@ -65,22 +75,29 @@ def new_end_user(tenant_id: int, channel: str) -> EndUser:
     return end_user
 
 
-def open_context(character: Character, requested_id: uuid.UUID | None) -> OpenedContext:
+def open_context(
+    character: Character, end_user: EndUser | None, requested_id: uuid.UUID | None
+) -> OpenedContext:
     """The conversation a turn continues: `requested_id` when it has live history, else new.
 
-    Clients cannot pick ids: an id never issued raises UnknownContext. An id that was issued
-    but has no history (its first turn failed) or whose conversation expired gets a fresh id,
-    so the client sees the restart instead of silently losing history under the old id.
+    Clients cannot pick ids: an id never issued to this end user for this character raises
+    UnknownContext (an end user not created yet has none). An id that was issued but has no
+    history (its first turn failed) or whose conversation expired gets a fresh id, so the
+    client sees the restart instead of silently losing history under the old id.
     """
     if requested_id is None:
         return OpenedContext(uuid.uuid4(), [])
+    if end_user is None:
+        raise UnknownContext(requested_id)
     context = (
         Context.objects.select_related("character")
-        .filter(id=requested_id, character=character)
+        .filter(id=requested_id, character=character, end_user=end_user)
         .first()
     )
     if context is None:
-        issued = TurnRecord.objects.filter(context_id=requested_id, character=character).exists()
+        issued = TurnRecord.objects.filter(
+            context_id=requested_id, character=character, end_user=end_user
+        ).exists()
         if not issued:
             raise UnknownContext(requested_id)
         return OpenedContext(uuid.uuid4(), [])
@@ -89,25 +106,27 @@ def open_context(character: Character, requested_id: uuid.UUID | None) -> Opened
     return OpenedContext(context.id, _recent_history(context), dict(context.provider_state))
 
 
-def refresh_context(character: Character, opened: OpenedContext) -> OpenedContext:
+def refresh_context(
+    character: Character, end_user: EndUser, opened: OpenedContext
+) -> OpenedContext:
     """The same conversation with the history written since it was opened (a queued request
     sees the turn it waited for)."""
     if not Context.objects.filter(id=opened.context_id).exists():
         return opened
-    return open_context(character, opened.context_id)
+    return open_context(character, end_user, opened.context_id)
 
 
-def resume_context(
-    character: Character, end_user: EndUser, channel: str | None = None
-) -> OpenedContext:
-    """The user's latest conversation with the character (on `channel`, if given), for
-    transports whose clients keep no conversation id (LINE, OpenAI-style APIs): it continues,
-    or starts afresh when it has been idle too long."""
+def latest_context_id(
+    character: Character, end_user: EndUser | None, channel: str | None = None
+) -> uuid.UUID | None:
+    """The id of the user's latest conversation with the character (on `channel`, if given),
+    for transports whose clients keep no conversation id (LINE, OpenAI-style APIs)."""
+    if end_user is None:
+        return None
     contexts = Context.objects.filter(character=character, end_user=end_user)
     if channel is not None:
         contexts = contexts.filter(channel=channel)
-    latest = contexts.order_by("-updated_at").values_list("id", flat=True).first()
-    return open_context(character, latest)
+    return contexts.order_by("-updated_at").values_list("id", flat=True).first()
 
 
 def _recent_history(context: Context) -> list[ChatMessage]:

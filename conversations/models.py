@@ -242,7 +242,7 @@ class SessionState(TenantOwned):
 
     tenant_parent = "character"
 
-    key = models.CharField(max_length=300, unique=True)  # the admitted session's key
+    key = models.CharField(max_length=300, unique=True)  # TurnRequest.session_key
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="+")
     previous_request_at = models.DateTimeField(null=True, blank=True)
     previous_request_text = models.TextField(blank=True)
@@ -272,6 +272,13 @@ class ApiKey(TenantOwned):
     created_at = models.DateTimeField(auto_now_add=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    characters = models.ManyToManyField(
+        Character,
+        blank=True,
+        related_name="+",
+        help_text="Blank: every character of its tenant. Otherwise only these (another "
+        "tenant's character on the list reaches nothing).",
+    )
 
     class Meta:
         verbose_name = "API key"

@@ -21,15 +21,13 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from characters.models import Character
-
-from .history import resolve_end_user, resume_context
+from .admission import admit, find_character, identify, reachable_characters
 from .llm.base import INLINE_PARAMS
 from .pipeline.events import TurnChunk, TurnDropped, TurnFailed, TurnFinished, TurnRequest
 from .pipeline.sessions import run_session_turn
 from .pipeline.tags import without_tags
 from .sse import sse_response
-from .transport import Rejected, authenticate, find_character, problems, read_json
+from .transport import Rejected, bearer_token, problems, read_json
 
 CHANNEL = "openai"
 
@@ -78,7 +76,7 @@ def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[s
 
 
 def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, bool]:
-    key = authenticate(headers)
+    caller = identify(bearer_token(headers))
     if isinstance(data, Rejected):
         raise data
     try:
@@ -87,19 +85,22 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
         raise Rejected(400, problems(exc), code="invalid_request") from None
     text, files = _last_user_message(payload.messages)
     try:
-        character = find_character(key.tenant_id, payload.model)
+        character = find_character(caller, payload.model)
     except Rejected:
         raise Rejected(
             404, f"The model {payload.model!r} does not exist.", code="model_not_found"
         ) from None
-    # The key's id, not its secret, names the user; `user` tells apart people sharing a key.
-    end_user = resolve_end_user(key.tenant_id, CHANNEL, f"key-{key.pk}:{payload.user or ''}")
-    turn = TurnRequest(
-        character=character,
-        end_user=end_user,
+    session, context = admit(
+        caller,
+        character,
         channel=CHANNEL,
+        # The key's id, not its secret, names the user; `user` tells apart people sharing it.
+        user_id=f"key-{caller.api_key_id}:{payload.user or ''}",
         session_id=f"openai_{uuid.uuid4()}",
-        context=resume_context(character, end_user, CHANNEL),
+        resume=True,
+    )
+    turn = session.turn(
+        context,
         text=text,
         files=files,
         speak=False,
@@ -192,8 +193,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
 
 
 def _models(headers: Mapping[str, str]) -> list[dict[str, Any]]:
-    key = authenticate(headers)
-    characters = Character.objects.filter(tenant_id=key.tenant_id, is_active=True).values_list(
+    characters = reachable_characters(identify(bearer_token(headers))).values_list(
         "slug", "created_at"
     )
     return [

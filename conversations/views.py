@@ -17,14 +17,14 @@ from pydantic import ValidationError
 
 from characters.models import Character
 
+from .admission import Caller, admit, admit_session, find_character, identify
 from .aiavatar_wire import AIAvatarRequest, envelope, event_envelope, validation_errors
-from .history import new_end_user, resolve_end_user
 from .models import EndUser
 from .pipeline.events import TurnRequest
 from .pipeline.sessions import run_session_turn
 from .speech.audio import AudioError, speech_input
 from .sse import sse_response
-from .transport import Rejected, authenticate, continue_context, find_character, read_json
+from .transport import Rejected, bearer_token, read_json
 
 logger = logging.getLogger(__name__)
 
@@ -64,36 +64,35 @@ def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
 
 def _admit(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
-) -> tuple[AIAvatarRequest, Character]:
+) -> tuple[AIAvatarRequest, Caller, Character]:
     """Authenticate first, then report body errors, then find the character."""
-    key = authenticate(headers)
+    caller = identify(bearer_token(headers))
     if isinstance(parsed, Rejected):
         raise parsed
-    return parsed, find_character(key.tenant_id, slug or headers.get("X-Character"))
+    return parsed, caller, find_character(caller, slug or headers.get("X-Character"))
 
 
 def _prepare_chat(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
 ) -> tuple[TurnRequest, AIAvatarRequest]:
-    payload, character = _admit(headers, slug, parsed)
+    payload, caller, character = _admit(headers, slug, parsed)
     assert payload.session_id
-    context = continue_context(character, payload.context_id, "context_id")
     audio = payload.audio()
     if audio is not None:
         try:
             audio = speech_input(audio)
         except AudioError as exc:
             raise Rejected(400, str(exc), code="audio", body={"error": str(exc)}) from None
-    # Only now, with the request known to be good, may a new end user be created.
-    end_user = resolve_end_user(
-        character.tenant_id, CHANNEL, payload.user_id or f"session:{payload.session_id}"
-    )
-    turn = TurnRequest(
-        character=character,
-        end_user=end_user,
+    session, context = admit(
+        caller,
+        character,
         channel=CHANNEL,
+        user_id=payload.user_id or f"session:{payload.session_id}",
         session_id=payload.session_id,
-        context=context,
+        context_id=payload.context_id,
+    )
+    turn = session.turn(
+        context,
         text=payload.text or "",
         audio=audio,
         files=payload.files or [],
@@ -108,12 +107,16 @@ def _prepare_chat(
 def _prepare_start(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
 ) -> tuple[AIAvatarRequest, Character, EndUser, str]:
-    payload, character = _admit(headers, slug, parsed)
-    if payload.user_id:
-        end_user = resolve_end_user(character.tenant_id, CHANNEL, payload.user_id)
-        return payload, character, end_user, payload.user_id
-    end_user = new_end_user(character.tenant_id, CHANNEL)
-    return payload, character, end_user, str(end_user.id)
+    payload, caller, character = _admit(headers, slug, parsed)
+    assert payload.session_id
+    session = admit_session(
+        caller,
+        character,
+        channel=CHANNEL,
+        user_id=payload.user_id,
+        session_id=payload.session_id,
+    )
+    return payload, character, session.end_user, payload.user_id or str(session.end_user.id)
 
 
 async def _events(

@@ -44,11 +44,8 @@ from linebot.v3.webhooks import (
     VideoMessageContent,
 )
 
-from conversations.history import (
-    OpenedContext,
-    resolve_end_user,
-    resume_context,
-)
+from conversations.admission import Caller, admit
+from conversations.history import resolve_end_user
 from conversations.models import EndUser
 from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished, TurnRequest
 from conversations.pipeline.turn import run_turn
@@ -258,13 +255,17 @@ class Scope:
         character = self.channel.character
         if self.chat.kind == "user" and not initiated:
             self.api.show_loading(self.chat.id, self.channel.loading_seconds)
-        end_user, context = _open_conversation(self.channel, self.chat)
-        request = TurnRequest(
-            character=character,
-            end_user=end_user,
+        session, context = admit(
+            line_caller(self.channel),
+            character,
             channel=CHANNEL,
+            identity_channel=self.chat.identity_channel,
+            user_id=self.chat.id,
             session_id=f"line:{self.chat.key}",
-            context=context,
+            resume=True,
+        )
+        request = session.turn(
+            context,
             text=text,
             audio=audio,
             files=files or [],
@@ -313,10 +314,11 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
     return result
 
 
-def _open_conversation(channel: LineChannel, chat: Chat) -> tuple[EndUser, OpenedContext]:
-    character = channel.character
-    end_user = resolve_end_user(character.tenant_id, chat.identity_channel, chat.id)
-    return end_user, resume_context(character, end_user)
+def line_caller(channel: LineChannel) -> Caller:
+    """Who a verified webhook event speaks for: the channel's tenant, and its character only."""
+    return Caller(
+        tenant_id=channel.character.tenant_id, character_ids=frozenset({channel.character_id})
+    )
 
 
 def _set_following(channel: LineChannel, chat: Chat, following: bool) -> None:

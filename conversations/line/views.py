@@ -14,9 +14,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from conversations.admission import Caller, identify
 from conversations.aiavatar_wire import validation_errors
 from conversations.models import ChannelIdentity
-from conversations.transport import Rejected, authenticate
+from conversations.transport import Rejected, bearer_token
 
 from . import tasks
 from .client import LineApiError, LineNotConfigured
@@ -69,16 +70,17 @@ def rejected_response(rejected: Rejected) -> JsonResponse:
     return JsonResponse(rejected_body(rejected), status=rejected.status)
 
 
-async def _authorize(request: HttpRequest) -> None:
-    """An API key, or a staff member's admin session (with its CSRF token)."""
+async def _authorize(request: HttpRequest) -> Caller | None:
+    """An API key's caller, or None for a staff member's admin session (with its CSRF
+    token)."""
     if request.headers.get("Authorization"):
-        await sync_to_async(authenticate)(request.headers)
-        return
+        return await sync_to_async(identify)(bearer_token(request.headers))
     user = await request.auser()
     if not (user.is_active and user.is_staff):
         raise Rejected(401, "Invalid or missing API Key", code="invalid_api_key")
     if _csrf_failure(request):
         raise Rejected(403, "CSRF token missing or incorrect.", code="csrf")
+    return None
 
 
 def _parse(request: HttpRequest, model: type[_Target]) -> Any:
@@ -89,12 +91,18 @@ def _parse(request: HttpRequest, model: type[_Target]) -> Any:
         raise Rejected(422, "invalid body", code="validation", body={"detail": errors}) from None
 
 
-def _resolve(slug: str, target: _Target) -> tuple[LineChannel, str]:
+def _resolve(caller: Caller | None, slug: str, target: _Target) -> tuple[LineChannel, str]:
+    """The channel and LINE id to send to; another tenant's channel or end user is as
+    unknown as one that does not exist."""
     channel = channel_for(slug)
+    if caller is not None and not caller.reaches(channel.character):
+        raise Rejected(404, f"Unknown LINE channel {slug!r}.", code="not_found")
     if target.to:
         return channel, target.to
     identity = ChannelIdentity.objects.filter(
-        end_user_id=target.end_user_id, channel__in=IDENTITY_CHANNELS.values()
+        tenant_id=channel.character.tenant_id,
+        end_user_id=target.end_user_id,
+        channel__in=IDENTITY_CHANNELS.values(),
     ).first()
     if identity is None:
         raise Rejected(
@@ -108,9 +116,9 @@ def _resolve(slug: str, target: _Target) -> tuple[LineChannel, str]:
 async def push(request: HttpRequest, slug: str) -> JsonResponse:
     """Send an operator's text to a LINE chat exactly as written."""
     try:
-        await _authorize(request)
+        caller = await _authorize(request)
         body: PushBody = _parse(request, PushBody)
-        channel, to = await sync_to_async(_resolve)(slug, body)
+        channel, to = await sync_to_async(_resolve)(caller, slug, body)
         how = await sync_to_async(push_text)(channel, to, body.text)
     except Rejected as rejected:
         return rejected_response(rejected)
@@ -126,9 +134,9 @@ async def push(request: HttpRequest, slug: str) -> JsonResponse:
 async def start(request: HttpRequest, slug: str) -> JsonResponse:
     """Have the character speak first, following an instruction; its answer is pushed."""
     try:
-        await _authorize(request)
+        caller = await _authorize(request)
         body: StartBody = _parse(request, StartBody)
-        channel, to = await sync_to_async(_resolve)(slug, body)
+        channel, to = await sync_to_async(_resolve)(caller, slug, body)
     except Rejected as rejected:
         return rejected_response(rejected)
     result = await sync_to_async(tasks.start_conversation.delay)(channel.pk, to, body.instruction)

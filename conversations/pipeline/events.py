@@ -16,10 +16,13 @@ from .tags import AvatarControl
 
 @dataclass(slots=True)
 class TurnRequest:
+    """Built only by an admitted session (conversations/admission.py)."""
+
     character: Character
     end_user: EndUser
     channel: str
-    session_id: str
+    session_id: str  # as the client named it
+    session_key: str  # the admitted session: tenant, character, end user and session id
     context: OpenedContext  # the conversation this turn continues (or a fresh one)
     text: str = ""
     audio: bytes | None = None  # PCM16 mono 16 kHz, used when `text` is empty

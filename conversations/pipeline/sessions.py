@@ -1,8 +1,10 @@
 """Per-session concurrency, in one place for every transport
 (docs/turn.md#one-answer-at-a-time-per-session).
 
-A session is one client conversation stream (`channel` + `session_id`). When a new request
-arrives for a session that is already answering:
+A session is one admitted client conversation stream (tenant, character, end user and
+`session_id`: `TurnRequest.session_key`), so two tenants' users sending the same session id
+never touch each other's turns. When a new request arrives for a session that is already
+answering:
 - direct mode (the default): the running turn is cancelled at once, wherever it is (LLM call,
   tool, TTS), and its stream ends with a `final` holding the partial reply, flagged
   `interrupted`; nothing of it enters the history;
@@ -67,7 +69,7 @@ class SessionTurns:
     async def run(
         self, request: TurnRequest, wait_in_queue: bool = False
     ) -> AsyncIterator[TurnEvent]:
-        key = f"{request.channel}:{request.session_id}"
+        key = request.session_key
         turn = _Turn(request)
         queue_mode = request.character.use_turn_queue
         wait = queue_mode and wait_in_queue
@@ -90,7 +92,7 @@ class SessionTurns:
                     yield TurnCancelled(context_id=request.context.context_id)
                     return
                 request.context = await sync_to_async(refresh_context)(
-                    request.character, request.context
+                    request.character, request.end_user, request.context
                 )
             async for event in self._relay(turn):
                 yield event
@@ -213,7 +215,7 @@ async def run_session_turn(
         yield event
 
 
-async def interrupt_session(channel: str, session_id: str) -> None:
-    """Cut the session's running turn short, wherever it runs (live control): its stream ends
-    with an interrupted `final`, as when a newer request arrives."""
-    await session_turns().interrupt(f"{channel}:{session_id}")
+async def interrupt_session(session_key: str) -> None:
+    """Cut the admitted session's running turn short, wherever it runs (live control): its
+    stream ends with an interrupted `final`, as when a newer request arrives."""
+    await session_turns().interrupt(session_key)

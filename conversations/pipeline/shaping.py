@@ -76,7 +76,7 @@ def shape(request: TurnRequest, text: str, now: datetime) -> ShapedRequest:
     files = request.files
     with transaction.atomic():
         state, _ = SessionState.objects.select_for_update().get_or_create(
-            key=f"{request.channel}:{request.session_id}", defaults={"character": character}
+            key=request.session_key, defaults={"character": character}
         )
         window = character.merge_window_seconds
         if (

@@ -9,14 +9,11 @@ never runs the model and a hundred sessions cost a few calls, not a hundred.
 from __future__ import annotations
 
 import asyncio
-import uuid
 import weakref
 from dataclasses import dataclass
 
 from django.conf import settings
 
-from characters.models import Character
-from conversations.history import OpenedContext, UnknownContext, open_context
 from conversations.speech.vad import (
     SileroBatcher,
     SileroSpeechDetector,
@@ -83,13 +80,3 @@ class Listener:
 
     def close(self) -> None:
         self.detector.finalize_session(self.key)
-
-
-def open_session_context(character: Character, context_id: uuid.UUID | None) -> OpenedContext:
-    """The conversation a live session continues. An id with nothing behind it (its only turn
-    was cut short, or the client made it up) is silently replaced, as AIAvatarKit does on its
-    WebSocket: there is no response to hang a 404 on."""
-    try:
-        return open_context(character, context_id)
-    except UnknownContext:
-        return open_context(character, None)

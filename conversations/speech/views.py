@@ -15,7 +15,8 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from characters.models import Character
-from conversations.transport import Rejected, authenticate, find_character, read_json
+from conversations.admission import find_character, identify
+from conversations.transport import Rejected, bearer_token, read_json
 
 from .audio import AudioError, speech_input
 from .stt import STTError
@@ -26,8 +27,7 @@ WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
-    key = authenticate(headers)
-    return find_character(key.tenant_id, headers.get("X-Character"))
+    return find_character(identify(bearer_token(headers)), headers.get("X-Character"))
 
 
 def _rejected(rejected: Rejected) -> JsonResponse:

@@ -1,0 +1,242 @@
+"""Admission: one path from "who is calling" to the conversation a request belongs to.
+
+credential → tenant → character → end user → context → session. Every transport (/chat,
+/start, /chat-messages, /v1/chat/completions, /stt and /tts, /ws, /ws/sessions, live control
+and the LINE task) parses its wire format, calls these steps, and renders `Rejected` in its own
+error shape; the pipeline only ever receives an admitted session (docs/tenants.md).
+
+Two rules hold throughout: a foreign id (another tenant's, another end user's, a character the
+credential does not reach) answers exactly like an unknown one, and nothing is written (no end
+user, no identity) until every check has passed.
+
+Synchronous ORM code: transports call it through one `sync_to_async` hop.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db.models import QuerySet
+
+from characters.models import Character
+
+from .history import (
+    OpenedContext,
+    UnknownContext,
+    find_end_user,
+    latest_context_id,
+    new_end_user,
+    open_context,
+    resolve_end_user,
+)
+from .models import ApiKey, EndUser
+from .pipeline.events import TurnRequest
+from .transport import Rejected
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, as a credential proves it."""
+
+    tenant_id: int
+    api_key_id: int | None = None
+    # The only characters the credential reaches; None: every character of its tenant.
+    character_ids: frozenset[int] | None = None
+
+    def reaches(self, character: Character) -> bool:
+        return character.tenant_id == self.tenant_id and (
+            self.character_ids is None or character.pk in self.character_ids
+        )
+
+
+def api_key_caller(token: str) -> Caller | None:
+    """The caller an API key proves, or None when it is not an active key."""
+    key = ApiKey.authenticate(token)
+    if key is None:
+        return None
+    limited = frozenset(key.characters.values_list("pk", flat=True))
+    return Caller(tenant_id=key.tenant_id, api_key_id=key.pk, character_ids=limited or None)
+
+
+# Every kind of credential the APIs accept, tried in order on a presented token; another kind
+# (signed browser tokens) is one more function here.
+CREDENTIAL_KINDS: list[Callable[[str], Caller | None]] = [api_key_caller]
+
+INVALID_CREDENTIAL = "Invalid or missing API Key"
+
+
+def identify(token: str) -> Caller:
+    """Step 1, credential → tenant: who presents `token`. Rejected with 401 otherwise."""
+    if token:
+        for kind in CREDENTIAL_KINDS:
+            caller = kind(token)
+            if caller is not None:
+                return caller
+    raise Rejected(401, INVALID_CREDENTIAL, code="invalid_api_key")
+
+
+def reachable_characters(caller: Caller) -> QuerySet[Character]:
+    """The active characters the caller may talk to: its tenant's, narrowed to those its
+    credential is limited to."""
+    characters = Character.objects.filter(tenant_id=caller.tenant_id, is_active=True)
+    if caller.character_ids is not None:
+        characters = characters.filter(pk__in=caller.character_ids)
+    return characters
+
+
+def find_character(caller: Caller, slug: str | None) -> Character:
+    """Step 2: the caller's active character named by `slug`, or its tenant's default one.
+
+    Another tenant's character, or one the credential is not limited to, is as unknown as a
+    slug nobody uses. Its voice settings come along, so the async pipeline never queries
+    for them."""
+    characters = reachable_characters(caller).select_related("voice")
+    if slug:
+        character = characters.filter(slug=slug).first()
+        if character is None:
+            raise Rejected(404, f"Unknown character {slug!r}.", code="character_not_found")
+        return character
+    character = characters.filter(is_default=True).first()
+    if character is None:
+        raise Rejected(
+            404,
+            "No default character. Mark one as default in the admin, or name one with the "
+            "X-Character header or /characters/<slug>/....",
+            code="character_not_found",
+        )
+    return character
+
+
+def session_key(tenant_id: int, character_id: int, end_user_id: uuid.UUID, session_id: str) -> str:
+    """What interruptions, queues, merge windows, wake words and timestamps are kept by: two
+    tenants' (or two users') equal session ids are two sessions."""
+    return f"{tenant_id}:{character_id}:{end_user_id}:{session_id}"
+
+
+@dataclass(slots=True)
+class AdmittedSession:
+    """A caller's end user talking to one of its characters in one session: what the
+    pipeline receives, and the only thing that builds turn requests."""
+
+    caller: Caller
+    character: Character
+    end_user: EndUser
+    channel: str
+    session_id: str
+    key: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.key = session_key(
+            self.caller.tenant_id, self.character.pk, self.end_user.pk, self.session_id
+        )
+
+    def turn(self, context: OpenedContext, **inputs: Any) -> TurnRequest:
+        """A turn of this session in `context`, with the request's inputs (text, audio,
+        files, options)."""
+        return TurnRequest(
+            character=self.character,
+            end_user=self.end_user,
+            channel=self.channel,
+            session_id=self.session_id,
+            session_key=self.key,
+            context=context,
+            **inputs,
+        )
+
+    def reopen(self, context_id: uuid.UUID | None) -> OpenedContext:
+        """The conversation a realtime turn continues: as `conversation`, except that an id
+        with nothing behind it is silently replaced (AIAvatarKit's WebSocket has no response
+        to hang a 404 on)."""
+        try:
+            return open_context(self.character, self.end_user, context_id)
+        except UnknownContext:
+            return OpenedContext(uuid.uuid4(), [])
+
+
+def _not_found(field_name: str, raw_id: str | None) -> Rejected:
+    return Rejected(
+        404,
+        f"Unknown {field_name} {raw_id!r}: send none to start a conversation, then reuse the "
+        "one the server returns.",
+        code="not_found",
+    )
+
+
+def conversation(
+    character: Character,
+    end_user: EndUser | None,
+    raw_id: str | None,
+    *,
+    field_name: str = "context_id",
+    resume_on: str | None = None,
+) -> OpenedContext:
+    """Step 4, the one rule that picks a conversation: the one `raw_id` names, which must be
+    this end user's with this character (else 404, the same for a foreign id as for a
+    made-up one); with no id, the user's latest one on channel `resume_on` for transports
+    whose clients keep no id (LINE, OpenAI), else a new one."""
+    if raw_id:
+        try:
+            requested = uuid.UUID(raw_id)
+        except ValueError:
+            raise _not_found(field_name, raw_id) from None
+    elif resume_on is not None:
+        requested = latest_context_id(character, end_user, resume_on)
+    else:
+        requested = None
+    try:
+        return open_context(character, end_user, requested)
+    except UnknownContext:
+        raise _not_found(field_name, raw_id) from None
+
+
+def admit(
+    caller: Caller,
+    character: Character,
+    *,
+    channel: str,
+    user_id: str | None,
+    session_id: str,
+    context_id: str | None = None,
+    context_field: str = "context_id",
+    resume: bool = False,
+    identity_channel: str | None = None,
+) -> tuple[AdmittedSession, OpenedContext]:
+    """Steps 3 to 5 for a request with a conversation: the end user `user_id` names on
+    `identity_channel` (default: `channel`) within the caller's tenant (None: a new one,
+    named by its own id), the conversation (see `conversation`) and the session. The end
+    user is only created once the conversation check has passed."""
+    if not caller.reaches(character):
+        raise Rejected(404, f"Unknown character {character.slug!r}.", code="character_not_found")
+    identities = identity_channel or channel
+    existing = find_end_user(caller.tenant_id, identities, user_id) if user_id else None
+    context = conversation(
+        character,
+        existing,
+        context_id,
+        field_name=context_field,
+        resume_on=channel if resume else None,
+    )
+    end_user = existing or _create_end_user(caller.tenant_id, identities, user_id)
+    return AdmittedSession(caller, character, end_user, channel, session_id), context
+
+
+def admit_session(
+    caller: Caller, character: Character, *, channel: str, user_id: str | None, session_id: str
+) -> AdmittedSession:
+    """Steps 3 and 5 for a session that opens its conversations turn by turn (/start, /ws)."""
+    return admit(caller, character, channel=channel, user_id=user_id, session_id=session_id)[0]
+
+
+def _create_end_user(tenant_id: int, channel: str, user_id: str | None) -> EndUser:
+    if user_id:
+        return resolve_end_user(tenant_id, channel, user_id)
+    return new_end_user(tenant_id, channel)
+
+
+def known_end_user(caller: Caller, channel: str, user_id: str) -> EndUser | None:
+    """The caller's end user `user_id` names on `channel`, for look-ups that must not create
+    one (/ws/sessions): None for another tenant's user as for an unknown one."""
+    return find_end_user(caller.tenant_id, channel, user_id)

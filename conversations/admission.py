@@ -224,10 +224,25 @@ def admit(
 
 
 def admit_session(
-    caller: Caller, character: Character, *, channel: str, user_id: str | None, session_id: str
+    caller: Caller,
+    character: Character,
+    *,
+    channel: str,
+    user_id: str | None,
+    session_id: str,
+    identity_channel: str | None = None,
 ) -> AdmittedSession:
-    """Steps 3 and 5 for a session that opens its conversations turn by turn (/start, /ws)."""
-    return admit(caller, character, channel=channel, user_id=user_id, session_id=session_id)[0]
+    """Steps 3 and 5 for a session that opens its conversations turn by turn (/start, /ws) or
+    has none (a LINE follow event)."""
+    session, _ = admit(
+        caller,
+        character,
+        channel=channel,
+        user_id=user_id,
+        session_id=session_id,
+        identity_channel=identity_channel,
+    )
+    return session
 
 
 def _create_end_user(tenant_id: int, channel: str, user_id: str | None) -> EndUser:

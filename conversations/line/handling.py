@@ -44,8 +44,7 @@ from linebot.v3.webhooks import (
     VideoMessageContent,
 )
 
-from conversations.admission import Caller, admit
-from conversations.history import resolve_end_user
+from conversations.admission import Caller, admit, admit_session
 from conversations.models import EndUser
 from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished, TurnRequest
 from conversations.pipeline.turn import run_turn
@@ -92,6 +91,10 @@ class Chat:
     @property
     def identity_channel(self) -> str:
         return IDENTITY_CHANNELS[self.kind]
+
+    @property
+    def session_id(self) -> str:
+        return f"line:{self.key}"
 
 
 def process_events(channel_id: int, events: list[dict[str, Any]]) -> None:
@@ -261,7 +264,7 @@ class Scope:
             channel=CHANNEL,
             identity_channel=self.chat.identity_channel,
             user_id=self.chat.id,
-            session_id=f"line:{self.chat.key}",
+            session_id=self.chat.session_id,
             resume=True,
         )
         request = session.turn(
@@ -323,9 +326,16 @@ def line_caller(channel: LineChannel) -> Caller:
 
 def _set_following(channel: LineChannel, chat: Chat, following: bool) -> None:
     """Kept on the end user per channel, so operators can see who blocked the character."""
-    end_user = resolve_end_user(channel.character.tenant_id, chat.identity_channel, chat.id)
+    session = admit_session(
+        line_caller(channel),
+        channel.character,
+        channel=CHANNEL,
+        identity_channel=chat.identity_channel,
+        user_id=chat.id,
+        session_id=chat.session_id,
+    )
     with transaction.atomic():
-        end_user = EndUser.objects.select_for_update().get(pk=end_user.pk)
+        end_user = EndUser.objects.select_for_update().get(pk=session.end_user.pk)
         line = end_user.metadata.setdefault("line", {})
         line[channel.slug] = {"following": following, "since": timezone.now().isoformat()}
         end_user.save(update_fields=["metadata", "updated_at"])

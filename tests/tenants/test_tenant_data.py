@@ -14,7 +14,9 @@ from django.db.migrations.executor import MigrationExecutor
 from avatarsite.tenants.models import DEFAULT_TENANT_SLUG, Tenant
 from characters.models import Character, Diary
 from conversations.history import resolve_end_user
-from conversations.models import ApiKey, Context, Message
+from conversations.models import ApiKey, Context, Guardrail, McpServer, Message
+from conversations.tools.guardrails import guardrails_for
+from conversations.tools.mcp_servers import _configs_for
 
 pytestmark = pytest.mark.django_db
 
@@ -114,3 +116,23 @@ def test_the_migration_moves_existing_rows_into_the_default_tenant() -> None:
     assert Character.objects.get(slug="mia").tenant == default
     assert Message.objects.get(content="こんにちは").tenant == default
     assert Context.objects.get(pk=context.pk).tenant == default
+
+
+def test_tenant_wide_guardrails_and_mcp_servers_reach_only_their_tenants_characters() -> None:
+    acme, globex = Tenant.named("acme"), Tenant.named("globex")
+    acme_mia = Character.objects.create(tenant=acme, slug="mia", name="Mia")
+    globex_mia = Character.objects.create(tenant=globex, slug="mia", name="Mia")
+    Guardrail.objects.create(
+        tenant=acme,
+        name="no prices",
+        applies_to="request",
+        pattern="price",
+        action="block",
+        message="No.",
+    )
+    McpServer.objects.create(tenant=acme, name="acme-crm", transport="http", url="http://x/mcp")
+
+    assert [g.name for g in guardrails_for(acme_mia)] == ["no prices"]
+    assert guardrails_for(globex_mia) == []
+    assert [c.name for c in _configs_for(acme_mia)] == ["acme-crm"]
+    assert _configs_for(globex_mia) == []

@@ -24,7 +24,7 @@ from conversations.line.models import LineChannel
 from conversations.models import ApiKey, EndUser, TurnRecord
 from tests.conftest import LLM_KEY_VARIABLE, AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.realtime.ws import Socket
+from tests.realtime.ws import Socket, types
 from tests.sse import SSEResult, post_sse
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -333,3 +333,25 @@ def test_live_control_reaches_only_the_admitted_session(acme: Side, globex: Side
     ]
 
     assert live.session_group_of(rows[0]) != live.session_group_of(rows[1])
+
+
+async def test_two_tenants_sockets_with_the_same_ids_talk_at_once(
+    asgi_server: AsgiServer, acme: Side, globex: Side, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(ScriptedReply(chunks=SLOW.chunks, chunk_delay=0.5, repeat=2))
+    sockets = [await Socket.open(asgi_server.url, side.key) for side in (acme, globex)]
+    try:
+        for socket in sockets:
+            await socket.start(user_id="u1")  # the same session id ("ws1") and user id
+        for socket in sockets:
+            await socket.send("invoke", text="Tell me a story")
+        turns = [await socket.until("final") for socket in sockets]
+    finally:
+        for socket in sockets:
+            await socket.close()
+
+    for messages in turns:
+        answer = types(messages)[types(messages).index("start") :]
+        assert answer == ["start", "chunk", "chunk", "chunk", "final"]  # no one cut it short
+        assert messages[-1]["text"] == "One. Two. Three."
+        assert messages[-1]["metadata"].get("interrupted") is not True

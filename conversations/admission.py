@@ -14,6 +14,7 @@ Synchronous ORM code: transports call it through one `sync_to_async` hop.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,8 +113,10 @@ def find_character(caller: Caller, slug: str | None) -> Character:
 
 def session_key(tenant_id: int, character_id: int, end_user_id: uuid.UUID, session_id: str) -> str:
     """What interruptions, queues, merge windows, wake words and timestamps are kept by: two
-    tenants' (or two users') equal session ids are two sessions."""
-    return f"{tenant_id}:{character_id}:{end_user_id}:{session_id}"
+    tenants' (or two users') equal session ids are two sessions. The client's session id is
+    digested, so the key has a bounded length whatever the client sends."""
+    digest = hashlib.sha256(session_id.encode()).hexdigest()[:32]
+    return f"{tenant_id}:{character_id}:{end_user_id}:{digest}"
 
 
 @dataclass(slots=True)

@@ -3,6 +3,7 @@ move into the default tenant."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import date
 from io import StringIO
 
@@ -13,8 +14,9 @@ from django.db.migrations.executor import MigrationExecutor
 
 from avatarsite.tenants.models import DEFAULT_TENANT_SLUG, Tenant
 from characters.models import Character, Diary
+from conversations.admission import session_key
 from conversations.history import resolve_end_user
-from conversations.models import ApiKey, Context, Guardrail, McpServer, Message
+from conversations.models import ApiKey, Context, Guardrail, McpServer, Message, SessionState
 from conversations.tools.guardrails import guardrails_for
 from conversations.tools.mcp_servers import _configs_for
 
@@ -136,3 +138,13 @@ def test_tenant_wide_guardrails_and_mcp_servers_reach_only_their_tenants_charact
     assert guardrails_for(globex_mia) == []
     assert [c.name for c in _configs_for(acme_mia)] == ["acme-crm"]
     assert _configs_for(globex_mia) == []
+
+
+def test_a_session_key_stays_short_whatever_session_id_the_client_sends() -> None:
+    end_user = uuid.uuid4()
+
+    long_key = session_key(1, 2, end_user, "s" * 10_000)
+
+    assert len(long_key) < 100 <= SessionState._meta.get_field("key").max_length
+    assert session_key(1, 2, end_user, "a") != session_key(2, 2, end_user, "a")
+    assert session_key(1, 2, end_user, "a") != session_key(1, 2, uuid.uuid4(), "a")

@@ -180,6 +180,7 @@ def conversation(
     this end user's with this character (else 404, the same for a foreign id as for a
     made-up one); with no id, the user's latest one on channel `resume_on` for transports
     whose clients keep no id (LINE, OpenAI), else a new one."""
+    requested: uuid.UUID | None = None
     if raw_id:
         try:
             requested = uuid.UUID(raw_id)
@@ -187,8 +188,6 @@ def conversation(
             raise _not_found(field_name, raw_id) from None
     elif resume_on is not None:
         requested = latest_context_id(character, end_user, resume_on)
-    else:
-        requested = None
     try:
         return open_context(character, end_user, requested)
     except UnknownContext:

@@ -34,12 +34,6 @@ from conversations.admission import (
     find_character,
     identify,
 )
-from conversations.aiavatar_wire import (
-    AIAvatarRequest,
-    envelope,
-    event_envelope,
-    pcm_chunk_envelopes,
-)
 from conversations.pipeline.events import TurnChunk, TurnEvent, TurnStarted
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.pipeline.turn import announce
@@ -47,7 +41,14 @@ from conversations.pipeline.voice import Listener
 from conversations.speech.audio import AudioError, speech_input
 from conversations.speech.stt import SpeechRecognizer, STTError
 from conversations.speech.voices import recognizer_for
-from conversations.transport import Rejected, bearer_token, problems
+from conversations.transports.aiavatar_wire import (
+    AIAvatarRequest,
+    envelope,
+    error_envelope,
+    event_envelope,
+    pcm_chunk_envelopes,
+)
+from conversations.transports.base import Rejected, bearer_token, problems
 
 from . import live
 from .models import LiveSession
@@ -487,12 +488,11 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         return envelope("stop", session_id=self.session_id, user_id=None, context_id=context_id)
 
     def _error_envelope(self, error: str) -> str:
-        return envelope(
-            "error",
+        return error_envelope(
+            error,
             session_id=self.session_id,
             user_id=self.user_id,
             context_id=str(self.context_id) if self.context_id else None,
-            metadata={"error": error},
         )
 
     async def _error(self, error: str) -> None:

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET
 from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
 from characters.models import Character
 from conversations.admission import identify, known_end_user, reachable_characters
-from conversations.transport import Rejected, bearer_token
+from conversations.transports.base import Rejected, bearer_token
 
 from .consumers import CHANNEL
 from .models import LiveSession

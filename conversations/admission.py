@@ -35,7 +35,7 @@ from .history import (
 )
 from .models import ApiKey, EndUser
 from .pipeline.events import TurnRequest
-from .transport import Rejected
+from .transports.base import Rejected
 
 
 @dataclass(frozen=True, slots=True)

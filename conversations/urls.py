@@ -1,22 +1,21 @@
 from django.urls import include, path
 
-from . import dify_api, openai_api, views
-from .speech import views as speech
+from .transports import aiavatar, dify_api, openai_api, speech_api
 
 urlpatterns = [
-    path("chat", views.chat, name="chat"),
-    path("start", views.start, name="start"),
-    path("characters/<slug:slug>/chat", views.chat, name="character-chat"),
-    path("characters/<slug:slug>/start", views.start, name="character-start"),
+    path("chat", aiavatar.chat, name="chat"),
+    path("start", aiavatar.start, name="start"),
+    path("characters/<slug:slug>/chat", aiavatar.chat, name="character-chat"),
+    path("characters/<slug:slug>/start", aiavatar.start, name="character-start"),
     # Dify: AIAvatarKit serves it at the root, Dify's own SDKs call <base>/v1/chat-messages.
     path("chat-messages", dify_api.chat_messages, name="dify-chat-messages"),
     path("v1/chat-messages", dify_api.chat_messages),
     path("characters/<slug:slug>/chat-messages", dify_api.chat_messages),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     path("v1/models", openai_api.models, name="openai-models"),
-    path("transcribe", speech.transcribe, name="transcribe"),
-    path("stt", speech.stt, name="stt"),
-    path("synthesize", speech.synthesize, name="synthesize"),
-    path("tts", speech.synthesize, name="tts"),
+    path("transcribe", speech_api.transcribe, name="transcribe"),
+    path("stt", speech_api.stt, name="stt"),
+    path("synthesize", speech_api.synthesize, name="synthesize"),
+    path("tts", speech_api.synthesize, name="tts"),
     path("", include("conversations.line.urls")),
 ]

@@ -15,9 +15,9 @@ from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from conversations.admission import Caller, identify
-from conversations.aiavatar_wire import validation_errors
 from conversations.models import ChannelIdentity
-from conversations.transport import Rejected, bearer_token
+from conversations.transports.aiavatar_wire import validation_errors
+from conversations.transports.base import Rejected, bearer_token
 
 from . import tasks
 from .client import LineApiError, LineNotConfigured

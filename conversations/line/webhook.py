@@ -19,7 +19,7 @@ from channels.generic.http import AsyncHttpConsumer
 from django.conf import settings
 from linebot.v3 import SignatureValidator
 
-from conversations.transport import Rejected
+from conversations.transports.base import Rejected
 
 from . import tasks
 from .models import LineChannel

@@ -20,7 +20,7 @@ import httpx2
 from django.conf import settings
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, ToolSpec
-from .sdk import failure_message, loop_client
+from .sdk import LLM, failure_message, loop_client
 
 logger = logging.getLogger(__name__)
 
@@ -124,10 +124,11 @@ def to_anthropic_tool(tool: ToolSpec) -> JSON:
 
 def _describe(exc: anthropic.AnthropicError | httpx2.HTTPError, *, streaming: bool) -> str:
     if isinstance(exc, anthropic.APIStatusError) and exc.status_code >= 400:
-        return failure_message(status_code=exc.status_code)
+        return failure_message(LLM, status_code=exc.status_code)
     # An `error` event inside a 200 stream (e.g. overloaded_error mid-answer) surfaces as a
     # status error carrying the 200; for the client the stream broke off.
     return failure_message(
+        LLM,
         timed_out=isinstance(exc, anthropic.APITimeoutError | httpx2.TimeoutException),
         streaming=streaming or isinstance(exc, anthropic.APIStatusError),
     )

@@ -19,7 +19,7 @@ import httpx
 from django.conf import settings
 
 from .base import LLMError, LLMRequest, ToolCallRequest
-from .sdk import failure_message, loop_client
+from .sdk import LLM, failure_message, http_failure_message, loop_client
 
 DIFY_CLOUD_URL = "https://api.dify.ai/v1"
 STATE_KEY = "dify_conversation_id"
@@ -77,15 +77,13 @@ class DifyProvider:
                     elif kind == "message_end" and event.get("conversation_id"):
                         request.state[STATE_KEY] = event["conversation_id"]
                     elif kind == "error":
-                        raise LLMError(failure_message(status_code=event.get("status") or 500))
+                        raise LLMError(failure_message(LLM, status_code=event.get("status") or 500))
             finally:
                 await response.aclose()
-        except httpx.HTTPStatusError as exc:
-            raise LLMError(failure_message(status_code=exc.response.status_code)) from exc
-        except httpx.TimeoutException as exc:
-            raise LLMError(failure_message(timed_out=True)) from exc
-        except (httpx.HTTPError, ValueError) as exc:
-            raise LLMError(failure_message(streaming=streaming)) from exc
+        except httpx.HTTPError as exc:
+            raise LLMError(http_failure_message(LLM, exc, streaming=streaming)) from exc
+        except ValueError as exc:
+            raise LLMError(failure_message(LLM, streaming=streaming)) from exc
 
     async def _file(self, file: dict[str, str], user: str) -> dict[str, str]:
         """Dify's file reference for an image: by URL, or uploaded when it is a data: URL."""

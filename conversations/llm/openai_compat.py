@@ -15,7 +15,7 @@ from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest
-from .sdk import failure_message, loop_client
+from .sdk import LLM, failure_message, loop_client
 
 
 def openai_client(
@@ -63,10 +63,14 @@ def to_openai_message(message: ChatMessage) -> dict[str, Any]:
     return result
 
 
-def _describe(exc: openai.OpenAIError, *, streaming: bool) -> str:
-    if isinstance(exc, openai.APIStatusError):
-        return failure_message(status_code=exc.status_code)
-    return failure_message(timed_out=isinstance(exc, openai.APITimeoutError), streaming=streaming)
+def describe_failure(what: str, exc: openai.OpenAIError, *, streaming: bool = False) -> str:
+    """`failure_message` for an error raised by the openai SDK (LLM and speech alike)."""
+    return failure_message(
+        what,
+        status_code=exc.status_code if isinstance(exc, openai.APIStatusError) else None,
+        timed_out=isinstance(exc, openai.APITimeoutError),
+        streaming=streaming,
+    )
 
 
 class OpenAICompatibleProvider:
@@ -127,6 +131,6 @@ class OpenAICompatibleProvider:
                             call["name"] = piece.function.name or call["name"]
                             call["args"] += piece.function.arguments or ""
         except openai.OpenAIError as exc:
-            raise LLMError(_describe(exc, streaming=streaming)) from exc
+            raise LLMError(describe_failure(LLM, exc, streaming=streaming)) from exc
         for _, call in sorted(calls.items()):
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])

@@ -1,4 +1,6 @@
-"""What the SDK-backed providers share: one client per event loop, and how failures read."""
+"""What the SDK-backed providers share: one client per event loop, and how failures read.
+
+Speech providers use the same wording, so every provider failure reads alike to a client."""
 
 from __future__ import annotations
 
@@ -7,7 +9,11 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, TypeVar
 
+import httpx
+
 Client = TypeVar("Client")
+
+LLM = "LLM provider"  # how failures name an LLM provider
 
 # One SDK client (and so one connection pool) per event loop and endpoint: building a client
 # per turn would cost a TLS handshake per turn; sharing one across loops breaks its pool.
@@ -26,14 +32,28 @@ def loop_client(key: Hashable, build: Callable[[], Client]) -> Client:
 
 
 def failure_message(
-    *, status_code: int | None = None, timed_out: bool = False, streaming: bool = False
+    what: str,
+    *,
+    status_code: int | None = None,
+    timed_out: bool = False,
+    streaming: bool = False,
 ) -> str:
     """The client-safe wording of a provider failure, the same for every provider: it names
     what went wrong without echoing the upstream's error text (which may quote the prompt)."""
     if status_code is not None:
-        return f"LLM provider returned HTTP {status_code}"
+        return f"{what} returned HTTP {status_code}"
     if timed_out:
-        return "LLM provider timed out"
+        return f"{what} timed out"
     if streaming:
-        return "LLM provider stream broke off"
-    return "LLM provider is unreachable"
+        return f"{what} stream broke off"
+    return f"{what} is unreachable"
+
+
+def http_failure_message(what: str, exc: httpx.HTTPError, *, streaming: bool = False) -> str:
+    """`failure_message` for an error raised by httpx."""
+    return failure_message(
+        what,
+        status_code=exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None,
+        timed_out=isinstance(exc, httpx.TimeoutException),
+        streaming=streaming,
+    )

@@ -20,7 +20,8 @@ import httpx
 import openai
 from django.conf import settings
 
-from conversations.llm.openai_compat import openai_client
+from conversations.llm.openai_compat import describe_failure, openai_client
+from conversations.llm.sdk import http_failure_message
 
 from .audio import pcm_to_float, wav_bytes
 
@@ -104,15 +105,16 @@ class SpeechRecognizer:
         raise AssertionError("unreachable")
 
 
-def _http_failure(what: str, exc: Exception) -> Exception:
-    """Classify an HTTP failure: client errors are final, the rest worth another try."""
-    if isinstance(exc, httpx.HTTPStatusError):
-        status = exc.response.status_code
-        message = f"{what} returned HTTP {status}"
-        return _Transient(message) if status >= 500 or status == 429 else STTError(message)
-    if isinstance(exc, httpx.TimeoutException):
-        return _Transient(f"{what} timed out")
-    return _Transient(f"{what} is unreachable")
+def _classified(message: str, status: int | None) -> Exception:
+    """Client errors are final, the rest worth another try."""
+    if status is not None and status < 500 and status != 429:
+        return STTError(message)
+    return _Transient(message)
+
+
+def _http_failure(what: str, exc: httpx.HTTPError) -> Exception:
+    status = exc.response.status_code if isinstance(exc, httpx.HTTPStatusError) else None
+    return _classified(http_failure_message(what, exc), status)
 
 
 class OpenAISpeechRecognizer(SpeechRecognizer):
@@ -146,15 +148,9 @@ class OpenAISpeechRecognizer(SpeechRecognizer):
                 self.base_url, self.api_key, timeout=settings.STT_TIMEOUT_SECONDS, max_retries=0
             )
             result = await client.audio.transcriptions.create(**params)
-        except openai.APIStatusError as exc:
-            message = f"Speech-to-text provider returned HTTP {exc.status_code}"
-            if exc.status_code >= 500 or exc.status_code == 429:
-                raise _Transient(message) from exc
-            raise STTError(message) from exc
-        except openai.APITimeoutError as exc:
-            raise _Transient("Speech-to-text provider timed out") from exc
-        except openai.APIConnectionError as exc:
-            raise _Transient("Speech-to-text provider is unreachable") from exc
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+            raise _classified(describe_failure("Speech-to-text provider", exc), status) from exc
         return result.text
 
 

@@ -28,7 +28,8 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 
 from conversations.llm import ChatMessage, LLMError, LLMProvider, LLMRequest
-from conversations.llm.openai_compat import openai_client
+from conversations.llm.openai_compat import describe_failure, openai_client
+from conversations.llm.sdk import http_failure_message
 
 from .audio import AudioError, read_wav, resample_pcm, to_mono, wav_bytes
 from .models import KanaReading
@@ -161,11 +162,7 @@ def default_cache() -> TTSCache | None:
 
 
 def _http_failure(what: str, exc: httpx.HTTPError) -> TTSError:
-    if isinstance(exc, httpx.HTTPStatusError):
-        return TTSError(f"{what} returned HTTP {exc.response.status_code}")
-    if isinstance(exc, httpx.TimeoutException):
-        return TTSError(f"{what} timed out")
-    return TTSError(f"{what} is unreachable")
+    return TTSError(http_failure_message(what, exc))
 
 
 class SpeechSynthesizer:
@@ -305,12 +302,8 @@ class OpenAISpeechSynthesizer(SpeechSynthesizer):
             response = await client.audio.speech.create(
                 model=self.model, voice=voice, input=text, response_format="wav", speed=speed
             )
-        except openai.APIStatusError as exc:
-            raise TTSError(f"OpenAI speech returned HTTP {exc.status_code}") from exc
-        except openai.APITimeoutError as exc:
-            raise TTSError("OpenAI speech timed out") from exc
-        except openai.APIConnectionError as exc:
-            raise TTSError("OpenAI speech is unreachable") from exc
+        except (openai.APIStatusError, openai.APIConnectionError) as exc:
+            raise TTSError(describe_failure("OpenAI speech", exc)) from exc
         return response.content
 
 

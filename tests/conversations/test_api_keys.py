@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.utils import timezone
 
 from conversations.models import ApiKey
-from conversations.transport import bearer_token
+from conversations.transports.base import bearer_token
 
 pytestmark = pytest.mark.django_db
 

@@ -12,9 +12,9 @@ import pytest
 from django.utils import timezone
 
 from characters.models import Character
-from conversations.aiavatar_wire import RESPONSE_KEYS
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
 from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
+from conversations.transports.aiavatar_wire import RESPONSE_KEYS
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.sse import post_sse

@@ -38,14 +38,17 @@ def problems(exc: ValidationError, root: str = "body") -> str:
     )
 
 
+def too_large() -> Rejected:
+    """The refusal of a body over Django's upload limit."""
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return Rejected(413, f"Request body is larger than {limit} bytes.", code="payload_too_large")
+
+
 def read_json(request: HttpRequest) -> Any:
     try:
         body = request.body
     except RequestDataTooBig:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raise Rejected(
-            413, f"Request body is larger than {limit} bytes.", code="payload_too_large"
-        ) from None
+        raise too_large() from None
     try:
         return json.loads(body)
     except ValueError:

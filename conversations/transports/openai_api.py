@@ -21,13 +21,20 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .admission import admit, find_character, identify, reachable_characters
-from .llm.base import INLINE_PARAMS
-from .pipeline.events import TurnChunk, TurnDropped, TurnFailed, TurnFinished, TurnRequest
-from .pipeline.sessions import run_session_turn
-from .pipeline.tags import without_tags
+from ..admission import admit, find_character, identify, reachable_characters
+from ..llm.base import INLINE_PARAMS
+from ..pipeline.events import (
+    TurnChunk,
+    TurnDropped,
+    TurnEvent,
+    TurnFailed,
+    TurnFinished,
+    TurnRequest,
+)
+from ..pipeline.sessions import run_session_turn
+from ..pipeline.tags import without_tags
+from .base import Rejected, bearer_token, problems, read_json
 from .sse import sse_response
-from .transport import Rejected, bearer_token, problems, read_json
 
 CHANNEL = "openai"
 
@@ -41,10 +48,24 @@ class CompletionRequest(BaseModel):
     user: str | None = None
 
 
-def _rejected(rejected: Rejected) -> JsonResponse:
+def _error_body(rejected: Rejected) -> dict[str, Any]:
     """OpenAI's error shape, so the official SDK raises its matching exception."""
-    error = {"message": rejected.message, "type": "invalid_request_error", "code": rejected.code}
-    return JsonResponse({"error": error}, status=rejected.status)
+    kind = "server_error" if rejected.status >= 500 else "invalid_request_error"
+    return {"error": {"message": rejected.message, "type": kind, "code": rejected.code}}
+
+
+def _rejected(rejected: Rejected) -> JsonResponse:
+    return JsonResponse(_error_body(rejected), status=rejected.status)
+
+
+def _failure(event: TurnEvent) -> Rejected | None:
+    """How a turn that produced no answer is reported."""
+    match event:
+        case TurnFailed():
+            return Rejected(502, event.error, code="turn_failed")
+        case TurnDropped():
+            return Rejected(400, event.reason, code="request_refused")
+    return None
 
 
 def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
@@ -137,27 +158,20 @@ async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
     first = True
     yield _chunk(completion_id, created, model, delta={"role": "assistant", "content": ""})
     async for event in run_session_turn(turn):
-        match event:
-            case TurnChunk() if content := _content(event, voice_tags, first):
-                first = False
-                yield _chunk(completion_id, created, model, delta={"content": content})
-            case TurnFinished():
-                yield _chunk(completion_id, created, model, delta={}, finish_reason="stop")
-                yield "[DONE]"
-            case TurnFailed():
-                yield json.dumps({"error": {"message": event.error, "type": "server_error"}})
-            case TurnDropped():
-                error = {"message": event.reason, "type": "invalid_request_error"}
-                yield json.dumps({"error": {**error, "code": "request_refused"}})
+        if failure := _failure(event):
+            yield json.dumps(_error_body(failure), ensure_ascii=False)
+        elif isinstance(event, TurnFinished):
+            yield _chunk(completion_id, created, model, delta={}, finish_reason="stop")
+            yield "[DONE]"
+        elif isinstance(event, TurnChunk) and (content := _content(event, voice_tags, first)):
+            first = False
+            yield _chunk(completion_id, created, model, delta={"content": content})
 
 
 async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
     async for event in run_session_turn(turn):
-        if isinstance(event, TurnFailed):
-            error = {"message": event.error, "type": "server_error", "code": "turn_failed"}
-            return JsonResponse({"error": error}, status=502)
-        if isinstance(event, TurnDropped):
-            return _rejected(Rejected(400, event.reason, code="request_refused"))
+        if failure := _failure(event):
+            return _rejected(failure)
         if isinstance(event, TurnFinished):
             voice_tags = bool(turn.character.voice_tag_names())
             content = event.voice_text if voice_tags else without_tags(event.text).strip()

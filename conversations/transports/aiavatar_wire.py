@@ -13,10 +13,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from django.http import JsonResponse
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from .llm.base import check_inline_params
-from .pipeline.events import (
+from ..llm.base import check_inline_params
+from ..pipeline.events import (
     TurnCancelled,
     TurnChunk,
     TurnDropped,
@@ -26,7 +27,8 @@ from .pipeline.events import (
     TurnStarted,
     TurnToolCall,
 )
-from .speech.audio import read_wav
+from ..speech.audio import read_wav
+from .base import Rejected
 
 RESPONSE_KEYS = (
     "type",
@@ -129,11 +131,42 @@ def validation_errors(exc: Any) -> list[dict[str, Any]]:
     ]
 
 
+# Errors FastAPI itself raises in AIAvatarKit carry `detail`; its own handlers answer `error`.
+_DETAIL_STATUSES = frozenset({401, 404, 413})
+
+
+def error_response(rejected: Rejected) -> JsonResponse:
+    """A refused request in AIAvatarKit's shapes: the exact body when the wire dictates one, a
+    FastAPI validation list for 422, `detail` for what FastAPI raises, else `error`."""
+    if rejected.body is not None:
+        body = rejected.body
+    elif rejected.status == 422:
+        body = {"detail": [{"loc": ["body"], "msg": rejected.message, "type": rejected.code}]}
+    elif rejected.status in _DETAIL_STATUSES:
+        body = {"detail": rejected.message}
+    else:
+        body = {"error": rejected.message}
+    return JsonResponse(body, status=rejected.status)
+
+
 def envelope(type_: str, *, session_id: str | None, user_id: str | None, **fields: Any) -> str:
     """One response as compact JSON with every key present (AIAvatarKit's byte shape)."""
     values = {"type": type_, "session_id": session_id, "user_id": user_id, **fields}
     return json.dumps(
         {key: values.get(key) for key in RESPONSE_KEYS}, ensure_ascii=False, separators=(",", ":")
+    )
+
+
+def error_envelope(
+    message: str, *, session_id: str | None, user_id: str | None, context_id: str | None
+) -> str:
+    """The `error` response that ends a turn, over SSE and the WebSocket alike."""
+    return envelope(
+        "error",
+        session_id=session_id,
+        user_id=user_id,
+        context_id=context_id,
+        metadata={"error": message},
     )
 
 
@@ -230,5 +263,5 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 "canceled", **ids, context_id=context_id, metadata={"reason": event.reason}
             )
         case TurnFailed():
-            return envelope("error", **ids, context_id=context_id, metadata={"error": event.error})
+            return error_envelope(event.error, **ids, context_id=context_id)
     raise TypeError(f"Unknown turn event {event!r}")

@@ -20,23 +20,24 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
-from .admission import admit, find_character, identify
-from .pipeline.events import (
+from ..admission import admit, find_character, identify
+from ..pipeline.events import (
     TurnCancelled,
     TurnChunk,
     TurnDropped,
+    TurnEvent,
     TurnFailed,
     TurnFinished,
     TurnRequest,
 )
-from .pipeline.sessions import run_session_turn
-from .sse import sse_response
-from .transport import (
+from ..pipeline.sessions import run_session_turn
+from .base import (
     Rejected,
     bearer_token,
     problems,
     read_json,
 )
+from .sse import sse_response
 
 CHANNEL = "dify"
 SUPERSEDED = "A newer request in this conversation replaced this one."
@@ -67,10 +68,25 @@ class ChatMessageRequest(BaseModel):
         return user
 
 
+def _error_fields(rejected: Rejected) -> dict[str, Any]:
+    """Dify's error shape, as a response body and as a streamed `error` event."""
+    return {"status": rejected.status, "code": rejected.code, "message": rejected.message}
+
+
 def _rejected(rejected: Rejected) -> JsonResponse:
-    """Dify's error shape."""
-    body = {"status": rejected.status, "code": rejected.code, "message": rejected.message}
-    return JsonResponse(body, status=rejected.status)
+    return JsonResponse(_error_fields(rejected), status=rejected.status)
+
+
+def _failure(event: TurnEvent) -> Rejected | None:
+    """How a turn that produced no answer is reported."""
+    match event:
+        case TurnFailed():
+            return Rejected(500, event.error, code="internal_error")
+        case TurnCancelled():
+            return Rejected(409, SUPERSEDED, code="cancelled")
+        case TurnDropped():
+            return Rejected(400, event.reason, code="request_refused")
+    return None
 
 
 def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[TurnRequest, bool]:
@@ -119,11 +135,6 @@ def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> d
     }
 
 
-def _error(message_id: str, conversation_id: str, status: int, code: str, message: str) -> str:
-    fields = {"status": status, "code": code, "message": message}
-    return json.dumps(_event("error", message_id, conversation_id, **fields), ensure_ascii=False)
-
-
 async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
     message_id = f"message_{uuid.uuid4()}"
     conversation_id = str(turn.context.context_id)
@@ -152,24 +163,19 @@ async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
                         created_at=created_at,
                     )
                 )
-            case TurnFailed():
-                yield _error(message_id, conversation_id, 500, "internal_error", event.error)
-            case TurnCancelled():
-                yield _error(message_id, conversation_id, 409, "cancelled", SUPERSEDED)
-            case TurnDropped():
-                yield _error(message_id, conversation_id, 400, "request_refused", event.reason)
+        if failure := _failure(event):
+            fields = _error_fields(failure)
+            yield json.dumps(
+                _event("error", message_id, conversation_id, **fields), ensure_ascii=False
+            )
 
 
 async def _blocking(turn: TurnRequest) -> JsonResponse:
     message_id = f"message_{uuid.uuid4()}"
     conversation_id = str(turn.context.context_id)
     async for event in run_session_turn(turn):
-        if isinstance(event, TurnFailed):
-            return _rejected(Rejected(500, event.error, code="internal_error"))
-        if isinstance(event, TurnCancelled):
-            return _rejected(Rejected(409, SUPERSEDED, code="cancelled"))
-        if isinstance(event, TurnDropped):
-            return _rejected(Rejected(400, event.reason, code="request_refused"))
+        if failure := _failure(event):
+            return _rejected(failure)
         if isinstance(event, TurnFinished):
             return JsonResponse(
                 _event(

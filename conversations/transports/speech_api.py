@@ -8,39 +8,26 @@ from collections.abc import Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from characters.models import Character
-from conversations.admission import find_character, identify
-from conversations.transport import Rejected, bearer_token, read_json
 
-from .audio import AudioError, speech_input
-from .stt import STTError
-from .tts import TTSError
-from .voices import recognizer_for, synthesizer_for
+from ..admission import find_character, identify
+from ..speech.audio import AudioError, speech_input
+from ..speech.stt import STTError
+from ..speech.tts import TTSError
+from ..speech.voices import recognizer_for, synthesizer_for
+from .aiavatar_wire import error_response
+from .base import Rejected, bearer_token, read_json, too_large
 
 WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
     return find_character(identify(bearer_token(headers)), headers.get("X-Character"))
-
-
-def _rejected(rejected: Rejected) -> JsonResponse:
-    """AIAvatarKit's shapes: `detail` for authentication and validation, else `error`."""
-    if rejected.body is not None:
-        body = rejected.body
-    elif rejected.status == 422:
-        body = {"detail": [{"loc": ["body"], "msg": rejected.message, "type": rejected.code}]}
-    elif rejected.status in (401, 404):
-        body = {"detail": rejected.message}
-    else:
-        body = {"error": rejected.message}
-    return JsonResponse(body, status=rejected.status)
 
 
 def _invalid(loc: list[str], message: str) -> Rejected:
@@ -64,10 +51,7 @@ def _uploaded_audio(request: HttpRequest, *, raw_body_allowed: bool) -> bytes:
             message = "Send multipart/form-data with an `audio` file."
             raise Rejected(422, message, code="validation", body={"detail": message})
     except RequestDataTooBig:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        raise Rejected(
-            413, f"Request body is larger than {limit} bytes.", code="payload_too_large"
-        ) from None
+        raise too_large() from None
     try:
         return speech_input(
             data,
@@ -86,10 +70,10 @@ async def _transcribe(request: HttpRequest, *, raw_body_allowed: bool) -> HttpRe
             raise Rejected(503, "Speech-to-text is not configured on this server.", code="no_stt")
         session_id = request.POST.get("session_id", "") if request.FILES else ""
         transcript = await recognizer.recognize(session_id, pcm)
-    except Rejected as rejected:
-        return _rejected(rejected)
     except STTError as exc:
-        return JsonResponse({"error": str(exc)}, status=502)
+        return error_response(Rejected(502, str(exc), code="stt_failed"))
+    except Rejected as rejected:
+        return error_response(rejected)
     return JsonResponse(
         {
             "text": transcript.text,
@@ -149,12 +133,12 @@ async def synthesize(request: HttpRequest) -> HttpResponse:
         audio = await synthesizer.synthesize(
             text, styled_text=styled_text, language=language or character.language, speed=speed
         )
-    except Rejected as rejected:
-        return _rejected(rejected)
+        if not audio:  # only preprocessors can empty a non-blank text
+            raise Rejected(400, "Nothing to say after preprocessing.", code="text")
     except TTSError as exc:
-        return JsonResponse({"error": str(exc)}, status=502)
-    if not audio:  # only preprocessors can empty a non-blank text
-        return JsonResponse({"error": "Nothing to say after preprocessing."}, status=400)
+        return error_response(Rejected(502, str(exc), code="tts_failed"))
+    except Rejected as rejected:
+        return error_response(rejected)
     response = HttpResponse(audio, content_type="audio/wav")
     response["Content-Disposition"] = "attachment; filename=voice.wav"
     return response

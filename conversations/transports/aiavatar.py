@@ -10,36 +10,32 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import ValidationError
 
 from characters.models import Character
 
-from .admission import Caller, admit, admit_session, find_character, identify
-from .aiavatar_wire import AIAvatarRequest, envelope, event_envelope, validation_errors
-from .models import EndUser
-from .pipeline.events import TurnRequest
-from .pipeline.sessions import run_session_turn
-from .speech.audio import AudioError, speech_input
+from ..admission import Caller, admit, admit_session, find_character, identify
+from ..models import EndUser
+from ..pipeline.events import TurnRequest
+from ..pipeline.sessions import run_session_turn
+from ..speech.audio import AudioError, speech_input
+from .aiavatar_wire import (
+    AIAvatarRequest,
+    envelope,
+    error_envelope,
+    error_response,
+    event_envelope,
+    validation_errors,
+)
+from .base import Rejected, bearer_token, read_json
 from .sse import sse_response
-from .transport import Rejected, bearer_token, read_json
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "http"
-
-
-def _rejected(rejected: Rejected) -> JsonResponse:
-    """AIAvatarKit's error shapes: FastAPI's `detail` (a list for 422s)."""
-    if rejected.body is not None:
-        body = rejected.body
-    elif rejected.status == 422:
-        body = {"detail": [{"loc": ["body"], "msg": rejected.message, "type": rejected.code}]}
-    else:
-        body = {"detail": rejected.message}
-    return JsonResponse(body, status=rejected.status)
 
 
 def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
@@ -53,12 +49,7 @@ def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
             422, "invalid envelope", code="validation", body={"detail": validation_errors(exc)}
         )
     if not parsed.session_id:
-        return Rejected(
-            400,
-            "session_id is required.",
-            code="session_id",
-            body={"error": "session_id is required."},
-        )
+        return Rejected(400, "session_id is required.", code="session_id")
     return parsed
 
 
@@ -82,7 +73,7 @@ def _prepare_chat(
         try:
             audio = speech_input(audio)
         except AudioError as exc:
-            raise Rejected(400, str(exc), code="audio", body={"error": str(exc)}) from None
+            raise Rejected(400, str(exc), code="audio") from None
     session, context = admit(
         caller,
         character,
@@ -129,12 +120,11 @@ async def _events(
         # The pipeline reports its own failures; this only catches bugs, so the client still
         # gets an error event instead of a connection cut mid-stream.
         logger.exception("unexpected failure streaming a turn")
-        yield envelope(
-            "error",
+        yield error_envelope(
+            "Internal error in the conversation pipeline",
             session_id=turn.session_id,
             user_id=user_id,
             context_id=str(turn.context.context_id),
-            metadata={"error": "Internal error in the conversation pipeline"},
         )
 
 
@@ -145,7 +135,7 @@ async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     try:
         turn, payload = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
     except Rejected as rejected:
-        return _rejected(rejected)
+        return error_response(rejected)
     return sse_response(_events(turn, payload.user_id, payload.wait_in_queue))
 
 
@@ -158,7 +148,7 @@ async def start(request: HttpRequest, slug: str | None = None) -> HttpResponse:
             request.headers, slug, parsed
         )
     except Rejected as rejected:
-        return _rejected(rejected)
+        return error_response(rejected)
     metadata = {"charactername": character.name}
     if end_user.display_name:
         metadata["username"] = end_user.display_name

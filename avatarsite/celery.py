@@ -9,5 +9,3 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
 app = Celery("avatarsite")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-# Transports keep their tasks in sub-packages of an app, which autodiscovery does not visit.
-app.autodiscover_tasks(["conversations.line"])

@@ -61,6 +61,7 @@ INSTALLED_APPS = [
     "characters",
     "conversations",
     "conversations.speech",
+    "conversations.line",
     "channels_app",
     "memory",
 ]

@@ -11,5 +11,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("avatarsite.api_urls")),
     path("", include("conversations.urls")),
+    path("", include("conversations.line.urls")),
     path("", include("channels_app.urls")),
 ]

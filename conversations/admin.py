@@ -3,7 +3,6 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
-from .line.admin import send_line_message
 from .models import (
     ApiKey,
     ChannelIdentity,
@@ -46,7 +45,6 @@ class ChannelIdentityAdmin(admin.ModelAdmin):
     list_filter = ("channel",)
     search_fields = ("external_id", "end_user__display_name")
     raw_id_fields = ("end_user",)
-    actions = [send_line_message]
 
 
 class MessageInline(admin.TabularInline):

@@ -424,8 +424,3 @@ class McpServer(TenantOwned):
             raise ValidationError({"command": "A stdio server needs a command to start."})
         if self.transport == self.Transport.HTTP and not self.url:
             raise ValidationError({"url": "A streamable HTTP server needs a URL."})
-
-
-# The LINE transport keeps its models in its own package; importing them here registers them
-# with this app.
-from .line.models import LineChannel, LineEvent  # noqa: E402, F401

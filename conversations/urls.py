@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import path
 
 from .transports import aiavatar, dify_api, openai_api, speech_api
 
@@ -17,5 +17,4 @@ urlpatterns = [
     path("stt", speech_api.stt, name="stt"),
     path("synthesize", speech_api.synthesize, name="synthesize"),
     path("tts", speech_api.synthesize, name="tts"),
-    path("", include("conversations.line.urls")),
 ]

@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from conversations.admin import ChannelIdentityAdmin
 from conversations.models import ChannelIdentity
 
 from . import tasks
@@ -135,3 +136,13 @@ def send_line_message(
         else:
             modeladmin.message_user(request, f"{to}: sent.")
     return None
+
+
+# Operators push from the identity list: conversations knows nothing of LINE, so LINE registers
+# that list with its action added.
+admin.site.unregister(ChannelIdentity)
+
+
+@admin.register(ChannelIdentity)
+class ChannelIdentityWithLineAdmin(ChannelIdentityAdmin):
+    actions = [send_line_message]

@@ -58,6 +58,9 @@ class LineChannel(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
+        # The tables were created when these models belonged to `conversations`; keeping their
+        # names let the move to this app change no data (see migrations/0001_initial.py).
+        db_table = "conversations_linechannel"
         verbose_name = "LINE channel"
         ordering = ["slug"]
         constraints = [
@@ -108,6 +111,7 @@ class LineEvent(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "conversations_lineevent"
         verbose_name = "LINE event"
         ordering = ["-received_at"]
         constraints = [

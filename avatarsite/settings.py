@@ -231,7 +231,7 @@ SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
 # Messages of history sent to the LLM per turn (AIAvatarKit's default is 100).
 CONTEXT_HISTORY_LIMIT = env.int("CONTEXT_HISTORY_LIMIT", default=100)
 
-# Character life (characters/life.py): schedules and diaries written on each character's clock.
+# Character life (characters/life/): schedules and diaries written on each character's clock.
 # Missed days are caught up this far back (never before the character existed).
 LIFE_BACKFILL_DAYS = env.int("LIFE_BACKFILL_DAYS", default=7)
 # Attempts per LLM answer, the first included: an answer that fails its JSON schema is shown

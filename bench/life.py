@@ -7,7 +7,7 @@ To separate the two, the same LLM call is first timed bare (SDK + fake only).
 
 For N characters (default 1000) spread over eight timezones, it times:
 
-1. the beat tick's planning (`life.due_days`): which characters and dates are due;
+1. the beat tick's planning (`days.due_days`): which characters and dates are due;
 2. writing one day per character, sequentially: weekly plan present, so four LLM calls each
    (day plan, schedule table, diary topics, diary), no news;
 3. the same again, when everything exists: what a redelivered task or a second tick costs.
@@ -78,7 +78,7 @@ def run(count: int, base_url: str) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connection
 
-    from characters import life
+    from characters.life import bridge, days
     from characters.models import Character, WeeklySchedule
     from conversations.llm import ChatMessage
 
@@ -107,23 +107,23 @@ def run(count: int, base_url: str) -> dict[str, Any]:
 
     # The bare LLM call: the openai SDK and the fake, nothing of ours around it.
     probe = [ChatMessage(role="user", content="Plan the day.")]
-    life._run(life._complete(characters[0], probe, "gpt-4o-mini"))  # warm the connection
+    bridge.run(bridge.complete(characters[0], probe, "gpt-4o-mini"))  # warm the connection
     _, calibration_wall, _ = timed(
         lambda: [
-            life._run(life._complete(characters[0], probe, "gpt-4o-mini"))
+            bridge.run(bridge.complete(characters[0], probe, "gpt-4o-mini"))
             for _ in range(CALIBRATION_CALLS)
         ]
     )
     llm_call_ms = calibration_wall / CALIBRATION_CALLS * 1000
 
     tick_at = datetime(2026, 1, 16, 23, 30, tzinfo=UTC)
-    due, tick_wall, _ = timed(lambda: life.due_days(tick_at))
+    due, tick_wall, _ = timed(lambda: days.due_days(tick_at))
 
-    results, write_wall, write_cpu = timed(lambda: [life.generate_day(c, DAY) for c in characters])
+    results, write_wall, write_cpu = timed(lambda: [days.generate_day(c, DAY) for c in characters])
     failures = [r for r in results if r.error or not (r.schedule_generated and r.diary_generated)]
     if failures:
         raise SystemExit(f"{len(failures)} day(s) failed, e.g. {failures[0]}")
-    _, again_wall, again_cpu = timed(lambda: [life.generate_day(c, DAY) for c in characters])
+    _, again_wall, again_cpu = timed(lambda: [days.generate_day(c, DAY) for c in characters])
 
     per_character_ms = write_wall / count * 1000
     return {

@@ -25,7 +25,7 @@ from conversations.models import EndUser
 from conversations.pipeline.prompt import compose_system_prompt
 from conversations.speech.admin import VoiceSettingsInline
 
-from .life import MAX_RANGE_DAYS
+from .life.days import MAX_RANGE_DAYS
 from .models import (
     Character,
     DailySchedule,

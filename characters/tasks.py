@@ -15,15 +15,15 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import life
+from .life import days
 from .models import Character, GenerationJob
 
 logger = logging.getLogger("avatarsite.life")
 
 OVERWRITES = {
-    GenerationJob.Kind.SCHEDULE: frozenset({life.SCHEDULE}),
-    GenerationJob.Kind.DIARY: frozenset({life.DIARY}),
-    GenerationJob.Kind.RANGE: frozenset({life.SCHEDULE, life.DIARY}),
+    GenerationJob.Kind.SCHEDULE: frozenset({days.SCHEDULE}),
+    GenerationJob.Kind.DIARY: frozenset({days.DIARY}),
+    GenerationJob.Kind.RANGE: frozenset({days.SCHEDULE, days.DIARY}),
 }
 
 
@@ -50,7 +50,7 @@ def enqueue_job(
 def enqueue_due(now: datetime) -> list[GenerationJob]:
     """One job per character and local date whose schedule or diary is due and missing."""
     jobs = []
-    for due in life.due_days(now):
+    for due in days.due_days(now):
         kind = GenerationJob.Kind.DAY if due.diary else GenerationJob.Kind.SCHEDULE
         jobs.append(enqueue_job(due.character, kind, due.date))
     if jobs:
@@ -98,16 +98,16 @@ def run_generation_job(self: Task, job_id: int) -> str:
     )
     done: dict[str, dict[str, object]] = {entry["date"]: entry for entry in job.result}
 
-    def progress(result: life.DayResult) -> None:
+    def progress(result: days.DayResult) -> None:
         done[result.date.isoformat()] = result.as_json()
         GenerationJob.objects.filter(pk=job.pk).update(result=sorted(done.values(), key=_by_date))
 
     pending = [
         day
-        for day in life.date_range(job.date_from, job.date_to)
+        for day in days.date_range(job.date_from, job.date_to)
         if day.isoformat() not in done or done[day.isoformat()]["error"]
     ]
-    results = life.generate_dates(
+    results = days.generate_dates(
         job.character,
         pending,
         diary=job.kind != GenerationJob.Kind.SCHEDULE,

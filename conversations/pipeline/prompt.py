@@ -9,7 +9,7 @@ from typing import Any
 
 from django.utils import timezone
 
-from characters.life_prompts import date_label
+from characters.life.prompts import date_label
 from characters.models import Character, DailySchedule
 from conversations.models import EndUser
 

@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from django.test import override_settings
 
-from characters import life
-from characters.life_prompts import NO_RECORD
+from characters.life import days, errors, generators
+from characters.life.prompts import NO_RECORD
 from characters.models import (
     Character,
     DailySchedule,
@@ -38,7 +38,7 @@ def test_it_initializes_a_character_with_its_week_and_today_on_its_own_clock(
     # 23:30 UTC on the 15th is 08:30 on the 16th in Tokyo.
     today = living.local_now(datetime(2026, 1, 15, 23, 30, tzinfo=UTC)).date()
     # What the admin's "Generate today's schedule" does for a new character.
-    result = life.generate_day(living, today, diary=False)
+    result = days.generate_day(living, today, diary=False)
 
     assert (result.date, result.schedule_generated, result.error) == (DAY, True, "")
     weekly = WeeklySchedule.objects.get(character=living)
@@ -59,9 +59,9 @@ def test_it_pays_nothing_for_a_row_that_exists_or_a_diary_without_its_schedule(
 ) -> None:
     DailySchedule.objects.create(character=living, schedule_date=DAY, content="by hand")
 
-    row, generated = life.generate_daily_schedule(living, DAY)
-    with pytest.raises(life.DailyScheduleMissing) as missing:
-        life.generate_diary(living, DAY + timedelta(days=1))
+    row, generated = generators.generate_daily_schedule(living, DAY)
+    with pytest.raises(errors.DailyScheduleMissing) as missing:
+        generators.generate_diary(living, DAY + timedelta(days=1))
 
     assert (row.content, generated) == ("by hand", False)
     assert missing.value.code == "daily_schedule_missing"
@@ -74,8 +74,8 @@ def test_it_refuses_a_schedule_without_a_weekly_plan(
 ) -> None:
     WeeklySchedule.objects.all().delete()
 
-    with pytest.raises(life.WeeklyScheduleMissing):
-        life.generate_daily_schedule(living, DAY)
+    with pytest.raises(errors.WeeklyScheduleMissing):
+        generators.generate_daily_schedule(living, DAY)
 
     assert fake_llm.requests == [] and not DailySchedule.objects.exists()
 
@@ -84,17 +84,17 @@ def test_it_builds_the_next_day_on_the_previous_schedule_and_diary(
     fake_llm: FakeOpenAI, living: Character
 ) -> None:
     fake_llm.script(answers(life_reply(), repeat=6))
-    life.generate_daily_schedule(living, DAY)
+    generators.generate_daily_schedule(living, DAY)
     next_day = DAY + timedelta(days=1)
     DailySchedule.objects.create(character=living, schedule_date=next_day, content="x")
     Diary.objects.create(character=living, diary_date=DAY, content="I baked melon bread.")
-    life.generate_daily_schedule(living, DAY + timedelta(days=2))  # the 17th has no diary
+    generators.generate_daily_schedule(living, DAY + timedelta(days=2))  # the 17th has no diary
 
     first_plan = fake_llm.requests[0]["messages"][1]["content"]
     third_plan = fake_llm.requests[2]["messages"][1]["content"]
     assert first_plan.count(NO_RECORD) == 2
     assert "| week of hana |" in first_plan
-    life.generate_daily_schedule(living, DAY + timedelta(days=1), overwrite=True)
+    generators.generate_daily_schedule(living, DAY + timedelta(days=1), overwrite=True)
     second_plan = fake_llm.requests[4]["messages"][1]["content"]
     assert "I baked melon bread." in second_plan and "activity 23" in second_plan
     assert third_plan.count(NO_RECORD) == 1
@@ -104,7 +104,7 @@ def test_it_overwrites_only_when_asked(fake_llm: FakeOpenAI, living: Character) 
     DailySchedule.objects.create(character=living, schedule_date=DAY, content="by hand")
     fake_llm.script(answers(life_reply("new"), repeat=2))
 
-    row, generated = life.generate_daily_schedule(living, DAY, overwrite=True)
+    row, generated = generators.generate_daily_schedule(living, DAY, overwrite=True)
 
     assert generated and row.origin == Origin.GENERATED and "new activity 0" in row.content
     assert DailySchedule.objects.get().content == row.content
@@ -115,7 +115,7 @@ def test_it_asks_again_with_the_validation_error_and_saves_only_valid_answers(
 ) -> None:
     fake_llm.script(answers(life_reply()), answers('{"slots": []}'), answers(life_reply()))
 
-    row, _ = life.generate_daily_schedule(living, DAY)
+    row, _ = generators.generate_daily_schedule(living, DAY)
 
     assert len(fake_llm.requests) == 3
     retry = fake_llm.requests[2]["messages"]
@@ -130,8 +130,8 @@ def test_it_gives_up_after_the_allowed_attempts_and_keeps_what_was_paid_for(
 ) -> None:
     fake_llm.script(answers(life_reply("paid")), answers(GARBLED, repeat=3))
 
-    with pytest.raises(life.GenerationFailed, match="table: no valid answer in 3 attempts"):
-        life.generate_daily_schedule(living, DAY)
+    with pytest.raises(errors.GenerationFailed, match="table: no valid answer in 3 attempts"):
+        generators.generate_daily_schedule(living, DAY)
 
     assert not DailySchedule.objects.exists()
     claim = GenerationClaim.objects.get()
@@ -140,7 +140,7 @@ def test_it_gives_up_after_the_allowed_attempts_and_keeps_what_was_paid_for(
     # The retry pays only for the step that failed: the day plan was kept.
     fake_llm.reset()
     fake_llm.script(answers(life_reply("paid")))
-    row, generated = life.generate_daily_schedule(living, DAY)
+    row, generated = generators.generate_daily_schedule(living, DAY)
     assert generated and row.content_context["plan"] == "paid plan"
     assert len(fake_llm.requests) == 1
     assert not GenerationClaim.objects.exists()
@@ -149,8 +149,8 @@ def test_it_gives_up_after_the_allowed_attempts_and_keeps_what_was_paid_for(
 def test_it_reports_a_failing_llm_without_writing(fake_llm: FakeOpenAI, living: Character) -> None:
     fake_llm.script(ScriptedReply(status=500, repeat=10))
 
-    with pytest.raises(life.GenerationFailed, match="plan: LLM provider returned HTTP 500"):
-        life.generate_daily_schedule(living, DAY)
+    with pytest.raises(errors.GenerationFailed, match="plan: LLM provider returned HTTP 500"):
+        generators.generate_daily_schedule(living, DAY)
 
     assert not DailySchedule.objects.exists()
 
@@ -167,14 +167,14 @@ def test_it_never_pays_while_another_run_holds_the_lease(
         leased_until=timezone.now() + timedelta(minutes=5),
     )
 
-    with pytest.raises(life.GenerationBusy):
-        life.generate_daily_schedule(living, DAY)
+    with pytest.raises(errors.GenerationBusy):
+        generators.generate_daily_schedule(living, DAY)
 
     assert fake_llm.requests == []
     # Its holder died (a killed worker): once the lease expires, the next run takes over.
     GenerationClaim.objects.update(leased_until=timezone.now() - timedelta(seconds=1))
     fake_llm.script(answers(life_reply(), repeat=2))
-    assert life.generate_daily_schedule(living, DAY)[1] is True
+    assert generators.generate_daily_schedule(living, DAY)[1] is True
 
 
 def test_it_writes_the_diary_from_the_days_schedule_and_conversations_without_news(
@@ -196,7 +196,7 @@ def test_it_writes_the_diary_from_the_days_schedule_and_conversations_without_ne
         Message.objects.filter(pk=saved.pk).update(created_at=at)
     fake_llm.script(answers(life_reply("d"), repeat=2))
 
-    diary, generated = life.generate_diary(living, DAY)
+    diary, generated = generators.generate_diary(living, DAY)
 
     assert generated
     assert diary.content == "d diary: a quiet day, and I liked it."
@@ -219,7 +219,7 @@ def test_it_fetches_the_news_once_per_country_language_and_date(fake_llm: FakeOp
     fake_llm.script(answers(life_reply("n"), repeat=5))
 
     for character in (first, second):
-        life.generate_diary(character, DAY)
+        generators.generate_diary(character, DAY)
 
     models = [request["model"] for request in fake_llm.requests]
     assert models == ["gpt-4o-mini-search-preview", *["gpt-4o-mini"] * 4]
@@ -238,7 +238,7 @@ def test_it_writes_the_diary_without_news_when_fetching_them_fails(
     DailySchedule.objects.create(character=character, schedule_date=DAY, content="day")
     fake_llm.script(answers(GARBLED, repeat=3), answers(life_reply(), repeat=2))
 
-    diary, generated = life.generate_diary(character, DAY)
+    diary, generated = generators.generate_diary(character, DAY)
 
     assert generated and diary.news_status == NewsStatus.FAILED
     assert not NewsDigest.objects.exists()
@@ -251,7 +251,7 @@ def test_a_diary_says_when_its_character_has_no_news_country(
     fake_llm.script(answers(life_reply(), repeat=2))
 
     with override_settings(LIFE_NEWS_MODEL="gpt-4o-mini-search-preview"):
-        diary, _ = life.generate_diary(living, DAY)
+        diary, _ = generators.generate_diary(living, DAY)
 
     assert diary.news_status == NewsStatus.NO_COUNTRY
     assert len(fake_llm.requests) == 2
@@ -261,7 +261,7 @@ def test_it_goes_on_past_a_failed_day(fake_llm: FakeOpenAI, living: Character) -
     good = answers(life_reply(), repeat=4)
     fake_llm.script(good, answers(life_reply()), answers(GARBLED, repeat=3), good)
 
-    results = life.generate_dates(living, life.date_range(DAY, DAY + timedelta(days=2)))
+    results = days.generate_dates(living, days.date_range(DAY, DAY + timedelta(days=2)))
 
     assert [(r.schedule_generated, r.diary_generated, r.code) for r in results] == [
         (True, True, ""),
@@ -276,7 +276,7 @@ def test_it_goes_on_past_a_failed_day(fake_llm: FakeOpenAI, living: Character) -
 
 def test_it_refuses_a_backwards_range() -> None:
     with pytest.raises(ValueError, match="starts"):
-        life.date_range(DAY, DAY - timedelta(days=1))
+        days.date_range(DAY, DAY - timedelta(days=1))
 
 
 @pytest.mark.parametrize("name", ["get_diary", "update_username"])
@@ -295,7 +295,7 @@ def test_the_tool_schemas_require_what_they_need_and_describe_every_parameter(na
 def test_it_does_not_ask_the_echo_provider(fake_llm: FakeOpenAI, living: Character) -> None:
     living.llm_api_key_env = "NO_SUCH_KEY_VARIABLE"
 
-    with pytest.raises(life.GenerationFailed, match="has no LLM configured"):
-        life.generate_daily_schedule(living, DAY)
+    with pytest.raises(errors.GenerationFailed, match="has no LLM configured"):
+        generators.generate_daily_schedule(living, DAY)
 
     assert not DailySchedule.objects.exists() and fake_llm.requests == []

@@ -13,7 +13,7 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from characters import life
+from characters.life import generators
 from characters.models import Character, DailySchedule, Diary, GenerationJob, Origin
 from characters.signals import diary_saved
 from conversations.models import EndUser
@@ -140,7 +140,7 @@ def test_an_operator_edit_is_marked_manual_and_announced(
     diary_saved.connect(receiver)
     try:
         with django_capture_on_commit_callbacks(execute=True):
-            diary, _ = life.generate_diary(living, date(2026, 1, 16))
+            diary, _ = generators.generate_diary(living, date(2026, 1, 16))
         assert received == [
             {
                 "signal": diary_saved,

@@ -13,7 +13,7 @@ from django.test import TestCase
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 
-from characters import life
+from characters.life import days
 from characters.models import Character, DailySchedule, Diary, GenerationClaim, GenerationJob
 from characters.tasks import enqueue_due, enqueue_job, run_generation_job
 from tests.characters.conftest import GARBLED, answers, make_character
@@ -181,12 +181,12 @@ def test_two_concurrent_runs_for_the_same_day_write_one_row_and_pay_once(
     # Slow answers keep the first run inside its lease while the second one arrives.
     fake_llm.script(ScriptedReply(chunks=[life_reply()], repeat=4, delay=0.2))
     start = threading.Barrier(2)
-    results: list[life.DayResult] = []
+    results: list[days.DayResult] = []
 
     def run() -> None:
         try:
             start.wait()
-            results.append(life.generate_day(Character.objects.get(pk=living.pk), DAY))
+            results.append(days.generate_day(Character.objects.get(pk=living.pk), DAY))
         finally:
             connection.close()
 

@@ -1,4 +1,4 @@
-"""Answers for the fake LLM when it plays the writer of a character's life (characters/life.py).
+"""Answers for the fake LLM when it plays the writer of a character's life (characters/life/).
 
 One JSON object satisfies every life schema at once (pydantic ignores keys a schema does not
 name), so a script of answers does not depend on which generation step asks first.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from characters.life_prompts import WEEKDAYS
+from characters.life.prompts import WEEKDAYS
 
 
 def life_reply(marker: str = "m") -> str:

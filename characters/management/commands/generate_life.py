@@ -14,7 +14,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
-from characters import life
+from characters.life import days
 from characters.models import Character
 
 BAR_WIDTH = 30
@@ -47,10 +47,10 @@ class Command(BaseCommand):
         start, end = _date(options["start"]), _date(options["end"])
         if start > end:
             raise CommandError(f"--from {start} is after --to {end}.")
-        dates = life.date_range(start, end)
-        if len(dates) > life.MAX_RANGE_DAYS:
+        dates = days.date_range(start, end)
+        if len(dates) > days.MAX_RANGE_DAYS:
             raise CommandError(
-                f"At most {life.MAX_RANGE_DAYS} days at once; this range has {len(dates)}."
+                f"At most {days.MAX_RANGE_DAYS} days at once; this range has {len(dates)}."
             )
         character = Character.objects.filter(
             tenant__slug=options["tenant"], slug=options["character"]
@@ -61,10 +61,10 @@ class Command(BaseCommand):
                 f"in the tenant {options['tenant']!r}."
             )
 
-        overwrite = frozenset({life.SCHEDULE, life.DIARY}) if options["overwrite"] else frozenset()
+        overwrite = frozenset({days.SCHEDULE, days.DIARY}) if options["overwrite"] else frozenset()
         done = 0
 
-        def progress(result: life.DayResult) -> None:
+        def progress(result: days.DayResult) -> None:
             nonlocal done
             done += 1
             filled = BAR_WIDTH * done // len(dates)
@@ -76,7 +76,7 @@ class Command(BaseCommand):
             )
             self.stderr.flush()
 
-        results = life.generate_dates(character, dates, overwrite=overwrite, on_day=progress)
+        results = days.generate_dates(character, dates, overwrite=overwrite, on_day=progress)
         schedules = sum(r.schedule_generated for r in results)
         diaries = sum(r.diary_generated for r in results)
         self.stdout.write(

@@ -1,7 +1,7 @@
 """What the LLM is asked when a character's life is written, and the JSON it must answer with.
 
 Every answer is a JSON object validated by one of the pydantic models below; the prompts name
-the exact shape, so a model that drifts gets told what was wrong and asked again (life.py).
+the exact shape, so a model that drifts gets told what was wrong and asked again (bridge.py).
 """
 
 from __future__ import annotations

@@ -80,7 +80,6 @@ def run(count: int, base_url: str) -> dict[str, Any]:
 
     from characters.life import bridge, days
     from characters.models import Character, WeeklySchedule
-    from conversations.llm import ChatMessage
 
     call_command("migrate", verbosity=0)
     if Character.objects.filter(slug__startswith="bench-life-").exists():
@@ -106,11 +105,11 @@ def run(count: int, base_url: str) -> dict[str, Any]:
     characters = list(Character.objects.filter(slug__startswith="bench-life-").order_by("pk"))
 
     # The bare LLM call: the openai SDK and the fake, nothing of ours around it.
-    probe = [ChatMessage(role="user", content="Plan the day.")]
-    bridge.run(bridge.complete(characters[0], probe, "gpt-4o-mini"))  # warm the connection
+    llm, probe = bridge.connected(), [bridge.Prompt("user", "Plan the day.")]
+    bridge.run(llm.complete(characters[0], probe, "gpt-4o-mini"))  # warm the connection
     _, calibration_wall, _ = timed(
         lambda: [
-            bridge.run(bridge.complete(characters[0], probe, "gpt-4o-mini"))
+            bridge.run(llm.complete(characters[0], probe, "gpt-4o-mini"))
             for _ in range(CALIBRATION_CALLS)
         ]
     )

@@ -1,4 +1,7 @@
-"""Operators' view of characters and their life: inlines, generation actions, prompt preview.
+"""Operators' view of characters and their life: inlines, generation actions.
+
+conversations/admin.py registers the character page built here with what conversations adds to
+it (the voice, the system-prompt preview).
 
 Generation never runs inside an admin request: the actions enqueue GenerationJobs for the
 Celery workers, and the jobs' progress is visible under "Generation jobs".
@@ -6,24 +9,18 @@ Celery workers, and the jobs' progress is visible under "Generation jobs".
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import date, timedelta
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import URLPattern, path, reverse
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
-
-from conversations.models import EndUser
-from conversations.pipeline.prompt import compose_system_prompt
-from conversations.speech.admin import VoiceSettingsInline
 
 from .life.days import MAX_RANGE_DAYS
 from .models import (
@@ -100,15 +97,6 @@ class BackfillForm(forms.Form):
         return data
 
 
-class PreviewForm(forms.Form):
-    user = forms.ModelChoiceField(
-        EndUser.objects.all(), required=False, help_text="Blank: a user without a name."
-    )
-    at = forms.DateTimeField(
-        required=False, label="At (UTC)", help_text="Blank: now. YYYY-MM-DD HH:MM, in UTC."
-    )
-
-
 def _local_today(character: Character) -> date:
     return character.local_now(timezone.now()).date()
 
@@ -163,7 +151,7 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
         ("Life", {"fields": ("schedule_hour", "diary_hour", "news_country", "life_links")}),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )
-    inlines = (VoiceSettingsInline, WeeklyScheduleInline, DailyScheduleInline, DiaryInline)
+    inlines = (WeeklyScheduleInline, DailyScheduleInline, DiaryInline)
     actions = ("generate_todays_schedule", "write_todays_diary", "backfill_range")
 
     @admin.display(description="Tools")
@@ -171,13 +159,7 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
         if obj.pk is None:
             return "-"
         jobs = reverse("admin:characters_generationjob_changelist")
-        return format_html(
-            '<a href="{}">Preview the system prompt</a> · <a href="{}?character__id__exact={}">'
-            "Generation jobs</a>",
-            reverse("admin:characters_character_preview_prompt", args=[obj.pk]),
-            jobs,
-            obj.pk,
-        )
+        return format_html('<a href="{}?character__id__exact={}">Generation jobs</a>', jobs, obj.pk)
 
     def save_formset(self, request: HttpRequest, form: Any, formset: Any, change: bool) -> None:
         for inline_form in formset.forms:
@@ -232,39 +214,6 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
                 "form": form,
                 "characters": queryset,
                 "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
-            },
-        )
-
-    def get_urls(self) -> list[URLPattern]:
-        preview = path(
-            "<int:object_id>/preview-prompt/",
-            self.admin_site.admin_view(self.preview_prompt),
-            name="characters_character_preview_prompt",
-        )
-        return [preview, *super().get_urls()]
-
-    def preview_prompt(self, request: HttpRequest, object_id: int) -> HttpResponse:
-        """The system prompt a chosen user would get from this character, now or at a time."""
-        character = get_object_or_404(Character, pk=object_id)
-        if not self.has_view_permission(request, character):
-            return HttpResponse(status=403)
-        form = PreviewForm(request.GET or None)
-        prompt = None
-        if form.is_valid():
-            at: datetime | None = form.cleaned_data["at"]
-            prompt = async_to_sync(compose_system_prompt)(
-                character, form.cleaned_data["user"], None, at or timezone.now()
-            )
-        return TemplateResponse(
-            request,
-            "admin/characters/preview_prompt.html",
-            {
-                **self.admin_site.each_context(request),
-                "title": f"System prompt of {character}",
-                "opts": self.model._meta,
-                "original": character,
-                "form": form,
-                "prompt": prompt,
             },
         )
 

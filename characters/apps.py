@@ -8,5 +8,5 @@ class CharactersConfig(AppConfig):
     name = "characters"
 
     def ready(self) -> None:
-        # Connects the diary_saved announcer, and registers the character tools.
-        from . import signals, tools  # noqa: F401
+        # Connects the diary_saved announcer.
+        from . import signals  # noqa: F401

@@ -1,4 +1,9 @@
-"""The character an operator creates: who it is and which LLM speaks for it."""
+"""The character an operator creates: who it is and which LLM speaks for it; and the rows of
+its life (week, days, diaries, news, generation jobs and claims).
+
+Over ~400 lines on purpose: one models module per app, as Django expects, and Character's
+fields carry the help texts operators read in the admin.
+"""
 
 import zoneinfo
 from datetime import datetime

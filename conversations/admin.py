@@ -1,7 +1,22 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
+from django.utils.html import format_html
+
+from characters.admin import CharacterAdmin as LifeCharacterAdmin
+from characters.models import Character
 
 from .models import (
     ApiKey,
@@ -13,6 +28,8 @@ from .models import (
     Message,
     TurnRecord,
 )
+from .pipeline.prompt import compose_system_prompt
+from .speech.admin import VoiceSettingsInline
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -140,3 +157,67 @@ class McpServerAdmin(admin.ModelAdmin):
         ("Streamable HTTP", {"fields": ("url", "headers")}),
         ("Changes", {"fields": ("created_at", "updated_at")}),
     )
+
+
+class PreviewForm(forms.Form):
+    user = forms.ModelChoiceField(
+        EndUser.objects.all(), required=False, help_text="Blank: a user without a name."
+    )
+    at = forms.DateTimeField(
+        required=False, label="At (UTC)", help_text="Blank: now. YYYY-MM-DD HH:MM, in UTC."
+    )
+
+
+# The character page is characters' own, plus what conversations knows of a character: its
+# voice, and the system prompt a turn would give it (characters imports nothing of ours).
+admin.site.unregister(Character)
+
+
+@admin.register(Character)
+class CharacterAdmin(LifeCharacterAdmin):
+    def get_inlines(
+        self, request: HttpRequest, obj: Character | None
+    ) -> list[type[InlineModelAdmin[Any, Any]]]:
+        return [VoiceSettingsInline, *super().get_inlines(request, obj)]
+
+    @admin.display(description="Tools")
+    def life_links(self, obj: Character) -> str:
+        if obj.pk is None:
+            return "-"
+        preview = reverse("admin:characters_character_preview_prompt", args=[obj.pk])
+        return format_html(
+            '<a href="{}">Preview the system prompt</a> · {}', preview, super().life_links(obj)
+        )
+
+    def get_urls(self) -> list[URLPattern]:
+        preview = path(
+            "<int:object_id>/preview-prompt/",
+            self.admin_site.admin_view(self.preview_prompt),
+            name="characters_character_preview_prompt",
+        )
+        return [preview, *super().get_urls()]
+
+    def preview_prompt(self, request: HttpRequest, object_id: int) -> HttpResponse:
+        """The system prompt a chosen user would get from this character, now or at a time."""
+        character = get_object_or_404(Character, pk=object_id)
+        if not self.has_view_permission(request, character):
+            return HttpResponse(status=403)
+        form = PreviewForm(request.GET or None)
+        prompt = None
+        if form.is_valid():
+            at: datetime | None = form.cleaned_data["at"]
+            prompt = async_to_sync(compose_system_prompt)(
+                character, form.cleaned_data["user"], None, at or timezone.now()
+            )
+        return TemplateResponse(
+            request,
+            "admin/characters/preview_prompt.html",
+            {
+                **self.admin_site.each_context(request),
+                "title": f"System prompt of {character}",
+                "opts": self.model._meta,
+                "original": character,
+                "form": form,
+                "prompt": prompt,
+            },
+        )

@@ -11,13 +11,20 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
 
     def ready(self) -> None:
+        from characters.life import bridge
+
+        from .life_bridge import ConversationsBridge
         from .tools import registry
         from .tools.mcp_servers import tools_for
         from .tools.offer import load_selector
 
         registry.add_source(tools_for)
-        # Tools register themselves when their module is imported.
+        # Tools register themselves when their module is imported: every character's own
+        # (diary, user name) first, then the deployment's.
+        import_module(f"{self.name}.tools.builtin")
         for module in settings.TOOL_MODULES:
             import_module(module)
         # A TOOL_SELECTOR that does not import fails at start-up, not on a user's turn.
         load_selector()
+        # Characters' life is written with the character's LLM, about its conversations.
+        bridge.connect(ConversationsBridge())

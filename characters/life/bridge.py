@@ -1,7 +1,11 @@
-"""The LLM bridge: how the generators ask the character's LLM for validated JSON.
+"""The LLM bridge: how the generators reach the character's LLM and the day's conversations,
+and how they ask for validated JSON.
 
-The LLM is asked for JSON, validated by the pydantic models in prompts.py, and asked again (at
-most LIFE_LLM_ATTEMPTS times in all) with the validation error when it drifts.
+characters provides, conversations uses: the LLM providers and the messages live on the
+conversations side, which plugs them in at start-up (`connect`, called by conversations/apps.py)
+so this package imports nothing of it. The LLM is asked for JSON, validated by the pydantic
+models in prompts.py, and asked again (at most LIFE_LLM_ATTEMPTS times in all) with the
+validation error when it drifts.
 """
 
 from __future__ import annotations
@@ -10,13 +14,14 @@ import asyncio
 import hashlib
 import json
 import threading
-from typing import Any, TypeVar
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, Protocol, TypeVar
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ValidationError
-
-from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
-from conversations.llm.echo import EchoProvider
 
 from ..models import Character
 from . import prompts
@@ -24,11 +29,59 @@ from .errors import GenerationFailed
 from .lease import Claim
 
 Schema = TypeVar("Schema", bound=BaseModel)
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One message of what the LLM is asked."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class LLMFailed(Exception):
+    """The LLM failed after its own retries; the message is safe to record."""
+
+
+class Bridge(Protocol):
+    """What writing a character's life needs from the apps that use characters."""
+
+    def has_llm(self, character: Character) -> bool:
+        """Whether the character has a real LLM (a development stand-in only echoes prompts)."""
+        ...
+
+    async def complete(self, character: Character, messages: Sequence[Prompt], model: str) -> str:
+        """The LLM's whole answer; raises LLMFailed."""
+        ...
+
+    def said(self, character: Character, start: datetime, end: datetime) -> list[tuple[bool, str]]:
+        """What users and the character said from `start` to `end`, oldest first, as
+        (said by the user, text)."""
+        ...
+
+
+_bridges: list[Bridge] = []
+
+
+def connect(bridge: Bridge) -> None:
+    """Plug in the other side of the bridge (once per process; the last one wins)."""
+    _bridges[:] = [bridge]
+
+
+def connected() -> Bridge:
+    if not _bridges:
+        raise ImproperlyConfigured(
+            "Nothing is connected to characters/life/bridge.py: the conversations app does that "
+            "when Django starts; is it in INSTALLED_APPS?"
+        )
+    return _bridges[0]
+
 
 _thread_state = threading.local()
 
 
-def run(coroutine: Any) -> Any:
+def run(coroutine: Coroutine[Any, Any, Result]) -> Result:
     """Run a coroutine on this thread's own event loop.
 
     One loop per thread, kept, rather than a new one per call: the provider keeps its HTTP
@@ -40,13 +93,6 @@ def run(coroutine: Any) -> Any:
     return loop.run_until_complete(coroutine)
 
 
-async def complete(character: Character, messages: list[ChatMessage], model: str) -> str:
-    request = LLMRequest(messages=messages, model=model, temperature=character.llm_temperature)
-    # No tools are offered, so the provider yields text only.
-    stream = provider_for(character).stream(request)
-    return "".join([delta async for delta in stream if isinstance(delta, str)])
-
-
 def strip_fences(text: str) -> str:
     text = text.strip()
     if text.startswith("```"):
@@ -55,7 +101,7 @@ def strip_fences(text: str) -> str:
     return text.strip()
 
 
-def fingerprint(messages: list[ChatMessage], model: str) -> str:
+def fingerprint(messages: Sequence[Prompt], model: str) -> str:
     body = json.dumps([model, [[m.role, m.content] for m in messages]], ensure_ascii=False)
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -64,7 +110,7 @@ def ask_json(
     character: Character,
     claim: Claim,
     step: str,
-    messages: list[ChatMessage],
+    messages: list[Prompt],
     schema: type[Schema],
     *,
     model: str | None = None,
@@ -76,7 +122,8 @@ def ask_json(
     to the LLM with what was wrong, within LIFE_LLM_ATTEMPTS attempts in all. A valid one is
     kept on the claim, unless it is the `last` step, whose row is saved right after anyway.
     """
-    if provider_for(character).name == EchoProvider.name:
+    bridge = connected()
+    if not bridge.has_llm(character):
         # The echo provider only repeats the prompt: asking it would fail every attempt.
         raise GenerationFailed(f"{step}: {character.slug} has no LLM configured (echo provider)")
     model = model or character.llm_model
@@ -87,8 +134,8 @@ def ask_json(
     for _ in range(settings.LIFE_LLM_ATTEMPTS):
         if reply is None:
             try:
-                reply = run(complete(character, conversation, model))
-            except LLMError as exc:
+                reply = run(bridge.complete(character, conversation, model))
+            except LLMFailed as exc:
                 raise GenerationFailed(f"{step}: {exc}") from exc
         try:
             value = schema.model_validate_json(strip_fences(reply))
@@ -97,8 +144,8 @@ def ask_json(
                 f"{'.'.join(map(str, e['loc'])) or 'reply'}: {e['msg']}" for e in exc.errors()
             )[:1000]
             conversation += [
-                ChatMessage(role="assistant", content=reply),
-                ChatMessage(role="user", content=prompts.INVALID_REPLY.format(error=error)),
+                Prompt("assistant", reply),
+                Prompt("user", prompts.INVALID_REPLY.format(error=error)),
             ]
             reply = None
             continue

@@ -11,12 +11,9 @@ from datetime import date, datetime, timedelta
 from django.conf import settings
 from django.db import transaction
 
-from conversations.llm import ChatMessage
-from conversations.models import Message
-
 from ..models import Character, DailySchedule, Diary, NewsDigest, NewsStatus, Origin, WeeklySchedule
 from . import prompts
-from .bridge import ask_json
+from .bridge import Prompt, ask_json, connected
 from .errors import DailyScheduleMissing, GenerationFailed, WeeklyScheduleMissing
 from .lease import claim_key, claimed
 
@@ -30,12 +27,12 @@ def _language(character: Character) -> str:
     return character.language or "the language of the character description"
 
 
-def _system(template: str, character: Character) -> ChatMessage:
-    return ChatMessage(role="system", content=template.format(language=_language(character)))
+def _system(template: str, character: Character) -> Prompt:
+    return Prompt("system", template.format(language=_language(character)))
 
 
-def _user(content: str) -> ChatMessage:
-    return ChatMessage(role="user", content=content)
+def _user(content: str) -> Prompt:
+    return Prompt("user", content)
 
 
 def generate_weekly_schedule(
@@ -89,7 +86,7 @@ def generate_daily_schedule(
         plan, plan_reply = ask_json(character, claim, "plan", plan_messages, prompts.DayPlan)
         table_messages = [
             *plan_messages,
-            ChatMessage(role="assistant", content=plan_reply),
+            Prompt("assistant", plan_reply),
             _user(prompts.DAILY_TABLE.format(date=prompts.date_label(day))),
         ]
         table, _ = ask_json(character, claim, "table", table_messages, prompts.DayTable, last=True)
@@ -125,15 +122,8 @@ def conversations_of(character: Character, day: date) -> str:
     """What was said with the character on its local `day`, most recent part first to go."""
     start, end = local_day_bounds(character, day)
     lines = [
-        f"{'User' if role == Message.Role.USER else character.name}: {' '.join(content.split())}"
-        for role, content in Message.objects.filter(
-            context__character=character,
-            created_at__gte=start,
-            created_at__lt=end,
-            role__in=(Message.Role.USER, Message.Role.ASSISTANT),
-        )
-        .order_by("created_at", "position")
-        .values_list("role", "content")
+        f"{'User' if by_user else character.name}: {' '.join(text.split())}"
+        for by_user, text in connected().said(character, start, end)
     ]
     text = "\n".join(lines)
     if len(text) > CONVERSATION_CHARS:
@@ -161,7 +151,7 @@ def news_for(character: Character, day: date) -> tuple[NewsDigest | None, str]:
                 claim.release()
                 return done, NewsStatus.USED
             messages = [
-                ChatMessage(role="system", content=prompts.NEWS_SYSTEM.format(language=language)),
+                Prompt("system", prompts.NEWS_SYSTEM.format(language=language)),
                 _user(prompts.NEWS_USER.format(date=day.isoformat(), country=country)),
             ]
             model = settings.LIFE_NEWS_MODEL
@@ -207,7 +197,7 @@ def generate_diary(
         )
         write_messages = [
             *topic_messages,
-            ChatMessage(role="assistant", content=topics_reply),
+            Prompt("assistant", topics_reply),
             _user(
                 prompts.DIARY_WRITE.format(
                     date=prompts.date_label(day),

@@ -11,10 +11,10 @@ from typing import Any
 
 from django.utils import timezone
 
-from conversations.models import EndUser
-from conversations.tools import ToolContext, tool
+from characters.models import DailySchedule, Diary
 
-from .models import DailySchedule, Diary
+from ..models import EndUser
+from .base import ToolContext, tool
 
 NO_ENTRIES = {"message": "No entries."}
 MAX_DIARY_DAYS = 7

@@ -1,4 +1,9 @@
-"""People who talk to characters, their conversations, and what each turn cost."""
+"""People who talk to characters, their conversations, and what each turn cost; the API keys,
+guardrails and MCP servers operators configure.
+
+Over ~400 lines on purpose: one models module per app, as Django expects; LINE's and speech's
+models live in their own apps.
+"""
 
 from __future__ import annotations
 

@@ -4,9 +4,11 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
+from avatarsite.tenants.api import ProviderSecretViewSet, TenantOriginViewSet
 from channels_app.api import LiveSessionViewSet
 from characters.api import CharacterViewSet
 from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
+from conversations.token_api import tokens
 
 router = DefaultRouter()
 router.register("characters", CharacterViewSet)
@@ -14,8 +16,12 @@ router.register("end-users", EndUserViewSet)
 router.register("contexts", ContextViewSet, basename="context")
 router.register("api-keys", ApiKeyViewSet)
 router.register("live-sessions", LiveSessionViewSet, basename="live-session")
+router.register("provider-secrets", ProviderSecretViewSet)
+router.register("allowed-origins", TenantOriginViewSet)
 
 urlpatterns = [
+    # Not the staff API: a tenant's server calls it with an API key (conversations/token_api.py).
+    path("tokens", tokens, name="browser-tokens"),
     path("", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

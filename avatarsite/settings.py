@@ -52,6 +52,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "channels",
+    "corsheaders",
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
@@ -69,6 +70,9 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # Browser pages on tenants' allowed origins may call the chat endpoints (CORS_URLS_REGEX).
+    "avatarsite.tenants.origins.tenant_origins",
+    "corsheaders.middleware.CorsMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -194,9 +198,11 @@ ANTHROPIC_MAX_TOKENS = env.int("ANTHROPIC_MAX_TOKENS", default=1024)
 # The staff REST API (/api/): admin users, by session or HTTP Basic over TLS.
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "avatarsite.tenants.rest_auth.BearerCredentialHint",
         "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.BasicAuthentication",
     ],
+    # Viewsets of tenants' rows narrow this to their model permissions (tenants/scoping.py).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "avatarsite.pagination.BoundedLimitOffsetPagination",
@@ -212,6 +218,45 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
 }
+
+# --- Tenant access (docs/security.md) ---
+# Fernet keys (comma-separated, newest first) encrypting tenants' provider secrets at rest; older
+# keys still decrypt, so a new key is added in front and `manage.py rotate_secrets` re-encrypts.
+# Blank: a key derived from DJANGO_SECRET_KEY (then rotating that key loses the secrets).
+SECRETS_ENCRYPTION_KEYS = env.list("SECRETS_ENCRYPTION_KEYS", default=[])
+# Environment variables a tenant's characters, voices, LINE channels and MCP servers may name
+# instead of a stored secret: the platform's own provider keys. Nothing else in the server's
+# environment (DJANGO_SECRET_KEY, DATABASE_URL...) can be named, and a platform key is only
+# sent to its provider's own endpoint, never to a base URL a tenant chose.
+PROVIDER_ENV_ALLOWLIST = env.list(
+    "PROVIDER_ENV_ALLOWLIST",
+    default=["OPENAI_API_KEY", "ANTHROPIC_API_KEY", "GEMINI_API_KEY", "DIFY_API_KEY"],
+)
+# Staff permissions: Django's own, plus those their role grants in each of their tenants.
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "avatarsite.tenants.roles.TenantRoleBackend",
+]
+# Browser tokens (POST /api/tokens): lifetime when the request names none, and the longest.
+BROWSER_TOKEN_TTL_SECONDS = env.int("BROWSER_TOKEN_TTL_SECONDS", default=600)
+BROWSER_TOKEN_MAX_TTL_SECONDS = env.int("BROWSER_TOKEN_MAX_TTL_SECONDS", default=3600)
+# CORS (django-cors-headers) on the chat and speech endpoints only, for tenants' allowed origins
+# (avatarsite/tenants/origins.py); never cookies: browsers authenticate with tokens.
+CORS_URLS_REGEX = (
+    r"^/((characters/[-\w]+/)?(chat|start|chat-messages)"
+    r"|v1/(chat-messages|chat/completions|models)|transcribe|stt|synthesize|tts)$"
+)
+CORS_ALLOW_HEADERS = ["authorization", "content-type", "accept", "x-character"]
+CORS_EXPOSE_HEADERS = ["retry-after"]
+CORS_ALLOW_CREDENTIALS = False
+# Per-key rate limits: the `limits` library's storage (shared by every process on Redis).
+RATE_LIMIT_STORAGE_URL = env.str("RATE_LIMIT_STORAGE_URL", default=REDIS_URL)
+RATE_LIMIT_PREFIX = env.str("RATE_LIMIT_PREFIX", default="avatarsite-limits")
+# Limits of keys that leave theirs blank; 0 is unlimited.
+RATE_LIMIT_REQUESTS_PER_MINUTE = env.int("RATE_LIMIT_REQUESTS_PER_MINUTE", default=0)
+RATE_LIMIT_CONCURRENT_STREAMS = env.int("RATE_LIMIT_CONCURRENT_STREAMS", default=0)
+# A stream counter left behind by a killed process clears itself after this long.
+RATE_LIMIT_STREAM_SECONDS = env.int("RATE_LIMIT_STREAM_SECONDS", default=3600)
 
 # Functions (dotted paths) that may refuse a request before the LLM: (TurnRequest, text) ->
 # a reason or None. The client gets a `cancelled` event with the reason.

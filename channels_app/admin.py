@@ -9,6 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from avatarsite.tenants.scoping import TenantScopedAdmin
+
 from . import live
 from .models import LiveSession
 
@@ -20,7 +22,7 @@ class SpeakForm(forms.Form):
 
 
 @admin.register(LiveSession)
-class LiveSessionAdmin(admin.ModelAdmin):
+class LiveSessionAdmin(TenantScopedAdmin):
     list_display = ("session_id", "character", "user_id", "started_at")
     list_filter = ("character",)
     search_fields = ("session_id", "user_id")

@@ -11,6 +11,8 @@ from rest_framework.decorators import action
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from avatarsite.tenants.scoping import TenantScopedViewSetMixin
+
 from . import live
 from .models import LiveSession
 
@@ -27,7 +29,12 @@ class SpeakSerializer(serializers.Serializer):
     text = serializers.CharField(max_length=live.MAX_SPEAK_CHARS, trim_whitespace=True)
 
 
-class LiveSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class LiveSessionViewSet(
+    TenantScopedViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    viewsets.GenericViewSet,
+):
     """Open /ws sessions of every server process (filter with `?character=<slug>` or
     `?user_id=`). Commands reach the session through the channel layer wherever it runs."""
 

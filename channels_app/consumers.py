@@ -38,6 +38,7 @@ from conversations.pipeline.events import TurnChunk, TurnEvent, TurnStarted
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.pipeline.turn import announce
 from conversations.pipeline.voice import Listener
+from conversations.rate_limits import StreamSlot
 from conversations.speech.audio import AudioError, speech_input
 from conversations.speech.stt import SpeechRecognizer, STTError
 from conversations.speech.voices import recognizer_for
@@ -84,17 +85,26 @@ def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
     return "", None
 
 
-def _admit(scope: dict[str, Any], token: str) -> tuple[Caller, Character] | None:
-    """Who is calling and the character this socket talks to, or None when the credential is
-    wrong (one DB hop). Raises `Rejected` for a character the caller cannot reach."""
-    try:
-        caller = identify(token)
-    except Rejected:
-        return None
+def _admit(scope: dict[str, Any], token: str) -> tuple[Caller, Character, StreamSlot] | None:
+    """Who is calling, the character this socket talks to and the key's stream slot it holds,
+    or None when the credential is wrong. A browser token may come as `?token=`. Raises
+    `Rejected` for a character the caller cannot reach, or over the key's limits."""
     query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    presented = {
+        "Authorization": f"Bearer {token}" if token else "",
+        "Origin": headers.get("origin", ""),
+        "Host": headers.get("host", ""),
+    }
+    try:
+        caller = identify(presented, (query.get("token") or [""])[0] or None)
+    except Rejected as rejected:
+        if rejected.status == 401:
+            return None
+        raise
     slug = (query.get("character") or [""])[0] or headers.get("x-character")
-    return caller, find_character(caller, slug)
+    character = find_character(caller, slug)
+    return caller, character, caller.open_stream()
 
 
 def _register(
@@ -131,6 +141,7 @@ class ClientError(Exception):
 class VoiceConsumer(AsyncWebsocketConsumer):
     caller: Caller
     character: Character
+    stream_slot: StreamSlot | None = None  # one of the key's concurrent streams
     session: AdmittedSession | None = None  # once `start` has admitted it
     session_id: str | None = None
     user_id: str | None = None
@@ -158,13 +169,14 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         except Rejected as rejected:
             await self.accept(subprotocol)
             await self._error(rejected.message)
-            await self.close(code=4404)
+            # 4000 + the HTTP status: 4404 unknown character, 4429 over the key's limits.
+            await self.close(code=4000 + rejected.status)
             return
         if admitted is None:
             # Before accept: the handshake is refused (clients see HTTP 403).
             await self.close(code=POLICY_VIOLATION)
             return
-        self.caller, self.character = admitted
+        self.caller, self.character, self.stream_slot = admitted
         await self.accept(subprotocol)
 
     async def disconnect(self, code: int) -> None:
@@ -176,6 +188,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.listener.close()
         await self._leave_groups()
         await LiveSession.objects.filter(channel_name=self.channel_name).adelete()
+        if self.stream_slot is not None:
+            await sync_to_async(self.stream_slot.release)()
 
     # --- client messages -----------------------------------------------------------------
 
@@ -233,12 +247,16 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def _start(self, message: AIAvatarRequest) -> None:
         assert message.session_id
         metadata = message.metadata or {}
+        try:
+            user_id = self.caller.user(message.user_id)
+        except Rejected as rejected:
+            raise ClientError(rejected.message) from None
         self.session, self.user_id = await sync_to_async(_register)(
             self.channel_name,
             self.caller,
             self.character,
             message.session_id,
-            message.user_id,
+            user_id,
             metadata,
         )
         self.session_id = message.session_id

@@ -12,8 +12,13 @@ from django.views.decorators.http import require_GET
 
 from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
 from characters.models import Character
-from conversations.admission import identify, known_end_user, reachable_characters
-from conversations.transports.base import Rejected, bearer_token
+from conversations.admission import (
+    identify,
+    identify_page,
+    known_end_user,
+    reachable_characters,
+)
+from conversations.transports.base import Rejected
 
 from .consumers import CHANNEL
 from .models import LiveSession
@@ -23,10 +28,12 @@ from .models import LiveSession
 def sessions(request: HttpRequest) -> JsonResponse:
     """The most recently started live session of a user, as AIAvatarKit's router answers."""
     try:
-        caller = identify(bearer_token(request.headers))
+        caller = identify(request.headers)
+        user_id = caller.user(request.GET.get("user_id"))
     except Rejected as rejected:
-        return JsonResponse({"detail": rejected.message}, status=rejected.status)
-    user_id = request.GET.get("user_id")
+        return JsonResponse(
+            {"detail": rejected.message}, status=rejected.status, headers=rejected.headers()
+        )
     if not user_id:
         detail = [{"loc": ["query", "user_id"], "msg": "Field required", "type": "missing"}]
         return JsonResponse({"detail": detail}, status=422)
@@ -48,9 +55,26 @@ def sessions(request: HttpRequest) -> JsonResponse:
 
 @require_GET
 def voice_client(request: HttpRequest) -> HttpResponse:
-    """The browser voice client: microphone to /ws, the reply's audio and faces back."""
-    # A public page: only the default tenant's characters, never another operator's.
-    characters = Character.objects.filter(
-        tenant__slug=DEFAULT_TENANT_SLUG, is_active=True
-    ).order_by("-is_default", "name")
-    return render(request, "channels_app/voice.html", {"characters": characters})
+    """The browser voice client: microphone to /ws, the reply's audio and faces back.
+
+    With `?token=` (a browser token) it talks to the token's character only and may be framed
+    only by pages of the token's origin (docs/security.md)."""
+    raw = request.GET.get("token")
+    if not raw:
+        # A public page: only the default tenant's characters, never another operator's.
+        characters = Character.objects.filter(
+            tenant__slug=DEFAULT_TENANT_SLUG, is_active=True
+        ).order_by("-is_default", "name")
+        return render(request, "channels_app/voice.html", {"characters": characters})
+    try:
+        caller = identify_page(raw)
+    except Rejected as rejected:
+        return JsonResponse(
+            {"detail": rejected.message}, status=rejected.status, headers=rejected.headers()
+        )
+    context = {"characters": reachable_characters(caller), "token": raw}
+    response = render(request, "channels_app/voice.html", context)
+    response["Content-Security-Policy"] = f"frame-ancestors 'self' {caller.origin}"
+    response.xframe_options_exempt = True  # type: ignore[attr-defined]
+    response["Referrer-Policy"] = "no-referrer"  # the token is in this page's URL
+    return response

@@ -22,6 +22,12 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from avatarsite.tenants.scoping import (
+    TenantScopedAdmin,
+    TenantScopedStackedInline,
+    TenantScopedTabularInline,
+)
+
 from .life.days import MAX_RANGE_DAYS
 from .models import (
     Character,
@@ -47,14 +53,14 @@ class ManualEditMixin:
             obj.origin = Origin.MANUAL
 
 
-class WeeklyScheduleInline(admin.StackedInline):
+class WeeklyScheduleInline(TenantScopedStackedInline):
     model = WeeklySchedule
     fields = ("content", "origin", "updated_at")
     readonly_fields = ("origin", "updated_at")
     extra = 0
 
 
-class RecentInline(admin.TabularInline):
+class RecentInline(TenantScopedTabularInline):
     extra = 0
     date_field = ""
 
@@ -102,7 +108,7 @@ def _local_today(character: Character) -> date:
 
 
 @admin.register(Character)
-class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
+class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
     list_display = (
         "name",
         "slug",
@@ -218,7 +224,7 @@ class CharacterAdmin(ManualEditMixin, admin.ModelAdmin):
         )
 
 
-class LifeRowAdmin(ManualEditMixin, admin.ModelAdmin):
+class LifeRowAdmin(ManualEditMixin, TenantScopedAdmin):
     list_select_related = ("character",)
     readonly_fields = ("origin", "created_at", "updated_at")
 
@@ -260,14 +266,14 @@ class DiaryAdmin(LifeRowAdmin):
 
 
 @admin.register(NewsDigest)
-class NewsDigestAdmin(admin.ModelAdmin):
+class NewsDigestAdmin(TenantScopedAdmin):
     list_display = ("news_date", "country", "language", "model", "fetched_at")
     list_filter = ("country", "language")
     date_hierarchy = "news_date"
 
 
 @admin.register(GenerationJob)
-class GenerationJobAdmin(admin.ModelAdmin):
+class GenerationJobAdmin(TenantScopedAdmin):
     list_display = ("character", "kind", "date_from", "date_to", "status", "created_at")
     list_filter = ("status", "kind", "character")
     list_select_related = ("character",)
@@ -282,7 +288,7 @@ class GenerationJobAdmin(admin.ModelAdmin):
 
 
 @admin.register(GenerationClaim)
-class GenerationClaimAdmin(admin.ModelAdmin):
+class GenerationClaimAdmin(TenantScopedAdmin):
     """Work in progress or waiting to be retried, with its last error."""
 
     list_display = ("key", "attempts", "leased_until", "retry_after", "last_error", "updated_at")

@@ -7,6 +7,9 @@ import copy
 from rest_framework import serializers, viewsets
 from rest_framework.filters import SearchFilter
 
+from avatarsite.tenants.api import unique_in_tenant
+from avatarsite.tenants.scoping import TenantScopedViewSetMixin
+
 from .models import Character
 
 
@@ -42,16 +45,21 @@ class CharacterSerializer(serializers.ModelSerializer):
         ]
         read_only_fields = ["id", "created_at", "updated_at"]
 
+    def validate_slug(self, slug: str) -> str:
+        return unique_in_tenant(self, "slug", slug)
+
     def validate(self, attrs: dict) -> dict:
         # The model's cross-field rules (provider and model, voice tags) apply here too.
         candidate = copy.copy(self.instance) if self.instance else Character()
+        if candidate.tenant_id is None:  # a new character: its secrets are its tenant's
+            candidate.tenant = self.context["view"].creation_tenant()
         for name, value in attrs.items():
             setattr(candidate, name, value)
         candidate.clean()
         return attrs
 
 
-class CharacterViewSet(viewsets.ModelViewSet):
+class CharacterViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
     queryset = Character.objects.all()
     serializer_class = CharacterSerializer
     lookup_field = "slug"

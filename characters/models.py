@@ -13,6 +13,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator, RegexVa
 from django.db import models
 
 from avatarsite.tenants.models import TenantOwned
+from avatarsite.tenants.provider_secrets import check_references, tenant_of
 
 ENV_VAR_NAME = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$", "Enter the name of an environment variable, not its value."
@@ -106,10 +107,11 @@ class Character(TenantOwned):
         max_length=100,
         default="OPENAI_API_KEY",
         validators=[ENV_VAR_NAME],
-        help_text="Name of the environment variable holding the key; the key itself is never "
-        "stored. Left at OPENAI_API_KEY it means the provider's own variable (ANTHROPIC_API_KEY, "
-        "GEMINI_API_KEY). When it is empty the character answers with the development echo "
-        "provider.",
+        help_text="Name of one of the tenant's provider secrets, or of a platform variable the "
+        "server allows (its key is only sent to the provider's own endpoint, so a base URL of "
+        "your own needs a secret of your own). Left at OPENAI_API_KEY it means the provider's "
+        "own variable (ANTHROPIC_API_KEY, GEMINI_API_KEY). When nothing is found under the name "
+        "the character answers with the development echo provider.",
     )
     context_timeout_seconds = models.PositiveIntegerField(
         default=3600,
@@ -259,6 +261,13 @@ class Character(TenantOwned):
         if None not in hours and self.diary_hour <= self.schedule_hour:
             raise ValidationError(
                 {"diary_hour": "The diary is written after the schedule: pick a later hour."}
+            )
+        if self.llm_provider != LLMProvider.ECHO:
+            check_references(
+                tenant_of(self),
+                [self.llm_api_key_env],
+                endpoint=self.llm_base_url,
+                field="llm_api_key_env",
             )
 
 

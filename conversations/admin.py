@@ -9,12 +9,12 @@ from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from avatarsite.tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
 from characters.admin import CharacterAdmin as LifeCharacterAdmin
 from characters.models import Character
 
@@ -32,7 +32,7 @@ from .pipeline.prompt import compose_system_prompt
 from .speech.admin import VoiceSettingsInline
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class ReadOnlyAdmin(TenantScopedAdmin):
     """Records the pipeline writes: operators read them, never edit them by hand."""
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -42,14 +42,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
-class ChannelIdentityInline(admin.TabularInline):
+class ChannelIdentityInline(TenantScopedTabularInline):
     model = ChannelIdentity
     extra = 0
     readonly_fields = ("created_at",)
 
 
 @admin.register(EndUser)
-class EndUserAdmin(admin.ModelAdmin):
+class EndUserAdmin(TenantScopedAdmin):
     list_display = ("id", "display_name", "created_at", "updated_at")
     search_fields = ("id", "display_name", "identities__external_id")
     readonly_fields = ("id", "created_at", "updated_at")
@@ -57,14 +57,14 @@ class EndUserAdmin(admin.ModelAdmin):
 
 
 @admin.register(ChannelIdentity)
-class ChannelIdentityAdmin(admin.ModelAdmin):
+class ChannelIdentityAdmin(TenantScopedAdmin):
     list_display = ("channel", "external_id", "end_user", "created_at")
     list_filter = ("channel",)
     search_fields = ("external_id", "end_user__display_name")
     raw_id_fields = ("end_user",)
 
 
-class MessageInline(admin.TabularInline):
+class MessageInline(TenantScopedTabularInline):
     model = Message
     extra = 0
     fields = ("position", "role", "content", "files", "tool_calls", "created_at")
@@ -112,7 +112,7 @@ class TurnRecordAdmin(ReadOnlyAdmin):
 
 
 @admin.register(ApiKey)
-class ApiKeyAdmin(admin.ModelAdmin):
+class ApiKeyAdmin(TenantScopedAdmin):
     list_display = ("name", "prefix", "created_at", "last_used_at", "revoked_at")
     list_filter = ("revoked_at",)
     search_fields = ("name", "prefix")
@@ -134,7 +134,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Guardrail)
-class GuardrailAdmin(admin.ModelAdmin):
+class GuardrailAdmin(TenantScopedAdmin):
     list_display = ("name", "character", "applies_to", "kind", "action", "is_active")
     list_filter = ("applies_to", "kind", "action", "is_active", "character")
     search_fields = ("name", "pattern", "question", "message")
@@ -146,7 +146,7 @@ class GuardrailAdmin(admin.ModelAdmin):
 
 
 @admin.register(McpServer)
-class McpServerAdmin(admin.ModelAdmin):
+class McpServerAdmin(TenantScopedAdmin):
     list_display = ("name", "transport", "character", "enabled", "updated_at")
     list_filter = ("transport", "enabled", "character")
     search_fields = ("name", "command", "url")
@@ -157,6 +157,17 @@ class McpServerAdmin(admin.ModelAdmin):
         ("Streamable HTTP", {"fields": ("url", "headers")}),
         ("Changes", {"fields": ("created_at", "updated_at")}),
     )
+
+    # A stdio server runs a command on this server: superusers only (docs/security.md).
+    def formfield_for_choice_field(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "transport" and not request.user.is_superuser:
+            kwargs["choices"] = [(McpServer.Transport.HTTP, McpServer.Transport.HTTP.label)]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        if obj is not None and obj.transport == McpServer.Transport.STDIO:
+            return request.user.is_superuser
+        return super().has_change_permission(request, obj)
 
 
 class PreviewForm(forms.Form):
@@ -199,10 +210,11 @@ class CharacterAdmin(LifeCharacterAdmin):
 
     def preview_prompt(self, request: HttpRequest, object_id: int) -> HttpResponse:
         """The system prompt a chosen user would get from this character, now or at a time."""
-        character = get_object_or_404(Character, pk=object_id)
+        character = self.get_object(request, str(object_id))  # another tenant's: 404
         if not self.has_view_permission(request, character):
             return HttpResponse(status=403)
         form = PreviewForm(request.GET or None)
+        form.fields["user"].queryset = EndUser.objects.filter(tenant_id=character.tenant_id)
         prompt = None
         if form.is_valid():
             at: datetime | None = form.cleaned_data["at"]

@@ -16,14 +16,17 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from django.db.models import QuerySet
 
+from avatarsite.tenants.models import TenantOrigin
+from avatarsite.tenants.provider_secrets import load_secrets
 from characters.models import Character
 
+from .browser_tokens import TokenRefused, is_browser_token, verify
 from .history import (
     OpenedContext,
     UnknownContext,
@@ -35,7 +38,8 @@ from .history import (
 )
 from .models import ApiKey, EndUser
 from .pipeline.events import TurnRequest
-from .transports.base import Rejected
+from .rate_limits import KeyLimits, RateLimited, StreamSlot, count_request, open_stream
+from .transports.base import Rejected, bearer_token
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,37 +50,140 @@ class Caller:
     api_key_id: int | None = None
     # The only characters the credential reaches; None: every character of its tenant.
     character_ids: frozenset[int] | None = None
+    # The end user a browser token speaks for; None: whoever the request names.
+    user_id: str | None = None
+    # The API key's rate limits (a browser token counts against the key that minted it).
+    limits: KeyLimits | None = None
+    # The site a browser token is bound to; None for an API key.
+    origin: str | None = None
 
     def reaches(self, character: Character) -> bool:
         return character.tenant_id == self.tenant_id and (
             self.character_ids is None or character.pk in self.character_ids
         )
 
+    def user(self, requested: str | None) -> str | None:
+        """The end user a request speaks for: a browser token's own when it names one (a
+        request naming another is refused with 403), else the one requested."""
+        if self.user_id is None:
+            return requested
+        if requested and requested != self.user_id:
+            raise Rejected(403, "This browser token is for another user.", code="wrong_user")
+        return self.user_id
 
-def api_key_caller(token: str) -> Caller | None:
+    def open_stream(self) -> StreamSlot:
+        """One of the key's concurrent streams (docs/security.md), held until released."""
+        try:
+            return open_stream(self.limits) if self.limits else StreamSlot(counter=None)
+        except RateLimited as limited:
+            raise rate_limited(limited) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Presented:
+    """A credential as a request presents it, with what binds a browser token to its page."""
+
+    token: str
+    origin: str | None = None  # the request's Origin header
+    host: str | None = None  # this server's own host: its pages may use any token
+    in_url: bool = False  # `?token=`: browser tokens only, API keys never travel in URLs
+    page: bool = False  # a page load (no Origin): the page's frame-ancestors bind the token
+
+
+def rate_limited(limited: RateLimited) -> Rejected:
+    return Rejected(429, limited.message, code="rate_limited", retry_after=limited.retry_after)
+
+
+def api_key_caller(presented: Presented) -> Caller | None:
     """The caller an API key proves, or None when it is not an active key."""
-    key = ApiKey.authenticate(token)
+    if presented.in_url or presented.page or is_browser_token(presented.token):
+        return None
+    key = ApiKey.authenticate(presented.token)
     if key is None:
         return None
     limited = frozenset(key.characters.values_list("pk", flat=True))
-    return Caller(tenant_id=key.tenant_id, api_key_id=key.pk, character_ids=limited or None)
+    return Caller(
+        tenant_id=key.tenant_id,
+        api_key_id=key.pk,
+        character_ids=limited or None,
+        limits=key.limits(),
+    )
 
 
-# Every kind of credential the APIs accept, tried in order on a presented token; another kind
-# (signed browser tokens) is one more function here.
-CREDENTIAL_KINDS: list[Callable[[str], Caller | None]] = [api_key_caller]
+def browser_token_caller(presented: Presented) -> Caller | None:
+    """The caller a browser token proves (conversations/browser_tokens.py): its key's tenant,
+    its one character, its end user. A bad one is refused with 401 here, with the reason."""
+    if not is_browser_token(presented.token):
+        return None
+    try:
+        token = verify(
+            presented.token, presented.origin, server_host=presented.host, any_origin=presented.page
+        )
+    except TokenRefused as refused:
+        raise Rejected(401, str(refused), code="invalid_token") from None
+    key = ApiKey.objects.filter(prefix=token.key_prefix, revoked_at__isnull=True).first()
+    if (
+        key is None
+        or not TenantOrigin.objects.filter(tenant_id=key.tenant_id, origin=token.origin).exists()
+    ):
+        # Revoking the key, or removing the origin, ends its tokens at once.
+        raise Rejected(401, "This browser token is no longer valid.", code="invalid_token")
+    limited = frozenset(key.characters.values_list("pk", flat=True))
+    reached = {token.character_id} & limited if limited else {token.character_id}
+    return Caller(
+        tenant_id=key.tenant_id,
+        api_key_id=key.pk,
+        character_ids=frozenset(reached),
+        user_id=token.user_id,
+        limits=key.limits(),
+        origin=token.origin,
+    )
+
+
+# Every kind of credential the APIs accept, tried in order on a presented token.
+CREDENTIAL_KINDS: list[Callable[[Presented], Caller | None]] = [
+    api_key_caller,
+    browser_token_caller,
+]
 
 INVALID_CREDENTIAL = "Invalid or missing API Key"
 
 
-def identify(token: str) -> Caller:
-    """Step 1, credential → tenant: who presents `token`. Rejected with 401 otherwise."""
-    if token:
-        for kind in CREDENTIAL_KINDS:
-            caller = kind(token)
-            if caller is not None:
-                return caller
-    raise Rejected(401, INVALID_CREDENTIAL, code="invalid_api_key")
+def identify(
+    headers: Mapping[str, str], query_token: str | None = None, *, browser: bool = True
+) -> Caller:
+    """Step 1, credential → tenant: who presents the `Authorization: Bearer` credential (or,
+    for a browser token, `query_token`), counted against its key's request rate. Rejected
+    with 401 otherwise, 429 over the rate; `browser=False` (operator endpoints, minting) takes
+    API keys only."""
+    header = bearer_token(headers)
+    presented = Presented(
+        token=header or query_token or "",
+        origin=headers.get("Origin") or None,
+        host=headers.get("Host") or None,
+        in_url=not header and bool(query_token),
+    )
+    return _identify(presented, browser=browser)
+
+
+def identify_page(raw: str) -> Caller:
+    """A browser token opening one of this server's pages (the voice client) in a frame of its
+    origin's site: page loads carry no Origin header, so the page is served with
+    `frame-ancestors <origin>` and the browser enforces the binding."""
+    return _identify(Presented(token=raw, in_url=True, page=True), browser=True)
+
+
+def _identify(presented: Presented, *, browser: bool) -> Caller:
+    kinds = CREDENTIAL_KINDS if browser else [api_key_caller]
+    caller = next((c for kind in kinds if presented.token and (c := kind(presented))), None)
+    if caller is None:
+        raise Rejected(401, INVALID_CREDENTIAL, code="invalid_api_key")
+    if caller.limits is not None:
+        try:
+            count_request(caller.limits)
+        except RateLimited as limited:
+            raise rate_limited(limited) from None
+    return caller
 
 
 def reachable_characters(caller: Caller) -> QuerySet[Character]:
@@ -99,15 +206,18 @@ def find_character(caller: Caller, slug: str | None) -> Character:
         character = characters.filter(slug=slug).first()
         if character is None:
             raise Rejected(404, f"Unknown character {slug!r}.", code="character_not_found")
-        return character
-    character = characters.filter(is_default=True).first()
-    if character is None:
-        raise Rejected(
-            404,
-            "No default character. Mark one as default in the admin, or name one with the "
-            "X-Character header or /characters/<slug>/....",
-            code="character_not_found",
-        )
+    else:
+        # A credential reaching one character only (a browser token) needs no name.
+        only_one = caller.character_ids is not None and len(caller.character_ids) == 1
+        character = (characters if only_one else characters.filter(is_default=True)).first()
+        if character is None:
+            raise Rejected(
+                404,
+                "No default character. Mark one as default in the admin, or name one with the "
+                "X-Character header or /characters/<slug>/....",
+                code="character_not_found",
+            )
+    load_secrets(character)  # its providers read them on the event loop
     return character
 
 

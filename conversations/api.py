@@ -13,6 +13,8 @@ from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from avatarsite.tenants.scoping import TenantScopedViewSetMixin
+
 from .models import ApiKey, ChannelIdentity, Context, EndUser, Message
 
 
@@ -32,6 +34,7 @@ class EndUserSerializer(serializers.ModelSerializer):
 
 
 class EndUserViewSet(
+    TenantScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.UpdateModelMixin,
@@ -77,6 +80,7 @@ class ContextSerializer(serializers.ModelSerializer):
 
 
 class ContextViewSet(
+    TenantScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.DestroyModelMixin,
@@ -109,7 +113,17 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ApiKey
-        fields = ["id", "name", "prefix", "key", "created_at", "last_used_at", "revoked_at"]
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "key",
+            "requests_per_minute",
+            "concurrent_streams",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ]
         read_only_fields = ["id", "prefix", "created_at", "last_used_at", "revoked_at"]
 
     def get_key(self, obj: ApiKey) -> str | None:
@@ -117,6 +131,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
 
 
 class ApiKeyViewSet(
+    TenantScopedViewSetMixin,
     mixins.ListModelMixin,
     mixins.RetrieveModelMixin,
     mixins.CreateModelMixin,
@@ -128,7 +143,12 @@ class ApiKeyViewSet(
     def create(self, request: Request, *args: object, **kwargs: object) -> Response:
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key, raw_key = ApiKey.issue(serializer.validated_data["name"])
+        data = serializer.validated_data
+        key, raw_key = ApiKey.issue(data["name"], self.creation_tenant())
+        limits = {f: data[f] for f in ("requests_per_minute", "concurrent_streams") if f in data}
+        if limits:
+            ApiKey.objects.filter(pk=key.pk).update(**limits)
+            key.refresh_from_db()
         body = ApiKeySerializer(key, context={"raw_key": raw_key}).data
         return Response(body, status=201)
 

@@ -14,13 +14,17 @@ import secrets
 import uuid
 from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.utils import timezone
 
 from avatarsite.tenants.models import Tenant, TenantOwned
+from avatarsite.tenants.provider_secrets import check_references, tenant_of
 from characters.models import Character
+
+from .rate_limits import KeyLimits
 
 
 def validate_pattern(value: str) -> None:
@@ -284,6 +288,18 @@ class ApiKey(TenantOwned):
         help_text="Blank: every character of its tenant. Otherwise only these (another "
         "tenant's character on the list reaches nothing).",
     )
+    requests_per_minute = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Requests per minute, its browser tokens' included; more are answered with "
+        "429. Blank: the server's RATE_LIMIT_REQUESTS_PER_MINUTE (0: unlimited).",
+    )
+    concurrent_streams = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        help_text="Streaming replies and /ws sessions open at once. Blank: the server's "
+        "RATE_LIMIT_CONCURRENT_STREAMS (0: unlimited).",
+    )
 
     class Meta:
         verbose_name = "API key"
@@ -295,6 +311,22 @@ class ApiKey(TenantOwned):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+    def limits(self) -> KeyLimits:
+        """What this key may do (conversations/rate_limits.py)."""
+
+        def limit(own: int | None, default: int) -> int:
+            return default if own is None else own
+
+        return KeyLimits(
+            key=self.prefix,
+            requests_per_minute=limit(
+                self.requests_per_minute, settings.RATE_LIMIT_REQUESTS_PER_MINUTE
+            ),
+            concurrent_streams=limit(
+                self.concurrent_streams, settings.RATE_LIMIT_CONCURRENT_STREAMS
+            ),
+        )
 
     @classmethod
     def issue(cls, name: str, tenant: Tenant | None = None) -> tuple[ApiKey, str]:
@@ -429,3 +461,10 @@ class McpServer(TenantOwned):
             raise ValidationError({"command": "A stdio server needs a command to start."})
         if self.transport == self.Transport.HTTP and not self.url:
             raise ValidationError({"url": "A streamable HTTP server needs a URL."})
+        if isinstance(self.environment, list):
+            check_references(tenant_of(self), self.environment, field="environment")
+        if isinstance(self.headers, dict):
+            # Header values travel to the server's URL, which the tenant chose.
+            check_references(
+                tenant_of(self), self.headers.values(), endpoint=self.url, field="headers"
+            )

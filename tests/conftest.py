@@ -30,6 +30,18 @@ IN_CI = os.environ.get("CI") == "1"
 LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
 ANTHROPIC_KEY_VARIABLE = "FAKE_ANTHROPIC_API_KEY"
 DIFY_KEY_VARIABLE = "FAKE_DIFY_API_KEY"
+# The test deployment's platform variables that tenants may name (PROVIDER_ENV_ALLOWLIST): the
+# fakes' keys. Everything else in the environment stays out of reach, as in production.
+PLATFORM_KEY_VARIABLES = [
+    *settings.PROVIDER_ENV_ALLOWLIST,
+    LLM_KEY_VARIABLE,
+    ANTHROPIC_KEY_VARIABLE,
+    DIFY_KEY_VARIABLE,
+    "FAKE_MCP_AUTH",
+    "AVATARSITE_TEST_KEY",
+    "LINE_TEST_CHANNEL_SECRET",
+    "LINE_TEST_ACCESS_TOKEN",
+]
 # Short enough for quick timeout and ping tests, long enough that the slow fake replies
 # (chunks a second apart) never hit the timeout on a loaded machine.
 SERVER_ENV = {
@@ -45,7 +57,14 @@ SERVER_ENV = {
     # What the MCP tests' HTTP server gets as its Authorization header (by variable name).
     "FAKE_MCP_AUTH": "Bearer mcp-test-token",
     "MCP_TIMEOUT_SECONDS": "10",
+    "PROVIDER_ENV_ALLOWLIST": ",".join(PLATFORM_KEY_VARIABLES),
 }
+
+
+@pytest.fixture(autouse=True, scope="session")
+def platform_key_variables() -> None:
+    """This process's allow-list, as SERVER_ENV gives it to the servers."""
+    settings.PROVIDER_ENV_ALLOWLIST = PLATFORM_KEY_VARIABLES
 
 
 def require_service(name: str, available: bool) -> None:

@@ -8,3 +8,10 @@ class TenantsConfig(AppConfig):
     name = "avatarsite.tenants"
     label = "tenants"
     verbose_name = "tenants"
+
+    def ready(self) -> None:
+        from corsheaders.signals import check_request_enabled
+
+        from .origins import origin_allowed
+
+        check_request_enabled.connect(origin_allowed, dispatch_uid="tenant-origins")

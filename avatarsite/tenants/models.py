@@ -6,8 +6,14 @@ This app depends on nothing else in the project, so every app may depend on it.
 from __future__ import annotations
 
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
 from django.db import models
+
+from . import crypto
 
 DEFAULT_TENANT_SLUG = "default"
 
@@ -69,3 +75,96 @@ class TenantOwned(models.Model):
         if parent is not None:
             return parent.tenant_id
         return Tenant.default().pk
+
+
+class Membership(models.Model):
+    """A staff user's role in a tenant (avatarsite/tenants/roles.py says what each allows)."""
+
+    class Role(models.TextChoices):
+        OWNER = "owner", "Owner: also API keys, provider secrets and allowed origins"
+        ADMIN = "admin", "Admin: adds, changes and deletes the tenant's rows"
+        VIEWER = "viewer", "Viewer: sees the tenant's rows"
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tenant_memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.VIEWER)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["tenant", "user"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user"], name="one_membership_per_tenant")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} ({self.role} of {self.tenant})"
+
+
+SECRET_NAME = RegexValidator(
+    r"^[A-Za-z_][A-Za-z0-9_]*$", "Letters, digits and '_' only, e.g. OPENAI_KEY."
+)
+
+
+class ProviderSecret(models.Model):
+    """A tenant's credential for a provider (LLM, speech, LINE, MCP), encrypted at rest.
+
+    Characters, voices, LINE channels and MCP servers name it where they used to name an
+    environment variable. The value is write-only: nothing ever shows it back.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="provider_secrets")
+    name = models.CharField(
+        max_length=100,
+        validators=[SECRET_NAME],
+        help_text="What characters, voices, LINE channels and MCP servers call it.",
+    )
+    ciphertext = models.TextField(editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["tenant", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "name"], name="unique_secret_name")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_value(self, value: str) -> None:
+        self.ciphertext = crypto.encrypt(value)
+
+
+def validate_origin(value: str) -> None:
+    parts = urlsplit(value)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or parts.username
+    ):
+        raise ValidationError(
+            "Enter an origin: scheme, host and optional port, e.g. https://shop.example.com."
+        )
+
+
+class TenantOrigin(models.Model):
+    """A site of the tenant whose pages may call the chat endpoints with browser tokens."""
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="origins")
+    origin = models.CharField(max_length=200, validators=[validate_origin])
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        verbose_name = "allowed origin"
+        ordering = ["tenant", "origin"]
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "origin"], name="unique_tenant_origin")
+        ]
+
+    def __str__(self) -> str:
+        return self.origin

@@ -8,6 +8,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
+from avatarsite.tenants.provider_secrets import describe
+from avatarsite.tenants.scoping import TenantScopedAdmin
 from conversations.admin import ChannelIdentityAdmin
 from conversations.models import ChannelIdentity
 
@@ -20,7 +22,7 @@ from .webhook import webhook_path
 
 
 @admin.register(LineChannel)
-class LineChannelAdmin(admin.ModelAdmin):
+class LineChannelAdmin(TenantScopedAdmin):
     list_display = ("slug", "character", "webhook_path", "secrets", "is_default", "is_active")
     list_filter = ("is_active", "is_default")
     search_fields = ("slug", "character__name")
@@ -43,23 +45,19 @@ class LineChannelAdmin(admin.ModelAdmin):
     def webhook_path(self, channel: LineChannel) -> str:
         return webhook_path(channel.slug) if channel.slug else "-"
 
-    @admin.display(description="variables")
+    @admin.display(description="secrets")
     def secrets(self, channel: LineChannel) -> str:
-        """Whether the variables are set in this process; their values are never shown."""
-
-        def state(name: str, value: str) -> str:
-            return f"{name} {'set' if value else 'NOT SET'}"
-
+        """Where each name points and whether it is set; values are never shown."""
+        if channel.pk is None:
+            return "-"
         return ", ".join(
-            (
-                state(channel.channel_secret_env, channel.channel_secret),
-                state(channel.access_token_env, channel.access_token),
-            )
+            describe(channel.character, name)
+            for name in (channel.channel_secret_env, channel.access_token_env)
         )
 
 
 @admin.register(LineEvent)
-class LineEventAdmin(admin.ModelAdmin):
+class LineEventAdmin(TenantScopedAdmin):
     list_display = (
         "received_at",
         "channel",
@@ -103,7 +101,7 @@ class LineMessageForm(forms.Form):
 
 @admin.action(description="Send a LINE message")
 def send_line_message(
-    modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[ChannelIdentity]
+    modeladmin: TenantScopedAdmin, request: HttpRequest, queryset: QuerySet[ChannelIdentity]
 ) -> HttpResponse | None:
     identities = list(queryset.filter(channel__in=IDENTITY_CHANNELS.values()))
     if not identities:

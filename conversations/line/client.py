@@ -86,8 +86,8 @@ class LineApi:
         token = channel.access_token
         if not token:
             raise LineNotConfigured(
-                f"The environment variable {channel.access_token_env} (access token of LINE "
-                f"channel {channel.slug!r}) is not set."
+                f"No provider secret or allowed platform variable {channel.access_token_env} "
+                f"(access token of LINE channel {channel.slug!r}) is set."
             )
         self.messaging, self.blob = _clients(
             token, settings.LINE_API_BASE_URL, settings.LINE_API_DATA_BASE_URL

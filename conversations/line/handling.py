@@ -44,6 +44,7 @@ from linebot.v3.webhooks import (
     VideoMessageContent,
 )
 
+from avatarsite.tenants.provider_secrets import load_secrets
 from conversations.admission import Caller, admit, admit_session
 from conversations.models import EndUser
 from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished, TurnRequest
@@ -107,6 +108,7 @@ def process_events(channel_id: int, events: list[dict[str, Any]]) -> None:
             "LINE channel %s is gone or inactive; %d event(s) dropped", channel_id, len(events)
         )
         return
+    load_secrets(channel.character)  # the turns' providers read them on the event loop
     for raw in events:
         row = _claim(channel, raw)
         if row is None:
@@ -399,5 +401,6 @@ def push_text(channel: LineChannel, to: str, text: str) -> str:
 def start_conversation(channel_id: int, to: str, instruction: str, key: str) -> Outcome:
     """The character speaks first: a turn on the operator's instruction, its answer pushed."""
     channel = LineChannel.objects.select_related("character__voice").get(pk=channel_id)
+    load_secrets(channel.character)
     scope = Scope(channel, LineApi(channel), Chat.with_id(to, key))
     return scope.converse(instruction, initiated=True)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from avatarsite.tenants.provider_secrets import check_references, resolve
 from characters.models import ENV_VAR_NAME, Character
 
 
@@ -19,8 +18,8 @@ def validate_loading_seconds(value: int) -> None:
 class LineChannel(models.Model):
     """A LINE Messaging API channel through which one character talks.
 
-    The channel secret and access token stay in the environment: only the names of the
-    variables holding them are stored, like `Character.llm_api_key_env`.
+    The channel secret and access token are named, like `Character.llm_api_key_env`: the
+    tenant's provider secrets, or allowed platform variables.
     """
 
     character = models.OneToOneField(
@@ -74,13 +73,19 @@ class LineChannel(models.Model):
     def __str__(self) -> str:
         return f"{self.slug} ({self.character})"
 
+    def clean(self) -> None:
+        character = getattr(self, "character", None)
+        tenant_id = character.tenant_id if character is not None else None
+        for field in ("channel_secret_env", "access_token_env"):
+            check_references(tenant_id, [getattr(self, field)], field=field)
+
     @property
     def channel_secret(self) -> str:
-        return os.environ.get(self.channel_secret_env, "")
+        return resolve(self.character, self.channel_secret_env)
 
     @property
     def access_token(self) -> str:
-        return os.environ.get(self.access_token_env, "")
+        return resolve(self.character, self.access_token_env)
 
 
 class LineEvent(models.Model):

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from conversations.admission import Caller, identify
 from conversations.models import ChannelIdentity
 from conversations.transports.aiavatar_wire import validation_errors
-from conversations.transports.base import Rejected, bearer_token
+from conversations.transports.base import Rejected
 
 from . import tasks
 from .client import LineApiError, LineNotConfigured
@@ -74,7 +74,7 @@ async def _authorize(request: HttpRequest) -> Caller | None:
     """An API key's caller, or None for a staff member's admin session (with its CSRF
     token)."""
     if request.headers.get("Authorization"):
-        return await sync_to_async(identify)(bearer_token(request.headers))
+        return await sync_to_async(identify)(request.headers, browser=False)
     user = await request.auser()
     if not (user.is_active and user.is_staff):
         raise Rejected(401, "Invalid or missing API Key", code="invalid_api_key")

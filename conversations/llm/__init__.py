@@ -6,6 +6,7 @@ import functools
 import logging
 import os
 
+from avatarsite.tenants.provider_secrets import resolve
 from characters.models import Character
 from characters.models import LLMProvider as ProviderChoice
 
@@ -56,7 +57,7 @@ def provider_for(character: Character) -> LLMProvider:
     if character.llm_provider == ProviderChoice.ECHO:
         return EchoProvider()
     variable = key_variable(character)
-    api_key = os.environ.get(variable, "")
+    api_key = resolve(character, variable)
     if not api_key:
         _warn_echo_fallback(character.slug, character.llm_provider, variable)
         return EchoProvider()

@@ -1,9 +1,11 @@
 from django.contrib import admin
 
+from avatarsite.tenants.scoping import TenantScopedAdmin, TenantScopedStackedInline
+
 from .models import KanaReading, VoiceSettings
 
 
-class VoiceSettingsInline(admin.StackedInline):
+class VoiceSettingsInline(TenantScopedStackedInline):
     """Shown on the character page: a character's voice is edited with the character."""
 
     model = VoiceSettings
@@ -43,6 +45,6 @@ class VoiceSettingsInline(admin.StackedInline):
 
 
 @admin.register(KanaReading)
-class KanaReadingAdmin(admin.ModelAdmin):
+class KanaReadingAdmin(TenantScopedAdmin):
     list_display = ("word", "reading", "created_at")
     search_fields = ("word", "reading")

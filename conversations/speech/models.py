@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from avatarsite.tenants.models import TenantOwned
+from avatarsite.tenants.provider_secrets import check_references, tenant_of
 from characters.models import ENV_VAR_NAME, Character
 
 
@@ -66,8 +67,9 @@ class VoiceSettings(TenantOwned):
         max_length=100,
         blank=True,
         validators=[ENV_VAR_NAME],
-        help_text="Environment variable holding the key (OpenAI: blank is OPENAI_API_KEY; "
-        "HTTP: sent as a Bearer token).",
+        help_text="Provider secret (or allowed platform variable) holding the key (OpenAI: "
+        "blank is OPENAI_API_KEY; HTTP: sent as a Bearer token, so it must be a secret of "
+        "yours).",
     )
     tts_http_request = models.JSONField(
         "HTTP synthesizer request",
@@ -122,7 +124,8 @@ class VoiceSettings(TenantOwned):
         max_length=100,
         blank=True,
         validators=[ENV_VAR_NAME],
-        help_text="OpenAI: blank is OPENAI_API_KEY; HTTP: sent as a Bearer token.",
+        help_text="Provider secret (or allowed platform variable). OpenAI: blank is "
+        "OPENAI_API_KEY; HTTP: sent as a Bearer token, so it must be a secret of yours.",
     )
     stt_language = models.CharField(
         "STT language", max_length=16, blank=True, help_text="Blank: the character's language."
@@ -155,6 +158,21 @@ class VoiceSettings(TenantOwned):
                 errors[field] = "The HTTP provider needs a URL."
         if errors:
             raise ValidationError(errors)
+        self._check_keys()
+
+    def _check_keys(self) -> None:
+        """Keys name the tenant's secrets or allowed platform variables; a platform key only
+        goes to its provider's own endpoint (blank URL), never to an HTTP provider's URL."""
+        for provider, field, name, url in (
+            (self.tts_provider, "tts_api_key_env", self.tts_api_key_env, self.tts_base_url),
+            (self.stt_provider, "stt_api_key_env", self.stt_api_key_env, self.stt_base_url),
+        ):
+            if provider in (TTSProvider.OPENAI, STTProvider.OPENAI):
+                check_references(
+                    tenant_of(self), [name or "OPENAI_API_KEY"], endpoint=url, field=field
+                )
+            elif provider in (TTSProvider.HTTP, STTProvider.HTTP):
+                check_references(tenant_of(self), [name], endpoint=url, field=field)
 
 
 def compile_replacements(value: object) -> list[tuple[re.Pattern[str], str]]:

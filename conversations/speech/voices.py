@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 from django.conf import settings
 
+from avatarsite.tenants.provider_secrets import resolve
 from characters.models import Character
 from conversations.llm import provider_for
 
@@ -47,18 +46,19 @@ def voice_settings(character: Character) -> VoiceSettings:
         return VoiceSettings(character=character)
 
 
-def _key(variable: str, default: str, what: str) -> str:
+def _key(character: Character, variable: str, default: str, what: str) -> str:
     name = variable or default
-    key = os.environ.get(name, "")
+    key = resolve(character, name)
     if not key:
         raise (TTSError if what == "speech" else STTError)(
-            f"OpenAI {what} needs an API key in the {name} environment variable"
+            f"OpenAI {what} needs an API key: no provider secret or allowed platform variable "
+            f"named {name} is set"
         )
     return key
 
 
-def _bearer(variable: str) -> dict[str, str]:
-    key = os.environ.get(variable, "") if variable else ""
+def _bearer(character: Character, variable: str) -> dict[str, str]:
+    key = resolve(character, variable)
     return {"Authorization": f"Bearer {key}"} if key else {}
 
 
@@ -74,14 +74,14 @@ def recognizer_for(character: Character) -> SpeechRecognizer | None:
             return None
         case STTProvider.OPENAI:
             return OpenAISpeechRecognizer(
-                api_key=_key(voice.stt_api_key_env, "OPENAI_API_KEY", "transcription"),
+                api_key=_key(character, voice.stt_api_key_env, "OPENAI_API_KEY", "transcription"),
                 base_url=voice.stt_base_url or None,
                 model=voice.stt_model or "gpt-4o-mini-transcribe",
                 **common,
             )
         case STTProvider.HTTP:
             return HttpSpeechRecognizer(
-                url=voice.stt_base_url, headers=_bearer(voice.stt_api_key_env), **common
+                url=voice.stt_base_url, headers=_bearer(character, voice.stt_api_key_env), **common
             )
     path = local_model_path()
     if path is None:
@@ -118,7 +118,7 @@ def synthesizer_for(character: Character) -> SpeechSynthesizer | None:
             )
         case TTSProvider.OPENAI:
             return OpenAISpeechSynthesizer(
-                api_key=_key(voice.tts_api_key_env, "OPENAI_API_KEY", "speech"),
+                api_key=_key(character, voice.tts_api_key_env, "OPENAI_API_KEY", "speech"),
                 base_url=voice.tts_base_url or None,
                 model=voice.tts_model or OPENAI_TTS_MODEL,
                 voice=voice.tts_voice or OPENAI_VOICE,
@@ -128,7 +128,7 @@ def synthesizer_for(character: Character) -> SpeechSynthesizer | None:
             return HttpSynthesizer(
                 url=voice.tts_base_url,
                 request=voice.tts_http_request,
-                headers=_bearer(voice.tts_api_key_env),
+                headers=_bearer(character, voice.tts_api_key_env),
                 voice=voice.tts_voice,
                 **common,
             )

@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
@@ -36,6 +35,7 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from avatarsite.tenants.provider_secrets import resolve
 from characters.models import Character
 from conversations.models import McpServer
 
@@ -59,28 +59,34 @@ class McpUnavailable(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
-    """What a session was opened with; a session whose row changed is replaced."""
+    """What a session was opened with; a session whose row (or a secret it names) changed is
+    replaced. Environment and header values are resolved here, from the tenant's provider
+    secrets or allowed platform variables (avatarsite/tenants/provider_secrets.py)."""
 
     id: int
     name: str
     transport: str
     command: str
     args: tuple[str, ...]
-    environment: tuple[str, ...]
+    # (variable, value) passed to a stdio command; (header, value). Never in a repr or a log.
+    environment: tuple[tuple[str, str], ...] = field(repr=False)
     url: str
-    headers: tuple[tuple[str, str], ...]  # (header, environment variable NAME)
+    headers: tuple[tuple[str, str], ...] = field(repr=False)
 
     @classmethod
-    def of(cls, server: McpServer) -> ServerConfig:
+    def of(cls, server: McpServer, character: Character) -> ServerConfig:
+        def value(name: str) -> str:
+            return resolve(character, name)
+
         return cls(
             id=server.pk,
             name=server.name,
             transport=server.transport,
             command=server.command,
             args=tuple(server.args),
-            environment=tuple(server.environment),
+            environment=tuple((n, value(n)) for n in server.environment if value(n)),
             url=server.url,
-            headers=tuple(sorted(server.headers.items())),
+            headers=tuple(sorted((h, value(n)) for h, n in server.headers.items())),
         )
 
 
@@ -90,7 +96,7 @@ def _configs_for(character: Character) -> list[ServerConfig]:
         tenant_id=character.tenant_id,
         enabled=True,
     )
-    return [ServerConfig.of(server) for server in servers]
+    return [ServerConfig.of(server, character) for server in servers]
 
 
 def _mcp_result(result: mcp_types.CallToolResult) -> dict[str, Any]:
@@ -128,13 +134,13 @@ class _Session:
     def _transport(self) -> Any:
         config = self.config
         if config.transport == McpServer.Transport.STDIO:
-            passed = {n: os.environ[n] for n in config.environment if n in os.environ}
+            passed = dict(config.environment)
             return StdioServerParameters(
                 command=config.command,
                 args=list(config.args),
                 env={**get_default_environment(), **passed},
             )
-        headers = {h: os.environ.get(n, "") for h, n in config.headers}
+        headers = dict(config.headers)
         http = create_mcp_http_client(
             headers=headers, timeout=httpx2.Timeout(settings.MCP_TIMEOUT_SECONDS)
         )

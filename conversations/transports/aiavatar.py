@@ -21,6 +21,7 @@ from ..admission import Caller, admit, admit_session, find_character, identify
 from ..models import EndUser
 from ..pipeline.events import TurnRequest
 from ..pipeline.sessions import run_session_turn
+from ..rate_limits import StreamSlot
 from ..speech.audio import AudioError, speech_input
 from .aiavatar_wire import (
     AIAvatarRequest,
@@ -30,7 +31,7 @@ from .aiavatar_wire import (
     event_envelope,
     validation_errors,
 )
-from .base import Rejected, bearer_token, read_json
+from .base import Rejected, read_json
 from .sse import sse_response
 
 logger = logging.getLogger(__name__)
@@ -56,16 +57,18 @@ def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
 def _admit(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
 ) -> tuple[AIAvatarRequest, Caller, Character]:
-    """Authenticate first, then report body errors, then find the character."""
-    caller = identify(bearer_token(headers))
+    """Authenticate first, then report body errors, then find the character; the envelope's
+    user is the one a browser token speaks for, if it names one."""
+    caller = identify(headers)
     if isinstance(parsed, Rejected):
         raise parsed
-    return parsed, caller, find_character(caller, slug or headers.get("X-Character"))
+    payload = parsed.model_copy(update={"user_id": caller.user(parsed.user_id)})
+    return payload, caller, find_character(caller, slug or headers.get("X-Character"))
 
 
 def _prepare_chat(
     headers: Mapping[str, str], slug: str | None, parsed: AIAvatarRequest | Rejected
-) -> tuple[TurnRequest, AIAvatarRequest]:
+) -> tuple[TurnRequest, AIAvatarRequest, StreamSlot]:
     payload, caller, character = _admit(headers, slug, parsed)
     assert payload.session_id
     audio = payload.audio()
@@ -92,7 +95,7 @@ def _prepare_chat(
         allow_merge=payload.allow_merge,
         speech_speed=payload.speech_speed(),
     )
-    return turn, payload
+    return turn, payload, caller.open_stream()
 
 
 def _prepare_start(
@@ -133,10 +136,10 @@ async def _events(
 async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     parsed = _parse_envelope(request)
     try:
-        turn, payload = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
+        turn, payload, slot = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
     except Rejected as rejected:
         return error_response(rejected)
-    return sse_response(_events(turn, payload.user_id, payload.wait_in_queue))
+    return sse_response(_events(turn, payload.user_id, payload.wait_in_queue), slot=slot)
 
 
 @csrf_exempt

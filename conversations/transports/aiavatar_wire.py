@@ -132,7 +132,7 @@ def validation_errors(exc: Any) -> list[dict[str, Any]]:
 
 
 # Errors FastAPI itself raises in AIAvatarKit carry `detail`; its own handlers answer `error`.
-_DETAIL_STATUSES = frozenset({401, 404, 413})
+_DETAIL_STATUSES = frozenset({401, 404, 413, 429})
 
 
 def error_response(rejected: Rejected) -> JsonResponse:
@@ -146,7 +146,7 @@ def error_response(rejected: Rejected) -> JsonResponse:
         body = {"detail": rejected.message}
     else:
         body = {"error": rejected.message}
-    return JsonResponse(body, status=rejected.status)
+    return JsonResponse(body, status=rejected.status, headers=rejected.headers())
 
 
 def envelope(type_: str, *, session_id: str | None, user_id: str | None, **fields: Any) -> str:

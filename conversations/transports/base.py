@@ -21,13 +21,24 @@ class Rejected(Exception):
     """A request refused before any streaming starts."""
 
     def __init__(
-        self, status: int, message: str, *, code: str, body: dict[str, Any] | None = None
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        body: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.body = body  # an exact body, when the wire format dictates one
+        self.retry_after = retry_after  # seconds, for a 429
+
+    def headers(self) -> dict[str, str]:
+        """HTTP headers every wire format sends with this refusal."""
+        return {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
 
 
 def problems(exc: ValidationError, root: str = "body") -> str:

@@ -31,9 +31,9 @@ from ..pipeline.events import (
     TurnRequest,
 )
 from ..pipeline.sessions import run_session_turn
+from ..rate_limits import StreamSlot
 from .base import (
     Rejected,
-    bearer_token,
     problems,
     read_json,
 )
@@ -70,11 +70,12 @@ class ChatMessageRequest(BaseModel):
 
 def _error_fields(rejected: Rejected) -> dict[str, Any]:
     """Dify's error shape, as a response body and as a streamed `error` event."""
-    return {"status": rejected.status, "code": rejected.code, "message": rejected.message}
+    code = "too_many_requests" if rejected.status == 429 else rejected.code
+    return {"status": rejected.status, "code": code, "message": rejected.message}
 
 
 def _rejected(rejected: Rejected) -> JsonResponse:
-    return JsonResponse(_error_fields(rejected), status=rejected.status)
+    return JsonResponse(_error_fields(rejected), status=rejected.status, headers=rejected.headers())
 
 
 def _failure(event: TurnEvent) -> Rejected | None:
@@ -89,9 +90,12 @@ def _failure(event: TurnEvent) -> Rejected | None:
     return None
 
 
-def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[TurnRequest, bool]:
-    """The turn to run and whether to stream it; the key is checked before the body."""
-    caller = identify(bearer_token(headers))
+def _prepare(
+    headers: Mapping[str, str], slug: str | None, data: Any
+) -> tuple[TurnRequest, StreamSlot | None]:
+    """The turn to run and, to stream it, the key's stream slot; the key is checked before
+    the body."""
+    caller = identify(headers)
     if isinstance(data, Rejected):
         raise data
     try:
@@ -103,7 +107,7 @@ def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[T
         caller,
         character,
         channel=CHANNEL,
-        user_id=payload.user,
+        user_id=caller.user(payload.user),
         # A conversation is its own session: two requests in one conversation are one session.
         session_id=payload.conversation_id or f"sess_temp_{uuid.uuid4()}",
         context_id=payload.conversation_id,
@@ -121,7 +125,8 @@ def _prepare(headers: Mapping[str, str], slug: str | None, data: Any) -> tuple[T
         system_prompt_params=payload.inputs or {},
         speak=False,
     )
-    return turn, payload.response_mode == "streaming"
+    streaming = payload.response_mode == "streaming"
+    return turn, caller.open_stream() if streaming else None
 
 
 def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> dict[str, Any]:
@@ -200,9 +205,9 @@ async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpRe
     except Rejected as rejected:
         data = rejected
     try:
-        turn, streaming = await sync_to_async(_prepare)(request.headers, slug, data)
+        turn, slot = await sync_to_async(_prepare)(request.headers, slug, data)
     except Rejected as rejected:
         return _rejected(rejected)
-    if not streaming:
+    if slot is None:
         return await _blocking(turn)
-    return sse_response(_stream(turn), ping='{"event": "ping"}')
+    return sse_response(_stream(turn), ping='{"event": "ping"}', slot=slot)

@@ -33,7 +33,8 @@ from ..pipeline.events import (
 )
 from ..pipeline.sessions import run_session_turn
 from ..pipeline.tags import without_tags
-from .base import Rejected, bearer_token, problems, read_json
+from ..rate_limits import StreamSlot
+from .base import Rejected, problems, read_json
 from .sse import sse_response
 
 CHANNEL = "openai"
@@ -50,12 +51,16 @@ class CompletionRequest(BaseModel):
 
 def _error_body(rejected: Rejected) -> dict[str, Any]:
     """OpenAI's error shape, so the official SDK raises its matching exception."""
-    kind = "server_error" if rejected.status >= 500 else "invalid_request_error"
-    return {"error": {"message": rejected.message, "type": kind, "code": rejected.code}}
+    if rejected.status == 429:
+        kind, code = "requests", "rate_limit_exceeded"
+    else:
+        kind = "server_error" if rejected.status >= 500 else "invalid_request_error"
+        code = rejected.code
+    return {"error": {"message": rejected.message, "type": kind, "code": code}}
 
 
 def _rejected(rejected: Rejected) -> JsonResponse:
-    return JsonResponse(_error_body(rejected), status=rejected.status)
+    return JsonResponse(_error_body(rejected), status=rejected.status, headers=rejected.headers())
 
 
 def _failure(event: TurnEvent) -> Rejected | None:
@@ -96,8 +101,9 @@ def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[s
     return "\n".join(texts), files
 
 
-def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, bool]:
-    caller = identify(bearer_token(headers))
+def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, StreamSlot | None]:
+    """The turn, the model it names and, to stream it, the key's stream slot."""
+    caller = identify(headers)
     if isinstance(data, Rejected):
         raise data
     try:
@@ -116,7 +122,7 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
         character,
         channel=CHANNEL,
         # The key's id, not its secret, names the user; `user` tells apart people sharing it.
-        user_id=f"key-{caller.api_key_id}:{payload.user or ''}",
+        user_id=f"key-{caller.api_key_id}:{caller.user(payload.user) or ''}",
         session_id=f"openai_{uuid.uuid4()}",
         resume=True,
     )
@@ -128,7 +134,7 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, b
         # Sampling parameters of the request apply to this turn; `model` names the character.
         llm_params={k: data[k] for k in INLINE_PARAMS - {"model"} if k in data},
     )
-    return turn, payload.model, payload.stream
+    return turn, payload.model, caller.open_stream() if payload.stream else None
 
 
 def _chunk(completion_id: str, created: int, model: str, **choice: Any) -> str:
@@ -198,18 +204,16 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     except Rejected as rejected:
         data = rejected
     try:
-        turn, model, stream = await sync_to_async(_prepare)(request.headers, data)
+        turn, model, slot = await sync_to_async(_prepare)(request.headers, data)
     except Rejected as rejected:
         return _rejected(rejected)
-    if stream:
-        return sse_response(_stream(turn, model))
+    if slot is not None:
+        return sse_response(_stream(turn, model), slot=slot)
     return await _complete(turn, model)
 
 
 def _models(headers: Mapping[str, str]) -> list[dict[str, Any]]:
-    characters = reachable_characters(identify(bearer_token(headers))).values_list(
-        "slug", "created_at"
-    )
+    characters = reachable_characters(identify(headers)).values_list("slug", "created_at")
     return [
         {"id": slug, "object": "model", "created": int(at.timestamp()), "owned_by": "avatarsite"}
         for slug, at in characters

@@ -21,13 +21,13 @@ from ..speech.stt import STTError
 from ..speech.tts import TTSError
 from ..speech.voices import recognizer_for, synthesizer_for
 from .aiavatar_wire import error_response
-from .base import Rejected, bearer_token, read_json, too_large
+from .base import Rejected, read_json, too_large
 
 WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
-    return find_character(identify(bearer_token(headers)), headers.get("X-Character"))
+    return find_character(identify(headers), headers.get("X-Character"))
 
 
 def _invalid(loc: list[str], message: str) -> Rejected:

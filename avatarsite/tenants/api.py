@@ -1,0 +1,78 @@
+"""Staff REST API for a tenant's provider secrets (write-only) and allowed origins."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import Model
+from rest_framework import mixins, serializers, viewsets
+
+from . import crypto
+from .models import ProviderSecret, TenantOrigin
+from .scoping import TenantScopedViewSetMixin
+
+
+def unique_in_tenant(serializer: serializers.ModelSerializer, field: str, value: str) -> str:
+    """`value` unless another row of the same tenant has it (the tenant is not a field)."""
+    instance = serializer.instance
+    tenant = instance.tenant if instance else serializer.context["view"].creation_tenant()
+    model: type[Model] = serializer.Meta.model
+    taken = model._default_manager.filter(tenant=tenant, **{field: value})
+    if instance is not None:
+        taken = taken.exclude(pk=instance.pk)
+    if taken.exists():
+        raise serializers.ValidationError(f"This tenant already has one with this {field}.")
+    return value
+
+
+class ProviderSecretSerializer(serializers.ModelSerializer):
+    value = serializers.CharField(
+        write_only=True,
+        trim_whitespace=False,
+        help_text="Stored encrypted; never shown back.",
+    )
+
+    class Meta:
+        model = ProviderSecret
+        fields = ["id", "name", "value", "created_at", "updated_at"]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_name(self, name: str) -> str:
+        return unique_in_tenant(self, "name", name)
+
+    def save(self, **kwargs: Any) -> ProviderSecret:
+        value = self.validated_data.pop("value", None)
+        if value is not None:
+            kwargs["ciphertext"] = crypto.encrypt(value)
+        return super().save(**kwargs)
+
+
+class ProviderSecretViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
+    """Names and dates only: a value goes in with POST/PUT/PATCH and never comes back out."""
+
+    queryset = ProviderSecret.objects.all()
+    serializer_class = ProviderSecretSerializer
+
+
+class TenantOriginSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = TenantOrigin
+        fields = ["id", "origin", "created_at"]
+        read_only_fields = ["id", "created_at"]
+
+    def validate_origin(self, origin: str) -> str:
+        return unique_in_tenant(self, "origin", origin)
+
+
+class TenantOriginViewSet(
+    TenantScopedViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.CreateModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Sites whose pages may call the chat endpoints with browser tokens."""
+
+    queryset = TenantOrigin.objects.all()
+    serializer_class = TenantOriginSerializer

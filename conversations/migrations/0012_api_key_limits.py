@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0010_tenant_required"),
+        ("conversations", "0011_apikey_characters"),
     ]
 
     operations = [

@@ -56,6 +56,8 @@ class Caller:
     limits: KeyLimits | None = None
     # The site a browser token is bound to; None for an API key.
     origin: str | None = None
+    # What a request naming no character talks to: a browser token's own; None: the default.
+    named_character_id: int | None = None
 
     def reaches(self, character: Character) -> bool:
         return character.tenant_id == self.tenant_id and (
@@ -137,6 +139,7 @@ def browser_token_caller(presented: Presented) -> Caller | None:
         user_id=token.user_id,
         limits=key.limits(),
         origin=token.origin,
+        named_character_id=token.character_id,
     )
 
 
@@ -207,9 +210,12 @@ def find_character(caller: Caller, slug: str | None) -> Character:
         if character is None:
             raise Rejected(404, f"Unknown character {slug!r}.", code="character_not_found")
     else:
-        # A credential reaching one character only (a browser token) needs no name.
-        only_one = caller.character_ids is not None and len(caller.character_ids) == 1
-        character = (characters if only_one else characters.filter(is_default=True)).first()
+        unnamed = (
+            characters.filter(pk=caller.named_character_id)
+            if caller.named_character_id is not None
+            else characters.filter(is_default=True)
+        )
+        character = unnamed.first()
         if character is None:
             raise Rejected(
                 404,

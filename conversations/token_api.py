@@ -39,6 +39,7 @@ class TokenRequest(BaseModel):
 
 def _mint(headers: Mapping[str, str], data: Any) -> dict[str, Any]:
     caller = identify(headers, browser=False)  # a token cannot mint tokens
+    assert caller.api_key_id is not None  # an API key's caller
     if isinstance(data, Rejected):
         raise data
     try:

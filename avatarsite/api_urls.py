@@ -8,7 +8,7 @@ from avatarsite.tenants.api import ProviderSecretViewSet, TenantOriginViewSet
 from channels_app.api import LiveSessionViewSet
 from characters.api import CharacterViewSet
 from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
-from conversations.token_api import tokens
+from conversations.transports.token_api import tokens
 
 router = DefaultRouter()
 router.register("characters", CharacterViewSet)
@@ -20,7 +20,7 @@ router.register("provider-secrets", ProviderSecretViewSet)
 router.register("allowed-origins", TenantOriginViewSet)
 
 urlpatterns = [
-    # Not the staff API: a tenant's server calls it with an API key (conversations/token_api.py).
+    # Not the staff API: tenants' servers call it with an API key (transports/token_api.py).
     path("tokens", tokens, name="browser-tokens"),
     path("", include(router.urls)),
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -22,10 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from avatarsite.tenants.models import TenantOrigin
 
-from .admission import find_character, identify
-from .browser_tokens import BrowserToken, sign
-from .models import ApiKey
-from .transport import Rejected, problems, read_json
+from ..admission import find_character, identify
+from ..browser_tokens import BrowserToken, sign
+from ..models import ApiKey
+from .base import Rejected, problems, read_json
 
 
 class TokenRequest(BaseModel):

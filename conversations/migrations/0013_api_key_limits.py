@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0011_apikey_characters"),
+        ("conversations", "0012_line_moves_to_its_own_app"),
     ]
 
     operations = [

@@ -38,6 +38,7 @@ test: export DJANGO_SECRET_KEY ?= insecure-key-for-tests-only
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only

@@ -16,9 +16,8 @@ django_http = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
-from django.urls import path, re_path  # noqa: E402
 
-from channels_app.routing import websocket_urlpatterns  # noqa: E402
+from channels_app.routing import route, websocket_urlpatterns  # noqa: E402
 from conversations.line.webhook import LineWebhookConsumer  # noqa: E402
 from conversations.llm import warn_about_unconfigured_providers  # noqa: E402
 
@@ -30,11 +29,12 @@ application = ProtocolTypeRouter(
         "http": URLRouter(
             [
                 # LINE webhooks skip Django's middleware stack (conversations/line/webhook.py).
-                path("webhook", line_webhook),  # AIAvatarKit's URL: the default channel
-                path("line/<slug:slug>/webhook", line_webhook),
-                re_path(
+                route("webhook", line_webhook),  # AIAvatarKit's URL: the default channel
+                route("line/<slug:slug>/webhook", line_webhook),
+                route(
                     r"",
                     ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http,
+                    regex=True,
                 ),
             ]
         ),

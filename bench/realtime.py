@@ -49,7 +49,7 @@ from bench.chat_sse import (  # noqa: E402
     percentile,
     process_cpu_seconds,
     start_fake_llm,
-    stop_fake_llm,
+    stop_fake,
 )
 from conversations.pipeline.voice import speech_detector  # noqa: E402
 from tests.fakes.openai_server import FAKE_API_KEY  # noqa: E402
@@ -308,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if server is not None:
             stop_process(server)
-        stop_fake_llm(fake)
+        stop_fake(fake)
     return 0
 
 

@@ -18,7 +18,9 @@ from .models import LiveSession
 
 
 class LiveSessionSerializer(serializers.ModelSerializer):
-    character = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    character: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = LiveSession

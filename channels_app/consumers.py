@@ -17,7 +17,7 @@ import itertools
 import json
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -65,7 +65,7 @@ MESSAGE_TOO_BIG = 4009
 MESSAGE_TYPES = ("start", "data", "invoke", "config", "stop", "interrupt")
 
 
-def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
+def credentials(scope: Mapping[str, Any]) -> tuple[str, str | None]:
     """The API key from `Authorization: Bearer`, else from an `Authorization.<base64(key)>`
     subprotocol (browsers cannot set headers), with the subprotocol to echo."""
     headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
@@ -85,7 +85,7 @@ def credentials(scope: dict[str, Any]) -> tuple[str, str | None]:
     return "", None
 
 
-def _admit(scope: dict[str, Any], token: str) -> tuple[Caller, Character, StreamSlot] | None:
+def _admit(scope: Mapping[str, Any], token: str) -> tuple[Caller, Character, StreamSlot] | None:
     """Who is calling, the character this socket talks to and the key's stream slot it holds,
     or None when the credential is wrong. A browser token may come as `?token=`. Raises
     `Rejected` for a character the caller cannot reach, or over the key's limits."""

@@ -10,10 +10,11 @@ Celery workers, and the jobs' progress is visible under "Generation jobs".
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
@@ -219,14 +220,14 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
                 "opts": self.model._meta,
                 "form": form,
                 "characters": queryset,
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             },
         )
 
 
 class LifeRowAdmin(ManualEditMixin, TenantScopedAdmin):
     list_select_related = ("character",)
-    readonly_fields = ("origin", "created_at", "updated_at")
+    readonly_fields: ClassVar[tuple[str, ...]] = ("origin", "created_at", "updated_at")
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         self.mark_manual(obj, form.changed_data)

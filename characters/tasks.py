@@ -20,7 +20,7 @@ from .models import Character, GenerationJob
 
 logger = logging.getLogger("avatarsite.life")
 
-OVERWRITES = {
+OVERWRITES: dict[str, frozenset[str]] = {
     GenerationJob.Kind.SCHEDULE: frozenset({days.SCHEDULE}),
     GenerationJob.Kind.DIARY: frozenset({days.DIARY}),
     GenerationJob.Kind.RANGE: frozenset({days.SCHEDULE, days.DIARY}),

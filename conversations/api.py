@@ -64,7 +64,9 @@ class MessageSerializer(serializers.ModelSerializer):
 
 
 class ContextSerializer(serializers.ModelSerializer):
-    character = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    character: serializers.SlugRelatedField = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True
+    )
 
     class Meta:
         model = Context

@@ -76,7 +76,7 @@ def require_service(name: str, available: bool) -> None:
     pytest.skip(f"{name} is not configured")
 
 
-Fake = TypeVar("Fake", ScriptedFake, FakeVoicevox, FakeLine)
+Fake = TypeVar("Fake", bound=ScriptedFake | FakeVoicevox | FakeLine)
 
 
 def fresh(fake: Fake) -> Iterator[Fake]:

@@ -136,8 +136,10 @@ def _claim(channel: LineChannel, raw: dict[str, Any]) -> LineEvent | None:
     if not isinstance(event_id, str) or not event_id:
         logger.warning("LINE event without webhookEventId ignored (type %r)", raw.get("type"))
         return None
-    source = raw.get("source") if isinstance(raw.get("source"), dict) else {}
-    delivery = raw.get("deliveryContext") if isinstance(raw.get("deliveryContext"), dict) else {}
+    source: dict[str, Any] = raw["source"] if isinstance(raw.get("source"), dict) else {}
+    delivery: dict[str, Any] = (
+        raw["deliveryContext"] if isinstance(raw.get("deliveryContext"), dict) else {}
+    )
     try:
         with transaction.atomic():
             return LineEvent.objects.create(

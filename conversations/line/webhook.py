@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any
+from typing import Any, cast
 
+from asgiref.typing import HTTPRequestEvent
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
@@ -96,13 +97,13 @@ class LineWebhookConsumer(AsyncHttpConsumer):
 
     # No channel layer: a webhook gets no layer messages, and with Redis every request would
     # otherwise open a channel there and block reading it.
-    channel_layer_alias = None
+    channel_layer_alias = None  # type: ignore[assignment]  # Channels reads None as no layer
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.received = 0
 
-    async def http_request(self, message: dict[str, Any]) -> None:
+    async def http_request(self, message: HTTPRequestEvent) -> None:
         # The body is held in memory until complete: refuse it past the configured size.
         self.received += len(message.get("body", b""))
         if self.received > settings.DATA_UPLOAD_MAX_MEMORY_SIZE:
@@ -119,7 +120,8 @@ class LineWebhookConsumer(AsyncHttpConsumer):
         if not signature:
             await self._json(400, {"detail": INVALID_SIGNATURE})
             return
-        slug = self.scope["url_route"]["kwargs"].get("slug")
+        # Channels' URLRouter adds url_route to the HTTP scope as it does to a socket's.
+        slug = cast("dict[str, Any]", self.scope)["url_route"]["kwargs"].get("slug")
         try:
             queued = await database_sync_to_async(accept)(slug, body, signature)
         except Rejected as rejected:

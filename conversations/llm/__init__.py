@@ -34,7 +34,7 @@ logger = logging.getLogger(__name__)
 # Each provider's own key variable. A character's key variable left at the field default
 # (OPENAI_API_KEY) means "my provider's variable", so choosing Anthropic in the admin needs no
 # second edit; any other name is used as written.
-DEFAULT_KEY_VARIABLES = {
+DEFAULT_KEY_VARIABLES: dict[str, str] = {
     ProviderChoice.OPENAI: "OPENAI_API_KEY",
     ProviderChoice.ANTHROPIC: "ANTHROPIC_API_KEY",
     ProviderChoice.GEMINI: "GEMINI_API_KEY",

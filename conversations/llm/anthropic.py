@@ -110,11 +110,11 @@ def to_anthropic_messages(messages: Sequence[ChatMessage]) -> tuple[str, list[JS
             converted[-1]["content"].extend(blocks)
         else:
             converted.append({"role": role, "content": blocks})
-    for message in converted:
+    for entry in converted:
         # A lone text block reads (and costs) the same as a plain string.
-        content = message["content"]
+        content = entry["content"]
         if len(content) == 1 and content[0]["type"] == "text":
-            message["content"] = content[0]["text"]
+            entry["content"] = content[0]["text"]
     return "\n\n".join(s for s in system if s), converted
 
 
@@ -147,7 +147,6 @@ class AnthropicProvider:
             "model": request.model,
             "max_tokens": settings.ANTHROPIC_MAX_TOKENS,
             "messages": messages,
-            "stream": True,
         }
         if system:
             params["system"] = system
@@ -160,7 +159,9 @@ class AnthropicProvider:
         calls: dict[int, dict[str, str]] = {}
         streaming = False
         try:
-            stream = await _client(self.base_url, self.api_key).messages.create(**params)
+            stream = await _client(self.base_url, self.api_key).messages.create(
+                stream=True, **params
+            )
             streaming = True
             async with stream:
                 async for event in stream:

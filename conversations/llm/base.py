@@ -19,11 +19,15 @@ class ChatMessage:
 
 
 class ToolSpec(Protocol):
-    """What a provider needs to offer a tool; each provider converts it to its own format."""
+    """What a provider needs to offer a tool; each provider converts it to its own format.
+    Read-only members, so frozen dataclasses such as `conversations.tools.Tool` qualify."""
 
-    name: str
-    description: str
-    parameters: dict[str, Any]
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def parameters(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)

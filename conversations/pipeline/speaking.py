@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
 from .events import TurnChunk, TurnToolCall
 
@@ -21,7 +21,7 @@ async def speak_ahead(
     chunks: AsyncGenerator[TurnChunk | TurnToolCall, None],
     synthesize: Callable[[TurnChunk], Awaitable[bytes]],
     lookahead: int,
-) -> AsyncIterator[TurnChunk | TurnToolCall]:
+) -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
     """Yield `chunks` in order, each chunk with `audio` set; tool-call events keep their place
     between them. A failure of the LLM or of a synthesis propagates; whatever is still
     running is cancelled, so no task outlives the turn."""

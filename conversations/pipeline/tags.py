@@ -104,7 +104,7 @@ def control_tags(text: str, catalog: dict[str, dict[str, Any]]) -> list[dict[str
             attributes = _xml_attributes(match.group(4))
             if attributes is None:
                 continue
-        if name == "artifact":
+        if name == "artifact" and attributes is not None:
             attributes = _resolve_artifact(attributes, catalog)
             if attributes is None:
                 continue

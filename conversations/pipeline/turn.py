@@ -404,6 +404,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
 async def _speak(
     synthesizer: SpeechSynthesizer, character: Character, chunk: TurnChunk, speed: float | None
 ) -> bytes:
+    assert chunk.voice_text is not None  # speak_ahead synthesizes spoken chunks only
     return await synthesizer.synthesize(
         chunk.voice_text,
         styled_text=chunk.text,

@@ -133,7 +133,7 @@ def decode_compressed(data: bytes) -> bytes:
     rate = settings.SPEECH_SAMPLE_RATE
     pcm = bytearray()
     try:
-        with av.open(io.BytesIO(data)) as container:
+        with av.open(io.BytesIO(data), mode="r") as container:
             resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
             for frame in container.decode(audio=0):
                 for converted in resampler.resample(frame):

@@ -89,8 +89,8 @@ class SpeechRecognizer:
         text = await self._with_retries(pcm)
         post_meta: dict[str, Any] | None = None
         if self.postprocess is not None:
-            result = await self.postprocess(session_id, text, pcm, pre_meta)
-            text, post_meta = result if isinstance(result, tuple) else (result, None)
+            processed = await self.postprocess(session_id, text, pcm, pre_meta)
+            text, post_meta = processed if isinstance(processed, tuple) else (processed, None)
         return Transcript(text=text, preprocess_metadata=pre_meta, postprocess_metadata=post_meta)
 
     async def _with_retries(self, pcm: bytes) -> str:

@@ -114,7 +114,9 @@ class AlphabetToKana:
         )
         request = LLMRequest(messages=[ChatMessage(role="user", content=prompt)], model=self.model)
         try:
-            answer = "".join([delta async for delta in self.provider.stream(request)])
+            answer = "".join(
+                [delta async for delta in self.provider.stream(request) if isinstance(delta, str)]
+            )
             found = _JSON_OBJECT.search(answer)
             parsed = json.loads(found.group(0)) if found else {}
         except (LLMError, ValueError) as exc:

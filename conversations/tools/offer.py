@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Awaitable, Callable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
@@ -94,7 +94,8 @@ async def select_tools(
     elif inspect.iscoroutinefunction(selector):
         chosen = await selector(character, messages, tools)
     else:
-        chosen = await sync_to_async(selector)(character, messages, tools)
+        # Not a coroutine function, so it returns the list itself.
+        chosen = cast("list[Tool]", await sync_to_async(selector)(character, messages, tools))
     by_name = {t.name: t for t in tools}
     names = dict.fromkeys(t.name for t in chosen if t.name in by_name)
     return [by_name[n] for n in names][:MAX_SELECTED]

@@ -10,7 +10,8 @@ import logging
 from collections.abc import AsyncIterator, Mapping
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import ValidationError
@@ -133,7 +134,7 @@ async def _events(
 
 @csrf_exempt
 @require_POST
-async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
     parsed = _parse_envelope(request)
     try:
         turn, payload, slot = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
@@ -144,7 +145,7 @@ async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponse:
 
 @csrf_exempt
 @require_POST
-async def start(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+async def start(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
     parsed = _parse_envelope(request)
     try:
         payload, character, end_user, user_id = await sync_to_async(_prepare_start)(

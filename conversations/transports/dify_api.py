@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -199,7 +200,7 @@ async def _blocking(turn: TurnRequest) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
-async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpResponse:
+async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
     try:
         data: Any = read_json(request)
     except Rejected as rejected:

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -198,7 +199,7 @@ async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
 
 @csrf_exempt
 @require_POST
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
         data: Any = read_json(request)
     except Rejected as rejected:

@@ -111,7 +111,7 @@ def _synthesis_request(request: HttpRequest) -> tuple[str, str, str | None, floa
     if not isinstance(style, dict):
         raise _invalid(["body", "style_info"], "Expected object")
     styled_text = style.get("styled_text") or text
-    info = style.get("info") if isinstance(style.get("info"), dict) else style
+    info: dict[str, Any] = style["info"] if isinstance(style.get("info"), dict) else style
     speed = info.get("speed")
     if speed is not None and (
         isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4

@@ -24,7 +24,9 @@ def answers(text: str, repeat: int = 1) -> ScriptedReply:
 
 def sent_text(request: dict[str, object]) -> str:
     """Everything one recorded LLM request said, to search for expected inputs."""
-    return "\n".join(str(m["content"]) for m in request["messages"])  # type: ignore[index, union-attr]
+    messages = request["messages"]
+    assert isinstance(messages, list)
+    return "\n".join(str(m["content"]) for m in messages)
 
 
 def make_character(

@@ -19,6 +19,7 @@ from conversations.llm import (
     provider_for,
 )
 from conversations.llm.anthropic import AnthropicProvider
+from conversations.llm.base import LLMProvider as ProviderProtocol
 from conversations.llm.echo import EchoProvider
 from conversations.llm.openai_compat import OpenAICompatibleProvider
 from conversations.models import Context, TurnRecord
@@ -47,9 +48,7 @@ def provider(fake: FakeAnthropic) -> AnthropicProvider:
     return AnthropicProvider(api_key=fake.api_key, base_url=fake.base_url)
 
 
-async def collect(
-    provider: AnthropicProvider | OpenAICompatibleProvider, request: LLMRequest
-) -> list[str | ToolCallRequest]:
+async def collect(provider: ProviderProtocol, request: LLMRequest) -> list[str | ToolCallRequest]:
     return [item async for item in provider.stream(request)]
 
 

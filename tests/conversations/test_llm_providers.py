@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from characters.models import Character, LLMProvider
@@ -40,13 +42,13 @@ def provider(fake: FakeOpenAI) -> OpenAICompatibleProvider:
 
 
 async def collect(provider: OpenAICompatibleProvider | EchoProvider, request: LLMRequest) -> str:
-    return "".join([delta async for delta in provider.stream(request)])
+    return "".join([delta async for delta in provider.stream(request) if isinstance(delta, str)])
 
 
 async def test_it_streams_text_deltas(fake_llm: FakeOpenAI) -> None:
     fake_llm.script(ScriptedReply(text="Hi there. How are you?"))
 
-    deltas = [d async for d in provider(fake_llm).stream(HELLO)]
+    deltas: list[Any] = [d async for d in provider(fake_llm).stream(HELLO)]
 
     assert "".join(deltas) == "Hi there. How are you?" and len(deltas) > 1
     sent = fake_llm.requests[-1]

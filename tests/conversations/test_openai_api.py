@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import openai
 import pytest
@@ -18,7 +20,7 @@ def client(server: AsgiServer, key: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{server.url}/v1", api_key=key, max_retries=0, timeout=15)
 
 
-def ask(sdk: openai.OpenAI, text: str, **options: object) -> str | None:
+def ask(sdk: openai.OpenAI, text: str, **options: Any) -> str | None:
     completion = sdk.chat.completions.create(
         model="mia", messages=[{"role": "user", "content": text}], **options
     )

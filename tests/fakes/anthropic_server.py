@@ -139,7 +139,7 @@ def request_problem(body: JSON, version: str) -> str | None:
             return f"messages.{number}: `tool_result` blocks must come first in the message"
         if results and not pending:
             return f"messages.{number}: unexpected `tool_use_id` found in `tool_result` blocks"
-        uses = [b.get("id") for b in blocks if b.get("type") == "tool_use"]
+        uses = [str(b.get("id")) for b in blocks if b.get("type") == "tool_use"]
         if uses and role != "assistant":
             return f"messages.{number}: tool_use blocks are only allowed in assistant messages"
         pending = set(uses)
@@ -178,7 +178,7 @@ class _Message:
     input_tokens: int
 
     @classmethod
-    def build(cls, body: JSON, reply: ScriptedReply) -> _Message:
+    def build(cls, body: JSON, reply: openai_server.ScriptedReply) -> _Message:
         messages = body["messages"]
         tool_uses = [
             _ToolUse(_ToolCall.from_script({"id": f"toolu_{uuid.uuid4().hex[:24]}", **call}))
@@ -250,7 +250,7 @@ class _AnthropicHandler(_Handler):
         version = self.headers.get("anthropic-version")
         if (self.command, path) != ("POST", _MESSAGES_PATH):
             self._send_json(404, error_body(404, f"Not found: {self.command} {self.path}"))
-        elif key != self.server.fake.api_key:
+        elif key != self.fake.api_key:
             self._send_json(401, error_body(401))
         elif not version:
             self._send_json(400, error_body(400, "anthropic-version: header is required"))
@@ -269,23 +269,24 @@ class _AnthropicHandler(_Handler):
         if problem is not None:
             self._send_json(400, error_body(400, problem))
             return
-        reply = self.server.fake._accept(body)
+        reply = self.fake._accept(body)
         self._pause(reply.delay)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status, reply.text), _RETRY_HEADERS)
             return
         message = _Message.build(body, reply)
         if body.get("stream") is True:
+            assert isinstance(reply, ScriptedReply), "script FakeAnthropic with its ScriptedReply"
             chunk_delay = reply.chunk_delay
             if chunk_delay is None:
-                chunk_delay = self.server.fake.default_chunk_delay
-            self._stream(message, reply, chunk_delay)
+                chunk_delay = self.fake.default_chunk_delay
+            self._stream_message(message, reply, chunk_delay)
         elif reply.cut_after is not None:
             self._cut()
         else:
             self._send_json(200, message.as_message(complete=True))
 
-    def _stream(self, message: _Message, reply: ScriptedReply, chunk_delay: float) -> None:
+    def _stream_message(self, message: _Message, reply: ScriptedReply, chunk_delay: float) -> None:
         """The event sequence of the real API, in its order (ping after the first block
         starts, a tool's JSON opened by an empty piece)."""
         self._start_response(200, "text/event-stream; charset=utf-8")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from typing import Any
+from typing import Any, cast
 
 from tests.fakes.openai_server import (
     _RETRY_HEADERS,
@@ -36,7 +36,7 @@ class _DifyHandler(_Handler):
     server_version = "FakeDify/1.0"
 
     def _route(self, path: str, raw: bytes) -> None:
-        fake: FakeDify = self.server.fake
+        fake = cast(FakeDify, self.server.fake)
         if self.headers.get("Authorization") != f"Bearer {fake.api_key}":
             self._send_json(401, dify_error(401, "unauthorized", "Invalid API key"))
         elif (self.command, path) == ("POST", "/v1/chat-messages"):
@@ -47,7 +47,7 @@ class _DifyHandler(_Handler):
             self._send_json(404, dify_error(404, "not_found", f"No route {self.path}"))
 
     def _chat(self, raw: bytes) -> None:
-        fake: FakeDify = self.server.fake
+        fake = cast(FakeDify, self.server.fake)
         try:
             body = json.loads(raw)
         except ValueError:
@@ -91,7 +91,7 @@ class _DifyHandler(_Handler):
         if upload is None or not fields.get("user"):
             self._send_json(400, dify_error(400, "no_file_uploaded", "file and user required"))
             return
-        file_id = self.server.fake.store_upload(upload)
+        file_id = cast(FakeDify, self.server.fake).store_upload(upload)
         self._send_json(
             201,
             {

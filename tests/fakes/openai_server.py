@@ -424,6 +424,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence per-request logging: 50 streaming clients would flood stderr."""
 
+    @property
+    def fake(self) -> "ScriptedFake":
+        """The scripted fake this handler answers for (its server's owner)."""
+        assert isinstance(self.server.fake, ScriptedFake)
+        return self.server.fake
+
+    def _openai_fake(self) -> "FakeOpenAI":
+        """The fake behind OpenAI's own routes (audio is OpenAI's alone)."""
+        assert isinstance(self.server.fake, FakeOpenAI)
+        return self.server.fake
+
     def _dispatch(self) -> None:
         # Read the body first, whatever the outcome, so the next request on this
         # keep-alive connection starts at the right byte.
@@ -441,7 +452,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(
                 404, error_body(404, f"Unknown request URL: {self.command} {self.path}.")
             )
-        elif self.headers.get("Authorization") != f"Bearer {self.server.fake.api_key}":
+        elif self.headers.get("Authorization") != f"Bearer {self.fake.api_key}":
             self._send_json(401, error_body(401))
         elif route[0] == "GET":
             self._send_json(200, {"object": "list", "data": [_model_entry(m) for m in MODELS]})
@@ -462,7 +473,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict):
             self._send_json(400, error_body(400))
             return
-        reply = self.server.fake._accept(body)
+        reply = self.fake._accept(body)
         self._pause(reply.delay)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status, reply.text), _RETRY_HEADERS)
@@ -471,7 +482,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("stream") is True:
             chunk_delay = reply.chunk_delay
             if chunk_delay is None:
-                chunk_delay = self.server.fake.default_chunk_delay
+                chunk_delay = self.fake.default_chunk_delay
             self._stream(completion, reply.cut_after, chunk_delay)
         elif reply.cut_after is not None:
             self._cut()
@@ -484,7 +495,9 @@ class _Handler(BaseHTTPRequestHandler):
         if upload is None or "model" not in fields:
             self._send_json(400, error_body(400, "A `file` and a `model` are required."))
             return
-        reply = self.server.fake._accept_audio({"path": _TRANSCRIPTIONS_PATH, **fields, **upload})
+        reply = self._openai_fake()._accept_audio(
+            {"path": _TRANSCRIPTIONS_PATH, **fields, **upload}
+        )
         self._pause(reply.delay)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)
@@ -501,7 +514,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(body, dict) or not isinstance(body.get("input"), str):
             self._send_json(400, error_body(400, "`input` is required."))
             return
-        reply = self.server.fake._accept_audio({"path": _SPEECH_PATH, **body})
+        reply = self._openai_fake()._accept_audio({"path": _SPEECH_PATH, **body})
         self._pause(reply.delay)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)

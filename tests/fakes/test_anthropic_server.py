@@ -7,11 +7,12 @@ from collections.abc import Iterator
 import anthropic
 import httpx
 import pytest
+from anthropic.types import MessageParam
 
 from tests.conftest import fresh
 from tests.fakes.anthropic_server import FakeAnthropic, ScriptedReply
 
-HI = [{"role": "user", "content": "hi"}]
+HI: list[MessageParam] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture(scope="module")
@@ -161,4 +162,5 @@ def test_it_refuses_what_the_real_api_refuses(
     fake: FakeAnthropic, sdk: anthropic.Anthropic, messages: list[dict[str, object]], problem: str
 ) -> None:
     with pytest.raises(anthropic.BadRequestError, match=problem):
-        sdk.messages.create(model="claude-x", max_tokens=50, messages=messages)
+        # Deliberately malformed messages, which the SDK's types rightly refuse.
+        sdk.messages.create(model="claude-x", max_tokens=50, messages=messages)  # type: ignore[arg-type]

@@ -7,7 +7,6 @@ import asyncio
 import json
 
 import pytest
-from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 
@@ -165,6 +164,6 @@ async def test_a_vanished_client_leaves_no_task_behind(
             break
         await asyncio.sleep(0.05)
     assert len(asyncio.all_tasks()) <= baseline, asyncio.all_tasks()
-    statuses = await sync_to_async(list)(TurnRecord.objects.values_list("status", flat=True))
+    statuses = [s async for s in TurnRecord.objects.values_list("status", flat=True)]
     assert sorted(statuses) == ["completed", "interrupted"]
     assert await Message.objects.acount() == 2  # the warm-up turn only

@@ -35,7 +35,7 @@ from tests.speech.audio import require_espeak
 
 
 def voicevox(engine: FakeVoicevox, **kwargs: object) -> VoicevoxSynthesizer:
-    return VoicevoxSynthesizer(base_url=engine.url, voice="46", **kwargs)  # type: ignore[arg-type]
+    return VoicevoxSynthesizer(base_url=engine.url, voice="46", **kwargs)
 
 
 async def test_it_calls_voicevox_in_two_steps(fake_voicevox: FakeVoicevox) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import httpx
 import pytest
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def push(
-    stack: LineStack, body: dict[str, object], key: str | None, action: str = "push"
+    stack: LineStack, body: Mapping[str, object], key: str | None, action: str = "push"
 ) -> httpx.Response:
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     return httpx.post(f"{stack.url}/line/mia/{action}", json=body, headers=headers, timeout=10)

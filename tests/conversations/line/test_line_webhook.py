@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 from datetime import timedelta
+from typing import Any
 
 import av
 import httpx
@@ -35,7 +36,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 TAGGED = '[face:joy]Hello there! <animation name="wave" />Nice to meet you.'
 
 
-def last_user_content(fake_llm: FakeOpenAI) -> object:
+def last_user_content(fake_llm: FakeOpenAI) -> Any:
     return fake_llm.requests[-1]["messages"][-1]["content"]
 
 

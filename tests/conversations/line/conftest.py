@@ -5,7 +5,6 @@ talks to a fake LINE platform on 127.0.0.1."""
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -62,9 +61,6 @@ def line_stack(
         LINE_API_BASE_URL=fake_line_server.base_url,
         LINE_API_DATA_BASE_URL=fake_line_server.base_url,
         **{SECRET_VARIABLE: CHANNEL_SECRET, TOKEN_VARIABLE: ACCESS_TOKEN},
-        # A queue of this run's own: a worker of another run on the same broker can't take
-        # these tasks, and tasks left over from an interrupted run can't reach this worker.
-        CELERY_QUEUE=f"tests-line-{uuid.uuid4().hex}",
         LOG_LEVEL="INFO",
     )
     logs = tmp_path_factory.mktemp("line")

@@ -1,0 +1,20 @@
+"""The test run's settings: the project's own, isolated from the machine it runs on.
+
+- A developer's `.env` is not read: tests see the environment they set up, nothing else.
+- Celery tasks go to a queue of this run's own, so a `make run` worker on the same broker
+  (or another test run) neither takes this run's tasks nor hands it theirs.
+
+Both travel as environment variables, so the daphne servers and Celery workers that tests
+start (they inherit this environment and these settings) agree with the test process.
+"""
+
+import os
+import sys
+import uuid
+
+os.environ["DJANGO_ENV_FILE"] = ""
+# The pytest process names the run's queue; the servers it starts inherit that name.
+if "pytest" in sys.modules or not os.environ.get("CELERY_QUEUE", "").startswith("tests-"):
+    os.environ["CELERY_QUEUE"] = f"tests-{uuid.uuid4().hex}"
+
+from avatarsite.settings import *  # noqa: F403

@@ -1,0 +1,69 @@
+"""A test run is isolated from the machine: its own Celery queue, and no `.env` of the
+developer's (tests/settings.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from avatarsite.celery import app as celery_app
+from characters.tasks import run_generation_job
+from tests.processes import BASE_DIR
+
+
+def settings_value(name: str, module: str, *, env: dict[str, str], preamble: str = "") -> str:
+    """`name` from settings `module` as a fresh process (like a server the tests start) sees it."""
+    code = f"{preamble}import {module} as s; print(s.{name})"
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=BASE_DIR,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+
+
+def test_the_developers_env_file_is_not_read(tmp_path: Path) -> None:
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("LIFE_BACKFILL_DAYS=42\n")
+    env = {"DJANGO_ENV_FILE": str(dotenv), "DJANGO_SECRET_KEY": settings.SECRET_KEY}
+    assert "LIFE_BACKFILL_DAYS" not in os.environ
+
+    # The project's settings read the file; the test run's settings do not.
+    assert settings_value("LIFE_BACKFILL_DAYS", "avatarsite.settings", env=env) == "42"
+    assert settings_value("LIFE_BACKFILL_DAYS", "tests.settings", env=env) == "7"
+    assert os.environ["DJANGO_ENV_FILE"] == ""
+
+
+def test_tasks_go_to_a_queue_of_this_runs_own() -> None:
+    queue = settings.CELERY_TASK_DEFAULT_QUEUE
+    routed = celery_app.amqp.router.route({}, run_generation_job.name)["queue"].name
+
+    assert queue.startswith("tests-") and routed == queue
+    # A server or worker this run starts shares the queue; another run gets another one.
+    assert settings_value("CELERY_TASK_DEFAULT_QUEUE", "tests.settings", env={}) == queue
+    other_run = settings_value(
+        "CELERY_TASK_DEFAULT_QUEUE", "tests.settings", env={}, preamble="import pytest; "
+    )
+    assert other_run.startswith("tests-") and other_run != queue
+
+
+def test_the_filesystem_broker_keeps_its_exchange_tables_under_var() -> None:
+    """kombu's filesystem transport writes exchange tables to `control_folder`, by default
+    `control/` in the working directory (how they once got committed)."""
+    code = (
+        "import django; django.setup(); from avatarsite.celery import app; "
+        "print(app.connection_for_write().default_channel.control_folder)"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("CELERY_BROKER_URL", "REDIS_URL")}
+    folder = subprocess.run(
+        [sys.executable, "-c", code], cwd=BASE_DIR, env=env, capture_output=True, text=True
+    )
+
+    assert folder.returncode == 0, folder.stderr
+    assert Path(folder.stdout.strip()).is_relative_to(settings.VAR_DIR)

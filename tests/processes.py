@@ -6,8 +6,10 @@ import os
 import socket
 import subprocess
 import sys
-import time
+from collections.abc import Callable
 from pathlib import Path
+
+from tests.waiting import wait_until
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -48,19 +50,34 @@ def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[
     return process, f"http://127.0.0.1:{port}"
 
 
-def wait_for_port(process: subprocess.Popen[bytes], port: int, log_path: Path, what: str) -> None:
-    """Wait until `process` accepts connections on loopback `port`."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+def wait_for_start(
+    process: subprocess.Popen[bytes], started: Callable[[], bool], log_path: Path, what: str
+) -> None:
+    """Wait until `started()`; fail with the log if `process` exits first or never starts."""
+
+    def up() -> bool:
         if process.poll() is not None:
             raise RuntimeError(f"{what} exited early:\n{log_path.read_text()}")
+        return started()
+
+    try:
+        wait_until(up, f"{what} to start")
+    except AssertionError:
+        stop_process(process)
+        raise RuntimeError(f"{what} did not start:\n{log_path.read_text()}") from None
+
+
+def wait_for_port(process: subprocess.Popen[bytes], port: int, log_path: Path, what: str) -> None:
+    """Wait until `process` accepts connections on loopback `port`."""
+
+    def accepting() -> bool:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
+                return True
         except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError(f"{what} did not start:\n{log_path.read_text()}")
+            return False
+
+    wait_for_start(process, accepting, log_path, what)
 
 
 def stop_process(process: subprocess.Popen[bytes]) -> None:
@@ -100,12 +117,5 @@ def start_celery_worker(
             stderr=subprocess.STDOUT,
             preexec_fn=(lambda: os.nice(niceness)) if niceness else None,
         )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"Celery worker exited early:\n{log_path.read_text()}")
-        if b" ready." in log_path.read_bytes():
-            return process
-        time.sleep(0.1)
-    stop_process(process)
-    raise RuntimeError(f"Celery worker did not start:\n{log_path.read_text()}")
+    wait_for_start(process, lambda: b" ready." in log_path.read_bytes(), log_path, "Celery worker")
+    return process

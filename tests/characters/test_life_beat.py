@@ -19,6 +19,7 @@ from characters.tasks import enqueue_due, enqueue_job, run_generation_job
 from tests.characters.conftest import GARBLED, answers, make_character
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
+from tests.waiting import wait_until
 
 DAY = date(2026, 1, 16)
 
@@ -178,30 +179,31 @@ def test_a_job_delivered_twice_does_its_work_once(
 def test_two_concurrent_runs_for_the_same_day_write_one_row_and_pay_once(
     fake_llm: FakeOpenAI, living: Character
 ) -> None:
-    # Slow answers keep the first run inside its lease while the second one arrives.
-    fake_llm.script(ScriptedReply(chunks=[life_reply()], repeat=4, delay=0.2))
-    start = threading.Barrier(2)
+    # The first run's answers wait until the second run, started while the first holds the
+    # lease and is asking the LLM, has come back.
+    answered = threading.Event()
+    fake_llm.script(ScriptedReply(chunks=[life_reply()], repeat=4, gate=answered))
     results: list[days.DayResult] = []
 
     def run() -> None:
         try:
-            start.wait()
             results.append(days.generate_day(Character.objects.get(pk=living.pk), DAY))
         finally:
             connection.close()
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    first = threading.Thread(target=run)
+    first.start()
+    try:
+        wait_until(lambda: fake_llm.requests, "the first run to ask the LLM")
+        second = days.generate_day(Character.objects.get(pk=living.pk), DAY)
+    finally:
+        answered.set()
+        first.join()
 
     assert DailySchedule.objects.count() == Diary.objects.count() == 1
     assert len(fake_llm.requests) == 4  # one day plan, one table, one topic list, one diary
-    assert sum(r.schedule_generated for r in results) == 1
-    assert sorted(r.code for r in results) == ["", "generation_in_progress"] or all(
-        not r.code for r in results
-    )
+    assert (second.code, second.schedule_generated) == ("generation_in_progress", False)
+    assert [(r.code, r.schedule_generated) for r in results] == [("", True)]
     assert not GenerationClaim.objects.exists()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
@@ -20,12 +19,12 @@ from tests.characters.conftest import answers, make_character
 from tests.conftest import IN_CI, require_service
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 DAY = date(2026, 1, 16)
 # How long to wait for the worker before calling the test failed (not a speed limit).
-PATIENCE_SECONDS = 30
 
 
 @pytest.fixture(scope="module")
@@ -39,13 +38,12 @@ def worker() -> Iterator[None]:
 
 
 def wait_for_jobs(count: int) -> list[GenerationJob]:
-    deadline = time.monotonic() + PATIENCE_SECONDS
-    while time.monotonic() < deadline:
-        jobs = list(GenerationJob.objects.order_by("date_from"))
-        if len(jobs) == count and all(j.status not in GenerationJob.UNFINISHED for j in jobs):
-            return jobs
-        time.sleep(0.05)
-    raise AssertionError(f"jobs did not finish: {list(GenerationJob.objects.values())}")
+    def finished() -> bool:
+        jobs = GenerationJob.objects.all()
+        return len(jobs) == count and all(j.status not in GenerationJob.UNFINISHED for j in jobs)
+
+    wait_until(finished, f"{count} generation jobs to finish")
+    return list(GenerationJob.objects.order_by("date_from"))
 
 
 def test_a_worker_runs_the_jobs_a_tick_enqueues(fake_llm: FakeOpenAI, worker: None) -> None:

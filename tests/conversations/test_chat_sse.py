@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import timedelta
 
@@ -18,6 +17,7 @@ from conversations.transports.aiavatar_wire import RESPONSE_KEYS
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.sse import post_sse
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -403,9 +403,7 @@ def test_it_records_an_interrupted_turn_when_the_client_leaves(
             if line.startswith("data:") and json.loads(line[5:])["type"] == "chunk":
                 break  # leave mid-answer
 
-    deadline = time.monotonic() + 10
-    while not TurnRecord.objects.exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
+    wait_until(TurnRecord.objects.exists, "the turn record")
     record = TurnRecord.objects.get()
     assert (record.status, record.error) == (TurnRecord.Status.INTERRUPTED, "")
     assert record.response_text.startswith("First.")

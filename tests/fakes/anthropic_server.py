@@ -270,7 +270,7 @@ class _AnthropicHandler(_Handler):
             self._send_json(400, error_body(400, problem))
             return
         reply = self.fake._accept(body)
-        self._pause(reply.delay)
+        self._hold(reply)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status, reply.text), _RETRY_HEADERS)
             return

@@ -60,7 +60,7 @@ class _DifyHandler(_Handler):
             self._send_json(404, dify_error(404, "not_found", "Conversation Not Exists."))
             return
         reply = fake._accept(body)
-        self._pause(reply.delay)
+        self._hold(reply)
         if reply.status != 200:
             error = dify_error(reply.status, "upstream_error", reply.text or "Failed")
             self._send_json(reply.status, error, _RETRY_HEADERS)

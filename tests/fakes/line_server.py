@@ -35,13 +35,14 @@ from typing import Any, Self
 
 import httpx
 
+from tests.waiting import WAIT_SECONDS
+
 JSON = dict[str, Any]
 
 ACCESS_TOKEN = "fake-line-channel-access-token"
 CHANNEL_SECRET = "fake-line-channel-secret"
 TEXT_LIMIT = 5000
 MESSAGES_LIMIT = 5
-WAIT_SECONDS = 30.0
 
 _CONTENT = re.compile(r"^/v2/bot/message/([^/]+)/content$")
 _DELIVERING = ("/v2/bot/message/reply", "/v2/bot/message/push")

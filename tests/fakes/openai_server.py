@@ -132,6 +132,9 @@ class ScriptedReply:
     chunk and no [DONE]. Non-streaming requests are dropped before any response."""
     delay: float = 0.0
     """Seconds to wait before sending response headers (for client timeouts)."""
+    gate: threading.Event | None = None
+    """Answer only once the test sets this event: it holds the reply (after the request is
+    recorded) while the test checks what happens meanwhile."""
     chunk_delay: float | None = None
     """Seconds between streamed deltas. None -> FakeOpenAI.default_chunk_delay,
     so one server-wide pace applies unless a reply overrides it (0.0 included)."""
@@ -474,7 +477,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, error_body(400))
             return
         reply = self.fake._accept(body)
-        self._pause(reply.delay)
+        self._hold(reply)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status, reply.text), _RETRY_HEADERS)
             return
@@ -498,7 +501,7 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self._openai_fake()._accept_audio(
             {"path": _TRANSCRIPTIONS_PATH, **fields, **upload}
         )
-        self._pause(reply.delay)
+        self._hold(reply)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)
             return
@@ -515,7 +518,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(400, error_body(400, "`input` is required."))
             return
         reply = self._openai_fake()._accept_audio({"path": _SPEECH_PATH, **body})
-        self._pause(reply.delay)
+        self._hold(reply)
         if reply.status != 200:
             self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)
             return
@@ -579,6 +582,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("x-request-id", f"req_{uuid.uuid4().hex}")
+
+    def _hold(self, reply: ScriptedReply) -> None:
+        """Wait for the reply's gate, then its delay; stopping the server ends both."""
+        while reply.gate is not None and not reply.gate.wait(_POLL_INTERVAL):
+            if self.server.stopping.is_set():
+                raise _AbortResponse
+        self._pause(reply.delay)
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once (and abandon the response) if the server is

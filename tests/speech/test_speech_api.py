@@ -7,7 +7,6 @@ import base64
 import importlib.util
 import io
 import json
-import time
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -24,6 +23,7 @@ from tests.fakes.openai_server import FakeOpenAI, Journal, ScriptedReply
 from tests.fakes.voicevox_server import FakeVoicevox
 from tests.speech.audio import QUESTION, RATE, silence, utterance
 from tests.sse import SSEResult, post_sse
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -142,11 +142,12 @@ def test_it_synthesises_sentence_one_while_the_llm_writes_sentence_two(
             key=api_key,
             timeout=60,
         )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(
-            r["params"].get("text", "").startswith("And this") for r in fake_voicevox.requests
-        ):
-            time.sleep(0.02)
+        wait_until(
+            lambda: any(
+                r["params"].get("text", "").startswith("And this") for r in fake_voicevox.requests
+            ),
+            "sentence two sent to TTS",
+        )
         release.set()
         result = pending.result()
 
@@ -186,9 +187,7 @@ def test_it_records_an_interrupted_turn_when_the_client_leaves_while_it_speaks(
             if line.startswith("data:") and json.loads(line[5:])["type"] == "chunk":
                 break  # leave after the first sentence, while the second is being synthesised
 
-    deadline = time.monotonic() + 10
-    while not TurnRecord.objects.exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(TurnRecord.objects.exists, "the turn record")
     release.set()
     record = TurnRecord.objects.get()
     assert record.status == TurnRecord.Status.INTERRUPTED

@@ -4,8 +4,7 @@ talks to a fake LINE platform on 127.0.0.1."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,9 +14,10 @@ import pytest
 from characters.models import Character
 from conversations.line.models import LineChannel, LineEvent
 from tests.conftest import fresh, server_env
-from tests.fakes.line_server import ACCESS_TOKEN, CHANNEL_SECRET, WAIT_SECONDS, FakeLine
+from tests.fakes.line_server import ACCESS_TOKEN, CHANNEL_SECRET, FakeLine
 from tests.fakes.openai_server import FakeOpenAI
 from tests.processes import start_celery_worker, start_daphne, stop_process
+from tests.waiting import wait_until
 
 SECRET_VARIABLE = "LINE_TEST_CHANNEL_SECRET"
 TOKEN_VARIABLE = "LINE_TEST_ACCESS_TOKEN"
@@ -87,15 +87,6 @@ def line_channel(character: Character) -> LineChannel:
         access_token_env=TOKEN_VARIABLE,
         is_default=True,
     )
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = WAIT_SECONDS) -> None:
-    """Poll the database for the worker's writes (it runs in another process)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def wait_for_events(count: int) -> list[LineEvent]:

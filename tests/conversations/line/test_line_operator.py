@@ -12,9 +12,10 @@ from django.urls import reverse
 
 from conversations.line.models import LineChannel
 from conversations.models import ChannelIdentity, EndUser, TurnRecord
-from tests.conversations.line.conftest import LineStack, wait_until
+from tests.conversations.line.conftest import LineStack
 from tests.fakes.line_server import FakeLine, user_id
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

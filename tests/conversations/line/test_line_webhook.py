@@ -18,7 +18,7 @@ from conversations.line.handling import STT_NOT_CONFIGURED, UNREADABLE_AUDIO
 from conversations.line.models import LineChannel, LineEvent
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
 from conversations.speech.models import STTProvider, VoiceSettings
-from tests.conversations.line.conftest import LineStack, wait_for_events, wait_until
+from tests.conversations.line.conftest import LineStack, wait_for_events
 from tests.fakes.line_server import (
     FakeLine,
     event,
@@ -30,6 +30,7 @@ from tests.fakes.line_server import (
 )
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.speech.audio import utterance
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

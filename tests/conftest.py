@@ -67,6 +67,17 @@ def platform_key_variables() -> None:
     settings.PROVIDER_ENV_ALLOWLIST = PLATFORM_KEY_VARIABLES
 
 
+# A test that uses one of these runs a real server or worker: it belongs to the `live` layer
+# (`pytest -m "not live"` runs the in-process layers alone).
+LIVE_FIXTURES = frozenset({"asgi_server", "line_stack", "worker"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.live)
+
+
 def require_service(name: str, available: bool) -> None:
     """Skip outside CI when a service is not configured; in CI a missing service fails."""
     if available:

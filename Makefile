@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-life bench-line bench-speech bench-realtime lint apikey clean
+.PHONY: run test bench bench-life bench-line bench-llm bench-speech bench-realtime lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,8 @@ test: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
+# Benchmarks (bench/README.md). BENCH_SMOKE=1 make bench-... runs any of them in a tiny
+# configuration; the test suite does that for every bench target (tests/test_benchmarks.py).
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.chat_sse
@@ -59,6 +61,10 @@ bench-speech: $(VENV)/.installed-dev
 bench-line: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-line: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.line_webhook
+
+bench-llm: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-llm: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.llm_providers
 
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)

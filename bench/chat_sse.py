@@ -36,8 +36,6 @@ import itertools
 import json
 import math
 import os
-import platform
-import select
 import signal
 import subprocess
 import sys
@@ -51,6 +49,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from bench.harness import (
+    DEFAULT_SECRET_KEY,
+    LLM_KEY_VARIABLE,
+    VAR_DIR,
+    add_smoke_flag,
+    database_url,
+    machine_cpu_ticks,
+    machine_description,
+    manage,
+    percentile,
+    process_cpu_seconds,
+    start_fake_llm,
+    stop_fake,
+)
 from tests.fakes.openai_server import FAKE_API_KEY
 from tests.processes import BASE_DIR, start_daphne, stop_process
 
@@ -61,8 +73,6 @@ TARGET_RPS = {1: 35.0, 10: 70.0, 50: 77.0}
 
 TURNS_PER_CONVERSATION = 30
 CHARACTER_SLUG = "bench"
-LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
-DEFAULT_SECRET_KEY = "insecure-key-for-benchmarks-only"
 
 # Far above any healthy turn (milliseconds at zero LLM latency) yet bounded, so a wedged
 # server turns into counted errors instead of a benchmark that never ends.
@@ -78,10 +88,6 @@ CLIENT_SATURATION_PERCENT = 80.0
 # One Python process cannot use much more than one core (the GIL; only database calls run
 # beside it), so from here on the server process is what limits the figures.
 SERVER_BOUND_PERCENT = 90.0
-START_TIMEOUT_SECONDS = 30.0
-
-VAR_DIR = BASE_DIR / "var"
-SQLITE_PATH = VAR_DIR / "bench.sqlite3"
 
 
 def results_path(endpoint: str) -> Path:
@@ -464,23 +470,6 @@ async def run_client(
 
 # --- CPU accounting ---------------------------------------------------------------------
 
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), from /proc/<pid>/stat."""
-    # Fields after the parenthesised command name start at field 3 (state); utime and
-    # stime are fields 14 and 15.
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-
-
-def machine_cpu_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies over all cores, from /proc/stat."""
-    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
-    idle = values[3] + values[4]  # idle + iowait
-    return sum(values) - idle, sum(values)
-
 
 @dataclass(frozen=True)
 class CpuSnapshot:
@@ -530,16 +519,6 @@ class CpuSnapshot:
 
 
 # --- One concurrency level ----------------------------------------------------------------
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float | None:
-    """Linear-interpolated percentile of already sorted values (None when there are none)."""
-    if not sorted_values:
-        return None
-    rank = (len(sorted_values) - 1) * q / 100
-    low = math.floor(rank)
-    high = min(low + 1, len(sorted_values) - 1)
-    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -647,71 +626,6 @@ async def run_level(
 # --- Processes and set-up -----------------------------------------------------------------
 
 
-def start_fake_llm(
-    env: dict[str, str], log_path: Path, *options: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start `bench.fake_llm` (with `options`)."""
-    return start_fake(["bench.fake_llm", "--watch-stdin", *options], env, log_path)
-
-
-def start_fake(
-    module: list[str], env: dict[str, str], log_path: Path
-) -> tuple[subprocess.Popen[bytes], str]:
-    """Start a fake server module (`python -m ...`) and read its base URL, the first line it
-    prints; it stops when its stdin closes."""
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", *module],
-            cwd=BASE_DIR,
-            env=env,
-            stdin=subprocess.PIPE,  # closed by the parent, or by the kernel if it dies
-            stdout=subprocess.PIPE,
-            stderr=log,
-        )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_SECONDS)
-        line = process.stdout.readline().decode().strip() if ready else ""
-        if not line.startswith("http://127.0.0.1:"):
-            raise RuntimeError(f"{module[0]} did not start:\n{log_path.read_text()}")
-    except BaseException:
-        stop_fake(process)
-        raise
-    return process, line
-
-
-def stop_fake(process: subprocess.Popen[bytes]) -> None:
-    for pipe in (process.stdin, process.stdout):
-        if pipe is not None:
-            pipe.close()
-    stop_process(process)
-
-
-def database_url() -> tuple[str, bool]:
-    """DATABASE_URL as given, or a fresh SQLite file; and whether it is the SQLite default."""
-    given = os.environ.get("DATABASE_URL", "")
-    if given:
-        return given, False
-    for path in (SQLITE_PATH, *(Path(f"{SQLITE_PATH}{s}") for s in ("-wal", "-shm"))):
-        path.unlink(missing_ok=True)
-    return f"sqlite:///{SQLITE_PATH}", True
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run `manage.py` in a subprocess with the server's environment; its stdout."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args],
-        cwd=BASE_DIR,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
-    return done.stdout
-
-
 def set_up_database(env: dict[str, str], llm_base_url: str) -> dict[str, Any]:
     """Migrate, then create the `bench` character and an API key, in the server's database."""
     manage(env, "migrate", "--noinput")
@@ -720,21 +634,6 @@ def set_up_database(env: dict[str, str], llm_base_url: str) -> dict[str, Any]:
         if line.startswith(SETUP_MARKER):
             return json.loads(line.removeprefix(SETUP_MARKER))
     raise RuntimeError(f"the set-up script printed no result:\n{output}")
-
-
-def machine_description() -> dict[str, Any]:
-    model = "unknown CPU"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.partition(":")[2].strip()
-            break
-    return {
-        "cpu_model": model,
-        "cores": os.cpu_count(),
-        "cores_usable": len(os.sched_getaffinity(0)),
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-    }
 
 
 def versions() -> dict[str, str]:
@@ -847,7 +746,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=1,
         help="daphne processes, clients spread over them as behind a load balancer (1)",
     )
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # one client for a second: every part runs, nothing is measured
+        args.levels, args.warmup, args.duration = [1], 0.0, 1.0
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
     if args.servers < 1:
@@ -864,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     # SIGTERM takes the same path as Ctrl-C, through every `finally` below.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    db_url, fresh_sqlite = database_url()
+    db_url, fresh_sqlite = database_url("bench.sqlite3")
     env = {
         **os.environ,
         "LOG_LEVEL": "WARNING",
@@ -970,7 +872,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         + "\n"
     )
-    return 1 if any(r.errors for r in levels) else 0
+    # A smoke run measures nothing, but an error even in its warm-up or drain is a failure.
+    failed = any(r.errors or (args.smoke and r.errors_outside_window) for r in levels)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -29,16 +29,19 @@ import os
 import sys
 import time
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
-from bench.chat_sse import machine_description, start_fake_llm, stop_fake
+from bench.harness import (
+    VAR_DIR,
+    add_smoke_flag,
+    database_url,
+    machine_description,
+    start_fake_llm,
+    stop_fake,
+)
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FAKE_API_KEY
-from tests.processes import BASE_DIR
 
-VAR_DIR = BASE_DIR / "var"
-SQLITE_PATH = VAR_DIR / "bench-life.sqlite3"
 KEY_VARIABLE = "BENCH_LIFE_LLM_KEY"
 ZONES = (
     "Asia/Tokyo",
@@ -53,15 +56,6 @@ ZONES = (
 DAY = date(2026, 1, 16)
 CALIBRATION_CALLS = 200
 CALLS_PER_DAY = 4
-
-
-def database_url() -> str:
-    given = os.environ.get("DATABASE_URL", "")
-    if given:
-        return given
-    for path in (SQLITE_PATH, *(Path(f"{SQLITE_PATH}{s}") for s in ("-wal", "-shm"))):
-        path.unlink(missing_ok=True)
-    return f"sqlite:///{SQLITE_PATH}"
 
 
 def timed(work: Any) -> tuple[Any, float, float]:
@@ -179,12 +173,15 @@ def report(result: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--characters", type=int, default=1000, help="how many (default 1000)")
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.characters = 2
     if not 1 <= args.characters <= 100_000:
         parser.error("--characters must be between 1 and 100000")
 
     VAR_DIR.mkdir(exist_ok=True)
-    os.environ["DATABASE_URL"] = database_url()
+    os.environ["DATABASE_URL"] = database_url("bench-life.sqlite3")[0]
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
     os.environ.setdefault("LOG_LEVEL", "ERROR")
     os.environ[KEY_VARIABLE] = FAKE_API_KEY

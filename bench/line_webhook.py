@@ -34,14 +34,15 @@ import time
 import uuid
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 
 import httpx
 
-from bench.chat_sse import (
+from bench.harness import (
     DEFAULT_SECRET_KEY,
     LLM_KEY_VARIABLE,
     VAR_DIR,
+    add_smoke_flag,
+    database_url,
     machine_cpu_ticks,
     machine_description,
     manage,
@@ -67,7 +68,6 @@ TARGET_P99_MS = 50.0
 USERS = 50
 REQUEST_TIMEOUT_SECONDS = 10.0
 DRAIN_TIMEOUT_SECONDS = 300.0
-SQLITE_PATH = VAR_DIR / "bench-line.sqlite3"
 RESULTS_PATH = VAR_DIR / "bench-line-webhook.json"
 SECRET_VARIABLE, TOKEN_VARIABLE = "BENCH_LINE_CHANNEL_SECRET", "BENCH_LINE_ACCESS_TOKEN"
 
@@ -203,14 +203,12 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         help="CPU niceness of the worker (0: same priority as daphne)",
     )
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # a few webhooks through one worker process
+        args.rate, args.warmup, args.duration, args.workers = 5.0, 0.0, 1.0, 1
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    database = os.environ.get("DATABASE_URL", "")
-    if not database:
-        for path in (SQLITE_PATH, *(Path(f"{SQLITE_PATH}{s}") for s in ("-wal", "-shm"))):
-            path.unlink(missing_ok=True)
-        database = f"sqlite:///{SQLITE_PATH}"
+    database, _ = database_url("bench-line.sqlite3")
     env = {
         **os.environ,
         "LOG_LEVEL": "WARNING",

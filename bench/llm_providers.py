@@ -33,7 +33,12 @@ os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-key-for-benchmarks-only")
 os.environ.setdefault("LOG_LEVEL", "WARNING")  # not a line per HTTP request
 django.setup()
 
-from bench.chat_sse import machine_description, start_fake_llm, stop_fake  # noqa: E402
+from bench.harness import (  # noqa: E402
+    add_smoke_flag,
+    machine_description,
+    start_fake_llm,
+    stop_fake,
+)
 from conversations.llm import ChatMessage, LLMProvider, LLMRequest  # noqa: E402
 from conversations.llm.anthropic import AnthropicProvider  # noqa: E402
 from conversations.llm.openai_compat import OpenAICompatibleProvider  # noqa: E402
@@ -136,7 +141,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500)
     parser.add_argument("--warmup", type=int, default=50)
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.calls, args.warmup = 2, 0
     if args.calls < 2 or args.warmup < 0:
         parser.error("--calls must be at least 2 and --warmup at least 0")
 

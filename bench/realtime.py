@@ -39,10 +39,11 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-key-for-benchmarks-only")
 django.setup()
 
-from bench.chat_sse import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     DEFAULT_SECRET_KEY,
     LLM_KEY_VARIABLE,
     VAR_DIR,
+    add_smoke_flag,
     database_url,
     machine_description,
     manage,
@@ -222,11 +223,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", default="10,25,50,100")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=15.0)
+    add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.smoke:  # one session, one speech cycle (set below, once its length is known)
+        args.levels, args.warmup = "1", 0.0
     levels = [int(n) for n in args.levels.split(",")]
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     VAR_DIR.mkdir(parents=True, exist_ok=True)
-    db_url, _ = database_url()
+    db_url, _ = database_url("bench.sqlite3")
     env = {
         **os.environ,
         "LOG_LEVEL": "WARNING",
@@ -238,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     os.environ.update({k: env[k] for k in ("DJANGO_SECRET_KEY", "DATABASE_URL")})
     cycle = speech_cycle()
+    if args.smoke:
+        args.duration = len(cycle) / 32000
     decisions = set(asyncio.run(decision_frames(cycle)))
     machine = machine_description()
     fake, fake_url = start_fake_llm(env, VAR_DIR / "bench-realtime-fake.log")
@@ -271,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{'fake CPU%':>8} {'errors':>6}"
         )
         sustained = 0
+        errors = 0
         for sessions in levels:
             cpu_before = process_cpu_seconds(server.pid)
             own_before = time.process_time()
@@ -293,6 +300,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * cpu:>11.0f} {100 * own:>9.0f} {100 * fake_cpu:>8.0f} "
                 f"{len(level.errors):>6}"
             )
+            errors += len(level.errors)
             for error in level.errors[:3]:
                 print(f"         error: {error}")
             late = percentile(sorted(level.frames_late_ms), 99) or 0.0
@@ -309,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
         if server is not None:
             stop_process(server)
         stop_fake(fake)
-    return 0
+    return 1 if errors else 0
 
 
 if __name__ == "__main__":

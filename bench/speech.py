@@ -25,7 +25,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatarsite.settings")
 os.environ.setdefault("DJANGO_SECRET_KEY", "insecure-key-for-benchmarks-only")
 django.setup()
 
-from bench.chat_sse import machine_description  # noqa: E402
+from bench.harness import add_smoke_flag, machine_description  # noqa: E402
 from conversations.speech.audio import read_wav  # noqa: E402
 from conversations.speech.stt import LocalWhisperRecognizer, local_model_path  # noqa: E402
 from conversations.speech.tts import EspeakSynthesizer, espeak_binary  # noqa: E402
@@ -101,7 +101,10 @@ async def main() -> None:
     parser.add_argument("--streams", default="1,16,64", help="concurrent VAD streams per level")
     parser.add_argument("--seconds", type=float, default=10.0, help="audio per VAD stream")
     parser.add_argument("--runs", type=int, default=3, help="STT/TTS repetitions (median)")
+    add_smoke_flag(parser)
     args = parser.parse_args()
+    if args.smoke:
+        args.streams, args.seconds, args.runs = "1", 1.0, 1
     machine = machine_description()
     print("avatarsite speech benchmark")
     print(

@@ -1,0 +1,154 @@
+"""What the benchmarks share: their processes (fake servers, `manage.py`), fresh databases,
+CPU accounting, percentiles, the machine's description and the smoke configuration.
+
+Every benchmark takes `--smoke` (or BENCH_SMOKE=1, as `make bench-* BENCH_SMOKE=1`): a tiny
+configuration that runs each part once in seconds. The test suite runs every `make bench-*`
+that way (tests/test_benchmarks.py), so a benchmark that no longer starts fails CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import select
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.processes import BASE_DIR, stop_process
+
+VAR_DIR = BASE_DIR / "var"
+LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
+DEFAULT_SECRET_KEY = "insecure-key-for-benchmarks-only"
+START_TIMEOUT_SECONDS = 30.0
+SMOKE_VARIABLE = "BENCH_SMOKE"
+
+
+def add_smoke_flag(parser: argparse.ArgumentParser) -> None:
+    """`--smoke`: the benchmark's tiny configuration (also on with BENCH_SMOKE=1)."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        default=os.environ.get(SMOKE_VARIABLE, "") not in ("", "0"),
+        help=f"a tiny run that only proves the benchmark works (also {SMOKE_VARIABLE}=1)",
+    )
+
+
+# --- Processes and databases --------------------------------------------------------------
+
+
+def start_fake_llm(
+    env: dict[str, str], log_path: Path, *options: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start `bench.fake_llm` (with `options`)."""
+    return start_fake(["bench.fake_llm", "--watch-stdin", *options], env, log_path)
+
+
+def start_fake(
+    module: list[str], env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start a fake server module (`python -m ...`) and read its base URL, the first line it
+    prints; it stops when its stdin closes."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", *module],
+            cwd=BASE_DIR,
+            env=env,
+            stdin=subprocess.PIPE,  # closed by the parent, or by the kernel if it dies
+            stdout=subprocess.PIPE,
+            stderr=log,
+        )
+    try:
+        assert process.stdout is not None
+        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT_SECONDS)
+        line = process.stdout.readline().decode().strip() if ready else ""
+        if not line.startswith("http://127.0.0.1:"):
+            raise RuntimeError(f"{module[0]} did not start:\n{log_path.read_text()}")
+    except BaseException:
+        stop_fake(process)
+        raise
+    return process, line
+
+
+def stop_fake(process: subprocess.Popen[bytes]) -> None:
+    for pipe in (process.stdin, process.stdout):
+        if pipe is not None:
+            pipe.close()
+    stop_process(process)
+
+
+def database_url(sqlite_name: str) -> tuple[str, bool]:
+    """DATABASE_URL as given, or a fresh SQLite file `var/<sqlite_name>`; and whether it is
+    that fresh SQLite file."""
+    given = os.environ.get("DATABASE_URL", "")
+    if given:
+        return given, False
+    path = VAR_DIR / sqlite_name
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    for stale in (path, *(Path(f"{path}{suffix}") for suffix in ("-wal", "-shm"))):
+        stale.unlink(missing_ok=True)
+    return f"sqlite:///{path}", True
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run `manage.py` in a subprocess with the server's environment; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"manage.py {args[0]} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+# --- Measuring ---------------------------------------------------------------------------
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all its threads), from /proc/<pid>/stat."""
+    # Fields after the parenthesised command name start at field 3 (state); utime and
+    # stime are fields 14 and 15.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def machine_cpu_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies over all cores, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float | None:
+    """Linear-interpolated percentile of already sorted values (None when there are none)."""
+    if not sorted_values:
+        return None
+    rank = (len(sorted_values) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(sorted_values) - 1)
+    return sorted_values[low] + (sorted_values[high] - sorted_values[low]) * (rank - low)
+
+
+def machine_description() -> dict[str, Any]:
+    model = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.partition(":")[2].strip()
+            break
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "cores_usable": len(os.sched_getaffinity(0)),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+    }

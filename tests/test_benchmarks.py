@@ -1,0 +1,48 @@
+"""Every `make bench*` target runs in its smoke configuration (bench/harness.py): a benchmark
+that no longer imports or starts fails here, not on the day someone measures."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from bench.harness import SMOKE_VARIABLE
+from tests.processes import BASE_DIR
+
+_TARGET = re.compile(r"^(bench[\w-]*):.*\n((?:\t.*\n)+)", re.MULTILINE)
+_MODULE = re.compile(r"-m (bench\.\w+)")
+
+
+def bench_modules() -> dict[str, str]:
+    """Each bench target of the Makefile and the module its recipe runs."""
+    makefile = (BASE_DIR / "Makefile").read_text()
+    found: dict[str, str] = {}
+    for target, recipe in _TARGET.findall(makefile):
+        module = _MODULE.search(recipe)
+        assert module, f"make {target} runs no bench module"
+        found[target] = module.group(1)
+    return found
+
+
+def test_the_makefile_has_the_benchmarks() -> None:
+    assert {"bench", "bench-life", "bench-line", "bench-realtime"} <= set(bench_modules())
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("target", sorted(bench_modules()))
+def test_the_benchmark_runs_in_its_smoke_configuration(target: str) -> None:
+    # Each benchmark's own fresh SQLite file, never the database DATABASE_URL names.
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {SMOKE_VARIABLE: "1"}
+    run = subprocess.run(
+        [sys.executable, "-m", bench_modules()[target]],
+        cwd=BASE_DIR,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+
+    assert run.returncode == 0, f"make {target}:\n{run.stdout}\n{run.stderr}"

@@ -11,19 +11,22 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from pytest_django.fixtures import Settings
 
 from characters.models import Character
 from conversations.models import ApiKey
+from conversations.pipeline.shaping import _validators
 from tests.fakes.anthropic_server import FakeAnthropic
 from tests.fakes.dify_server import FakeDify
 from tests.fakes.line_server import FakeLine
 from tests.fakes.openai_server import FakeOpenAI, ScriptedFake
 from tests.fakes.voicevox_server import FakeVoicevox
+from tests.inprocess import InProcessApp
 from tests.processes import start_daphne, stop_process
 
 IN_CI = os.environ.get("CI") == "1"
@@ -42,22 +45,29 @@ PLATFORM_KEY_VARIABLES = [
     "LINE_TEST_CHANNEL_SECRET",
     "LINE_TEST_ACCESS_TOKEN",
 ]
+# The app as the tests run it, in a live server (SERVER_ENV) or in process (the `app` fixture).
 # Short enough for quick timeout and ping tests, long enough that the slow fake replies
 # (chunks a second apart) never hit the timeout on a loaded machine.
-SERVER_ENV = {
-    "SSE_PING_INTERVAL_SECONDS": "0.3",
-    "LLM_TIMEOUT_SECONDS": "3",
-    "LLM_MAX_RETRIES": "1",
-    "LOG_LEVEL": "WARNING",
-    "TOOL_MODULES": "tests.conversations.plugins_for_tests",
-    "REQUEST_VALIDATORS": "tests.conversations.plugins_for_tests.refuse_secrets",
+SERVER_SETTINGS: dict[str, Any] = {
+    "SSE_PING_INTERVAL_SECONDS": 0.3,
+    "LLM_TIMEOUT_SECONDS": 3.0,
+    "LLM_MAX_RETRIES": 1,
+    "REQUEST_VALIDATORS": ["tests.conversations.plugins_for_tests.refuse_secrets"],
     # Each speech test sees its provider called; the cache has its own tests.
     "TTS_CACHE_DIR": "",
-    "STT_RETRY_BACKOFF_SECONDS": "0.01",
+    "STT_RETRY_BACKOFF_SECONDS": 0.01,
+    "MCP_TIMEOUT_SECONDS": 10.0,
+    "PROVIDER_ENV_ALLOWLIST": PLATFORM_KEY_VARIABLES,
+}
+SERVER_ENV = {
+    **{
+        name: ",".join(value) if isinstance(value, list) else str(value)
+        for name, value in SERVER_SETTINGS.items()
+    },
+    "LOG_LEVEL": "WARNING",
+    "TOOL_MODULES": "tests.conversations.plugins_for_tests",
     # What the MCP tests' HTTP server gets as its Authorization header (by variable name).
     "FAKE_MCP_AUTH": "Bearer mcp-test-token",
-    "MCP_TIMEOUT_SECONDS": "10",
-    "PROVIDER_ENV_ALLOWLIST": ",".join(PLATFORM_KEY_VARIABLES),
 }
 
 
@@ -181,6 +191,22 @@ def asgi_server(
         yield AsgiServer(url=url, log_path=log_path)
     finally:
         stop_process(process)
+
+
+@pytest.fixture
+def app(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> Iterator[InProcessApp]:
+    """The app in this process, set up as the live server is (without TOOL_MODULES: tests
+    that need the test tools use `asgi_server`)."""
+    for name, value in SERVER_SETTINGS.items():
+        setattr(settings, name, value)
+    for variable, value in server_env(fake_openai).items():
+        if variable.startswith("FAKE_"):
+            monkeypatch.setenv(variable, value)
+    _validators.cache_clear()  # they are read once per process
+    yield InProcessApp()
+    _validators.cache_clear()
 
 
 @pytest.fixture

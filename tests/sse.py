@@ -1,8 +1,10 @@
-"""A small SSE client for tests: POST, then read `data:` events and `:` comments."""
+"""A small SSE client for tests: POST, then read `data:` events and `:` comments, over a real
+socket (`post_sse`) or to the app in this process (tests/inprocess.py)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +25,15 @@ class SSEResult:
     @property
     def types(self) -> list[str]:
         return [e["type"] for e in self.events]
+
+    def read(self, lines: Iterable[str]) -> SSEResult:
+        """Take the stream's events and comments from its lines."""
+        for line in lines:
+            if line.startswith("data:"):
+                self.events.append(json.loads(line[5:]))
+            elif line.startswith(":"):
+                self.comments.append(line)
+        return self
 
 
 def post_sse(
@@ -47,9 +58,4 @@ def post_sse(
             response.read()
             result.body = response.json()
             return result
-        for line in response.iter_lines():
-            if line.startswith("data:"):
-                result.events.append(json.loads(line[5:]))
-            elif line.startswith(":"):
-                result.comments.append(line)
-        return result
+        return result.read(response.iter_lines())

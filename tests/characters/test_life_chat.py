@@ -1,20 +1,28 @@
-"""Life in conversation, through `/chat` on a real server: the system prompt, and the tools."""
+"""Life in conversation, through `/chat` in process: the system prompt, and the tools. The clock
+is fixed, so the character's date never turns over during a test."""
 
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
 from characters.models import Character, DailySchedule, Diary
 from conversations.models import EndUser
-from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.sse import post_sse
+from tests.inprocess import InProcessApp
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
+
+# Noon UTC: already the next day on Kiritimati (UTC+14).
+NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def fixed_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(timezone, "now", lambda: NOW)
 
 
 def hello(text: str = "Hello", **fields: object) -> dict[str, object]:
@@ -48,7 +56,7 @@ def kiritimati(character: Character) -> Character:
 
 
 def test_the_system_prompt_carries_the_days_schedule_on_the_characters_clock(
-    asgi_server: AsgiServer, kiritimati: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, kiritimati: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     today = local_today(kiritimati)
     for offset in (-1, 0, 1):
@@ -58,27 +66,27 @@ def test_the_system_prompt_carries_the_days_schedule_on_the_characters_clock(
             content=f"| 9:00-10:00 | schedule of {today + timedelta(days=offset)} |",
         )
 
-    post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    app.post_sse("/chat", hello(), key=api_key)
 
     system = fake_llm.requests[0]["messages"][0]["content"]
     said_today = date.fromisoformat(system.rsplit("It is now ", 1)[1][:10])
-    assert said_today in (today, local_today(kiritimati))  # unless midnight passed meanwhile
+    assert said_today == today == date(2026, 1, 16)
     assert f"schedule of {said_today} |" in system
     assert system.count("schedule of") == 1
     assert system.startswith("You are Mia.") and "(Pacific/Kiritimati)" in system
 
 
 def test_an_admin_edit_shows_on_the_next_turn(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    app.post_sse("/chat", hello(), key=api_key)
     character.persona = "You are Mia, now a pirate."
     character.save()
     DailySchedule.objects.create(
         character=character, schedule_date=local_today(character), content="| sail |"
     )
 
-    post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    app.post_sse("/chat", hello(), key=api_key)
 
     first, second = (r["messages"][0]["content"] for r in fake_llm.requests)
     assert "pirate" not in first and "| sail |" not in first
@@ -86,12 +94,12 @@ def test_an_admin_edit_shows_on_the_next_turn(
 
 
 def test_update_username_persists_and_the_next_turn_uses_it(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(call("update_username", {"username": "  Ada  "}), ScriptedReply(text="Hi Ada!"))
 
-    result = post_sse(f"{asgi_server.url}/chat", hello("Call me Ada"), key=api_key)
-    post_sse(f"{asgi_server.url}/chat", hello("Who am I?"), key=api_key)
+    result = app.post_sse("/chat", hello("Call me Ada"), key=api_key)
+    app.post_sse("/chat", hello("Who am I?"), key=api_key)
 
     assert tool_results(result.events) == [{"username": "Ada"}]
     assert EndUser.objects.get().display_name == "Ada"
@@ -100,14 +108,14 @@ def test_update_username_persists_and_the_next_turn_uses_it(
 
 
 def test_update_username_refuses_a_link_and_says_so(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(
         call("update_username", {"username": "https://spam.example"}),
         ScriptedReply(text="I can't use that."),
     )
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     (answer,) = tool_results(result.events)
     assert answer["error"].startswith("Not saved") and answer["username"] == ""
@@ -115,7 +123,7 @@ def test_update_username_refuses_a_link_and_says_so(
 
 
 def test_get_diary_returns_the_day_with_its_schedule_and_never_the_future(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     today = local_today(character)
     yesterday, tomorrow = today - timedelta(days=1), today + timedelta(days=1)
@@ -134,8 +142,7 @@ def test_get_diary_returns_the_day_with_its_schedule_and_never_the_future(
     )
 
     answers = [
-        tool_results(post_sse(f"{asgi_server.url}/chat", hello(), key=api_key).events)[0]
-        for _ in range(4)
+        tool_results(app.post_sse("/chat", hello(), key=api_key).events)[0] for _ in range(4)
     ]
 
     assert answers[0] == {"diary": f"d {yesterday}", "schedule": f"s {yesterday}"}
@@ -144,7 +151,7 @@ def test_get_diary_returns_the_day_with_its_schedule_and_never_the_future(
 
 
 def test_get_diary_reads_a_range_of_up_to_a_week(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     today = local_today(character)
     start = today - timedelta(days=3)
@@ -155,7 +162,7 @@ def test_get_diary_reads_a_range_of_up_to_a_week(
         ScriptedReply(text="Here."),
     )
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     assert tool_results(result.events) == [
         {
@@ -168,12 +175,12 @@ def test_get_diary_reads_a_range_of_up_to_a_week(
 
 
 def test_the_character_tools_are_offered_and_can_be_switched_off(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    app.post_sse("/chat", hello(), key=api_key)
     character.disabled_tools = ["get_diary"]
     character.save()
-    post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    app.post_sse("/chat", hello(), key=api_key)
 
     offered = [[t["function"]["name"] for t in r["tools"]] for r in fake_llm.requests]
     assert {"get_diary", "update_username"} <= set(offered[0])

@@ -1,31 +1,32 @@
-"""Between the user's words and the LLM: validators, merging, wake words, timestamps."""
+"""Between the user's words and the LLM: validators, merging, wake words, timestamps; `/chat`
+in process."""
 
 from __future__ import annotations
 
-import zoneinfo
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
+from django.utils import timezone
 
 from characters.models import Character
 from conversations.models import Message, TurnRecord
 from conversations.pipeline.shaping import MERGE_PREFIX, TIMESTAMP_PREFIX
-from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI
-from tests.sse import SSEResult, post_sse
+from tests.inprocess import InProcessApp
+from tests.sse import SSEResult
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
-def say(server: AsgiServer, key: str, text: str, **fields: object) -> SSEResult:
+def say(app: InProcessApp, key: str, text: str, **fields: object) -> SSEResult:
     body = {"type": "start", "session_id": "s1", "user_id": "u1", "text": text, **fields}
-    return post_sse(f"{server.url}/chat", body, key=key)
+    return app.post_sse("/chat", body, key=key)
 
 
 def test_a_validator_refuses_before_the_llm(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    result = say(asgi_server, api_key, "Tell me a secret")
+    result = say(app, api_key, "Tell me a secret")
 
     assert result.types == ["canceled"]  # AIAvatarKit's spelling for a refused request
     assert result.events[0]["metadata"] == {"reason": "Let's not talk about secrets."}
@@ -36,14 +37,14 @@ def test_a_validator_refuses_before_the_llm(
 
 
 def test_it_merges_a_request_that_follows_closely(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     character.merge_window_seconds = 60
     character.save()
 
-    say(asgi_server, api_key, "I would like")
-    merged = say(asgi_server, api_key, "a pizza")
-    say(asgi_server, api_key, "and a salad", session_id="s2")
+    say(app, api_key, "I would like")
+    merged = say(app, api_key, "a pizza")
+    say(app, api_key, "and a salad", session_id="s2")
 
     expected = f"{MERGE_PREFIX}I would like\na pizza"
     assert merged.events[0]["metadata"] == {"request_text": expected, "recognized_text": "a pizza"}
@@ -52,14 +53,14 @@ def test_it_merges_a_request_that_follows_closely(
 
 
 def test_it_answers_only_once_woken(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     character.wake_words = "Mia, hey you"
     character.save()
 
-    asleep = say(asgi_server, api_key, "What time is it?")
-    woken = say(asgi_server, api_key, "Hey you, what time is it?")
-    awake = say(asgi_server, api_key, "And the date?")
+    asleep = say(app, api_key, "What time is it?")
+    woken = say(app, api_key, "Hey you, what time is it?")
+    awake = say(app, api_key, "And the date?")
 
     assert asleep.types == ["start", "final"] and asleep.events[-1]["text"] == ""
     assert woken.types[-1] == awake.types[-1] == "final"
@@ -72,19 +73,23 @@ def test_it_answers_only_once_woken(
 
 
 def test_it_tells_the_llm_the_local_time_now_and_then(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp,
+    character: Character,
+    api_key: str,
+    fake_llm: FakeOpenAI,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     character.timestamp_interval_seconds = 3600
     character.timezone = "Asia/Tokyo"
     character.save()
-    before = datetime.now(zoneinfo.ZoneInfo("Asia/Tokyo"))
+    now = datetime(2026, 1, 15, 12, 0, 5, tzinfo=UTC)
+    monkeypatch.setattr(timezone, "now", lambda: now)
 
-    say(asgi_server, api_key, "Good morning")
-    say(asgi_server, api_key, "Still there?")
+    say(app, api_key, "Good morning")
+    say(app, api_key, "Still there?")
 
     first = fake_llm.requests[0]["messages"][-1]["content"]
     stamp, _, words = first.removeprefix(TIMESTAMP_PREFIX).partition("\n\n")
-    sent = datetime.strptime(stamp, "%Y/%m/%d %H:%M:%S").replace(tzinfo=before.tzinfo)
     assert first.startswith(TIMESTAMP_PREFIX) and words == "Good morning"
-    assert timedelta(seconds=-1) <= sent - before.replace(microsecond=0) < timedelta(minutes=1)
+    assert stamp == "2026/01/15 21:00:05"  # noon and five seconds UTC, on Tokyo's clock
     assert fake_llm.requests[1]["messages"][-1]["content"] == "Still there?"

@@ -31,12 +31,15 @@ class InProcessApp:
         *,
         key: str | None = None,
         headers: dict[str, str] | None = None,
+        content: bytes | None = None,
     ) -> SSEResult:
-        """As tests.sse.post_sse: POST JSON, then the SSE events, or the JSON error body."""
+        """As tests.sse.post_sse: POST JSON (or `content`), then the SSE events, or the JSON
+        error body."""
         all_headers = dict(headers or {})
         if key:
             all_headers["Authorization"] = f"Bearer {key}"
-        return async_to_sync(_post_sse)(path, json.dumps(body).encode(), all_headers)
+        payload = content if content is not None else json.dumps(body).encode()
+        return async_to_sync(_post_sse)(path, payload, all_headers)
 
 
 async def _post_sse(path: str, payload: bytes, headers: dict[str, str]) -> SSEResult:

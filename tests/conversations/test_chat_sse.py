@@ -16,10 +16,10 @@ from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
 from conversations.transports.aiavatar_wire import RESPONSE_KEYS
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.sse import post_sse
+from tests.inprocess import InProcessApp
 from tests.waiting import wait_until
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 TAGGED_REPLY = (
     '[face:joy]Hello! <animation name="wave" />Nice to meet you. '
@@ -36,11 +36,11 @@ def history_is_empty() -> bool:
 
 
 def test_it_streams_start_chunks_and_final(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(text="Hi there! How are you today? I am fine."))
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     assert result.status == 200
     assert result.headers["content-type"] == "text/event-stream; charset=utf-8"
@@ -67,13 +67,13 @@ def test_it_streams_start_chunks_and_final(
 
 
 def test_it_continues_a_conversation_across_requests(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    first = post_sse(f"{asgi_server.url}/chat", hello(text="My name is Ada"), key=api_key)
+    first = app.post_sse("/chat", hello(text="My name is Ada"), key=api_key)
     context_id = first.events[0]["context_id"]
 
-    second = post_sse(
-        f"{asgi_server.url}/chat",
+    second = app.post_sse(
+        "/chat",
         hello(text="What is my name?", context_id=context_id),
         key=api_key,
     )
@@ -101,11 +101,11 @@ def test_it_continues_a_conversation_across_requests(
 
 
 def test_it_parses_control_tags_into_avatar_control_request(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(text=TAGGED_REPLY))
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     chunks = result.of_type("chunk")
     joy = next(c for c in chunks if c["text"].startswith("[face:joy]"))
@@ -139,7 +139,7 @@ def test_it_parses_control_tags_into_avatar_control_request(
     ids=["http-500", "cut-stream", "timeout"],
 )
 def test_it_reports_a_provider_failure_and_leaves_history_untouched(
-    asgi_server: AsgiServer,
+    app: InProcessApp,
     character: Character,
     api_key: str,
     fake_llm: FakeOpenAI,
@@ -147,13 +147,11 @@ def test_it_reports_a_provider_failure_and_leaves_history_untouched(
 ) -> None:
     character.apology = "Sorry, I lost my words."
     character.save()
-    first = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    first = app.post_sse("/chat", hello(), key=api_key)
     context_id = first.events[0]["context_id"]
     fake_llm.script(fault)
 
-    result = post_sse(
-        f"{asgi_server.url}/chat", hello(text="Again", context_id=context_id), key=api_key
-    )
+    result = app.post_sse("/chat", hello(text="Again", context_id=context_id), key=api_key)
 
     assert result.status == 200
     assert result.types[0] == "start" and result.types[-2:] == ["chunk", "error"]
@@ -168,13 +166,13 @@ def test_it_reports_a_provider_failure_and_leaves_history_untouched(
 
 
 def test_it_gives_a_new_context_id_when_the_first_turn_failed(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(status=500, repeat=2))
-    failed = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    failed = app.post_sse("/chat", hello(), key=api_key)
     failed_id = failed.events[0]["context_id"]
 
-    retry = post_sse(f"{asgi_server.url}/chat", hello(context_id=failed_id), key=api_key)
+    retry = app.post_sse("/chat", hello(context_id=failed_id), key=api_key)
 
     assert retry.types[-1] == "final"
     assert retry.events[0]["context_id"] != failed_id
@@ -182,25 +180,25 @@ def test_it_gives_a_new_context_id_when_the_first_turn_failed(
 
 
 def test_it_starts_afresh_after_the_context_timeout(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    first = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    first = app.post_sse("/chat", hello(), key=api_key)
     old_id = first.events[0]["context_id"]
     Context.objects.update(updated_at=timezone.now() - timedelta(hours=2))
 
-    second = post_sse(f"{asgi_server.url}/chat", hello(context_id=old_id), key=api_key)
+    second = app.post_sse("/chat", hello(context_id=old_id), key=api_key)
 
     assert second.events[0]["context_id"] != old_id
     assert second.events[-1]["text"].endswith("I have seen 1 user messages.")
 
 
 def test_it_fills_system_prompt_params_and_keeps_literal_braces(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     character.persona = 'You are {name}. Reply as JSON like {"mood": "joy"}. Unset: {missing}.'
     character.save()
 
-    post_sse(f"{asgi_server.url}/chat", hello(system_prompt_params={"name": "Mia"}), key=api_key)
+    app.post_sse("/chat", hello(system_prompt_params={"name": "Mia"}), key=api_key)
 
     system = fake_llm.requests[-1]["messages"][0]
     assert system["role"] == "system"
@@ -211,12 +209,12 @@ def test_it_fills_system_prompt_params_and_keeps_literal_braces(
 
 
 def test_it_sends_attached_images_to_the_llm(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     image = "data:image/png;base64,iVBORw0KGgo="
 
-    result = post_sse(
-        f"{asgi_server.url}/chat",
+    result = app.post_sse(
+        "/chat",
         hello(text="What is this?", files=[{"type": "image", "url": image}]),
         key=api_key,
     )
@@ -230,7 +228,7 @@ def test_it_sends_attached_images_to_the_llm(
 
 
 def test_it_picks_the_character_by_path_or_header(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     other = Character.objects.create(
         slug="kai",
@@ -240,14 +238,14 @@ def test_it_picks_the_character_by_path_or_header(
         llm_api_key_env=character.llm_api_key_env,
     )
 
-    by_path = post_sse(f"{asgi_server.url}/characters/kai/chat", hello(), key=api_key)
-    by_header = post_sse(
-        f"{asgi_server.url}/chat",
+    by_path = app.post_sse("/characters/kai/chat", hello(), key=api_key)
+    by_header = app.post_sse(
+        "/chat",
         hello(session_id="s2"),
         key=api_key,
         headers={"X-Character": "kai"},
     )
-    unknown = post_sse(f"{asgi_server.url}/characters/nobody/chat", hello(), key=api_key)
+    unknown = app.post_sse("/characters/nobody/chat", hello(), key=api_key)
 
     assert by_path.types[-1] == by_header.types[-1] == "final"
     personas = [r["messages"][0]["content"].split("\n\n")[0] for r in fake_llm.requests]
@@ -256,8 +254,8 @@ def test_it_picks_the_character_by_path_or_header(
     assert (unknown.status, unknown.body) == (404, {"detail": "Unknown character 'nobody'."})
 
 
-def test_it_says_when_there_is_no_default_character(asgi_server: AsgiServer, api_key: str) -> None:
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+def test_it_says_when_there_is_no_default_character(app: InProcessApp, api_key: str) -> None:
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     assert result.status == 404
     assert "No default character" in result.body["detail"]
@@ -265,10 +263,10 @@ def test_it_says_when_there_is_no_default_character(asgi_server: AsgiServer, api
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic abc", "bearer"])
 def test_it_rejects_a_wrong_or_missing_key(
-    asgi_server: AsgiServer, character: Character, header: str | None
+    app: InProcessApp, character: Character, header: str | None
 ) -> None:
-    result = post_sse(
-        f"{asgi_server.url}/chat",
+    result = app.post_sse(
+        "/chat",
         {"type": "start"},  # the body is invalid too: the key is checked first
         headers={"Authorization": header} if header else {},
     )
@@ -311,32 +309,30 @@ def test_it_rejects_a_wrong_or_missing_key(
     ],
 )
 def test_it_rejects_a_malformed_envelope(
-    asgi_server: AsgiServer,
+    app: InProcessApp,
     character: Character,
     api_key: str,
     content: bytes,
     status: int,
     expected: dict[str, object],
 ) -> None:
-    result = post_sse(f"{asgi_server.url}/chat", None, content=content, key=api_key)
+    result = app.post_sse("/chat", None, content=content, key=api_key)
 
     assert result.status == status
     assert any(expected.items() <= error.items() for error in result.body["detail"])
     assert not TurnRecord.objects.exists() and not EndUser.objects.exists()
 
 
-def test_it_requires_a_session_id(
-    asgi_server: AsgiServer, character: Character, api_key: str
-) -> None:
-    result = post_sse(f"{asgi_server.url}/chat", hello(session_id=None), key=api_key)
+def test_it_requires_a_session_id(app: InProcessApp, character: Character, api_key: str) -> None:
+    result = app.post_sse("/chat", hello(session_id=None), key=api_key)
 
     assert (result.status, result.body) == (400, {"error": "session_id is required."})
 
 
 def test_it_rejects_a_context_id_it_never_issued(
-    asgi_server: AsgiServer, character: Character, api_key: str
+    app: InProcessApp, character: Character, api_key: str
 ) -> None:
-    result = post_sse(f"{asgi_server.url}/chat", hello(context_id=str(uuid.uuid4())), key=api_key)
+    result = app.post_sse("/chat", hello(context_id=str(uuid.uuid4())), key=api_key)
 
     assert result.status == 404
     assert result.body["detail"].startswith("Unknown context_id")
@@ -345,11 +341,11 @@ def test_it_rejects_a_context_id_it_never_issued(
 
 
 def test_it_refuses_an_oversized_body(
-    asgi_server: AsgiServer, character: Character, api_key: str
+    app: InProcessApp, character: Character, api_key: str
 ) -> None:
     huge = hello(text="x" * (11 * 1024 * 1024))
 
-    result = post_sse(f"{asgi_server.url}/chat", huge, key=api_key)
+    result = app.post_sse("/chat", huge, key=api_key)
 
     assert result.status == 413
     assert "larger than" in result.body["detail"]
@@ -357,13 +353,11 @@ def test_it_refuses_an_oversized_body(
 
 
 def test_it_reports_audio_without_speech_to_text_as_an_error(
-    asgi_server: AsgiServer, character: Character, api_key: str
+    app: InProcessApp, character: Character, api_key: str
 ) -> None:
     VoiceSettings.objects.create(character=character, stt_provider=STTProvider.NONE)
 
-    result = post_sse(
-        f"{asgi_server.url}/chat", hello(text=None, audio_data="AAAAAA=="), key=api_key
-    )
+    result = app.post_sse("/chat", hello(text=None, audio_data="AAAAAA=="), key=api_key)
 
     assert result.types == ["error"]
     assert "Speech-to-text is not configured" in result.events[0]["metadata"]["error"]
@@ -372,16 +366,17 @@ def test_it_reports_audio_without_speech_to_text_as_an_error(
 
 
 def test_it_sends_pings_while_the_llm_is_quiet(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(chunks=["Slow ", "reply."], chunk_delay=0.8))
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     assert result.types[-1] == "final"
     assert result.comments and all(c.startswith(": ping - ") for c in result.comments)
 
 
+@pytest.mark.django_db(transaction=True)  # a client hanging up needs a real socket
 def test_it_records_an_interrupted_turn_when_the_client_leaves(
     asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
@@ -411,32 +406,30 @@ def test_it_records_an_interrupted_turn_when_the_client_leaves(
 
 
 def test_start_answers_connected_and_assigns_a_user(
-    asgi_server: AsgiServer, character: Character, api_key: str
+    app: InProcessApp, character: Character, api_key: str
 ) -> None:
-    result = post_sse(
-        f"{asgi_server.url}/start", {"type": "start", "session_id": "s9"}, key=api_key
-    )
+    result = app.post_sse("/start", {"type": "start", "session_id": "s9"}, key=api_key)
 
     [connected] = result.events
     assert connected["type"] == "connected" and connected["session_id"] == "s9"
     assert connected["metadata"] == {"charactername": "Mia"}
     user = EndUser.objects.get()
     assert connected["user_id"] == str(user.id)
-    chat = post_sse(f"{asgi_server.url}/chat", hello(user_id=connected["user_id"]), key=api_key)
+    chat = app.post_sse("/chat", hello(user_id=connected["user_id"]), key=api_key)
     assert TurnRecord.objects.get().end_user == user
     assert chat.types[-1] == "final"
 
 
 def test_it_applies_inline_llm_params_and_refuses_unsafe_ones(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    tuned = post_sse(
-        f"{asgi_server.url}/chat",
+    tuned = app.post_sse(
+        "/chat",
         hello(metadata={"inline_llm_params": {"temperature": 0.2, "max_tokens": 64}}),
         key=api_key,
     )
-    refused = post_sse(
-        f"{asgi_server.url}/chat",
+    refused = app.post_sse(
+        "/chat",
         hello(metadata={"inline_llm_params": {"messages": []}}),
         key=api_key,
     )

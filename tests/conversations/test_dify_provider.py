@@ -7,12 +7,13 @@ import pytest
 from characters.models import Character, LLMProvider
 from conversations.llm.dify import STATE_KEY
 from conversations.models import Context, Message
-from tests.conftest import DIFY_KEY_VARIABLE, AsgiServer
+from tests.conftest import DIFY_KEY_VARIABLE
 from tests.fakes.dify_server import FakeDify
 from tests.fakes.openai_server import ScriptedReply
-from tests.sse import SSEResult, post_sse
+from tests.inprocess import InProcessApp
+from tests.sse import SSEResult
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
@@ -28,17 +29,17 @@ def dify_character(fake_dify: FakeDify) -> Character:
     )
 
 
-def say(server: AsgiServer, key: str, text: str, **fields: object) -> SSEResult:
+def say(app: InProcessApp, key: str, text: str, **fields: object) -> SSEResult:
     body = {"type": "start", "session_id": "s1", "user_id": "u1", "text": text, **fields}
-    return post_sse(f"{server.url}/chat", body, key=key)
+    return app.post_sse("/chat", body, key=key)
 
 
 def test_it_carries_difys_conversation_from_turn_to_turn(
-    asgi_server: AsgiServer, dify_character: Character, api_key: str, fake_dify: FakeDify
+    app: InProcessApp, dify_character: Character, api_key: str, fake_dify: FakeDify
 ) -> None:
-    first = say(asgi_server, api_key, "Hi, I am Ada")
+    first = say(app, api_key, "Hi, I am Ada")
     context_id = first.events[0]["context_id"]
-    second = say(asgi_server, api_key, "Who am I?", context_id=context_id)
+    second = say(app, api_key, "Who am I?", context_id=context_id)
 
     assert second.events[-1]["text"] == "You said: Who am I?. Turn 2 of our chat."
     conversation_id = fake_dify.requests[1]["conversation_id"]
@@ -51,14 +52,14 @@ def test_it_carries_difys_conversation_from_turn_to_turn(
 
 
 def test_it_sends_images_by_url_or_uploads_them(
-    asgi_server: AsgiServer, dify_character: Character, api_key: str, fake_dify: FakeDify
+    app: InProcessApp, dify_character: Character, api_key: str, fake_dify: FakeDify
 ) -> None:
     files = [
         {"type": "image", "url": "https://example.com/cat.png"},
         {"type": "image", "url": "data:image/png;base64,iVBORw0KGgo="},
     ]
 
-    result = say(asgi_server, api_key, "What are these?", files=files)
+    result = say(app, api_key, "What are these?", files=files)
 
     assert result.types[-1] == "final"
     remote, uploaded = fake_dify.requests[0]["files"]
@@ -73,14 +74,14 @@ def test_it_sends_images_by_url_or_uploads_them(
 
 
 def test_it_retries_then_reports_a_failing_dify(
-    asgi_server: AsgiServer, dify_character: Character, api_key: str, fake_dify: FakeDify
+    app: InProcessApp, dify_character: Character, api_key: str, fake_dify: FakeDify
 ) -> None:
     fake_dify.script(ScriptedReply(status=503))
-    recovered = say(asgi_server, api_key, "Hello")
+    recovered = say(app, api_key, "Hello")
     fake_dify.script(ScriptedReply(status=500, repeat=2))
-    failed = say(asgi_server, api_key, "Hello again", session_id="s2")
+    failed = say(app, api_key, "Hello again", session_id="s2")
     fake_dify.script(ScriptedReply(text="One. Two. Three.", cut_after=1))
-    cut = say(asgi_server, api_key, "And again", session_id="s3")
+    cut = say(app, api_key, "And again", session_id="s3")
 
     assert recovered.types[-1] == "final"
     assert failed.events[-1]["metadata"]["error"] == "LLM provider returned HTTP 500"

@@ -7,16 +7,16 @@ import pytest
 from characters.models import Character
 from conversations.models import Guardrail, Message, TurnRecord
 from conversations.tools.guardrails import JUDGE_PROMPT
-from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.sse import SSEResult, post_sse
+from tests.inprocess import InProcessApp
+from tests.sse import SSEResult
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 
-def say(server: AsgiServer, key: str, text: str) -> SSEResult:
+def say(app: InProcessApp, key: str, text: str) -> SSEResult:
     body = {"type": "start", "session_id": "s1", "user_id": "u1", "text": text}
-    return post_sse(f"{server.url}/chat", body, key=key)
+    return app.post_sse("/chat", body, key=key)
 
 
 def guard(**fields: object) -> Guardrail:
@@ -29,11 +29,11 @@ def flagged(result: SSEResult) -> list[dict]:
 
 
 def test_a_blocked_request_gets_the_message_and_no_llm_call(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     guard(applies_to="request", action="block", message="I can't talk about food. Sorry!")
 
-    result = say(asgi_server, api_key, "Where is good Ramen?")
+    result = say(app, api_key, "Where is good Ramen?")
 
     assert [c["text"] for c in flagged(result)] == ["I can't talk about food. ", "Sorry!"]
     assert result.events[-1]["text"] == "I can't talk about food. Sorry!"
@@ -43,11 +43,11 @@ def test_a_blocked_request_gets_the_message_and_no_llm_call(
 
 
 def test_a_replaced_request_reaches_the_llm_and_history_corrected(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     guard(applies_to="request", action="replace", message="Tell me about noodles.")
 
-    result = say(asgi_server, api_key, "ramen recipe please")
+    result = say(app, api_key, "ramen recipe please")
 
     assert not flagged(result)
     assert fake_llm.requests[0]["messages"][-1]["content"] == "Tell me about noodles."
@@ -55,19 +55,19 @@ def test_a_replaced_request_reaches_the_llm_and_history_corrected(
 
 
 def test_a_response_guardrail_corrects_and_the_history_keeps_the_correction(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     guard(applies_to="response", action="replace", message="Let's talk about something else.")
     fake_llm.script(ScriptedReply(text="Try the ramen downtown."))
 
-    result = say(asgi_server, api_key, "Dinner ideas?")
+    result = say(app, api_key, "Dinner ideas?")
 
     assert [c["text"] for c in flagged(result)] == ["Let's talk about something else."]
     assert Message.objects.get(role="assistant").content == "Let's talk about something else."
 
 
 def test_an_llm_guardrail_asks_the_characters_llm(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     guard(
         name="medical",
@@ -80,7 +80,7 @@ def test_an_llm_guardrail_asks_the_characters_llm(
     )
     fake_llm.script(ScriptedReply(text="YES"))
 
-    result = say(asgi_server, api_key, "What dose of aspirin should I take?")
+    result = say(app, api_key, "What dose of aspirin should I take?")
 
     judge = fake_llm.requests[0]["messages"]
     assert judge[0] == {"role": "system", "content": JUDGE_PROMPT}
@@ -90,12 +90,12 @@ def test_an_llm_guardrail_asks_the_characters_llm(
 
 
 def test_guardrails_of_other_characters_do_not_apply(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     other = Character.objects.create(slug="kai", name="Kai")
     guard(character=other, applies_to="both", action="block", message="No.")
 
-    result = say(asgi_server, api_key, "ramen?")
+    result = say(app, api_key, "ramen?")
 
     assert not flagged(result) and result.events[-1]["text"].startswith("You said: ramen?")
 

@@ -10,9 +10,9 @@ from characters.models import Character
 from conversations.models import Message
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.sse import post_sse
+from tests.inprocess import InProcessApp
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = pytest.mark.django_db
 
 THINKING = (
     "<think>plan it</think><answer>[face:joy]Hi there! The URL is <artifact src='a?b'/> ok. "
@@ -34,11 +34,11 @@ def hello() -> dict[str, object]:
 
 
 def test_it_speaks_the_answer_and_drops_what_follows_it(
-    asgi_server: AsgiServer, thinker: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, thinker: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(text=THINKING))
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     chunks = result.of_type("chunk")
     assert chunks[0]["text"].startswith("<think>") and chunks[0]["voice_text"] is None
@@ -52,17 +52,18 @@ def test_it_speaks_the_answer_and_drops_what_follows_it(
 
 
 def test_it_speaks_a_reply_without_voice_tags_whole(
-    asgi_server: AsgiServer, thinker: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, thinker: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(text="[face:joy]No tags here. Just words."))
 
-    result = post_sse(f"{asgi_server.url}/chat", hello(), key=api_key)
+    result = app.post_sse("/chat", hello(), key=api_key)
 
     chunks = result.of_type("chunk")
     assert all(c["voice_text"] is None for c in chunks[:-1])
     assert (chunks[-1]["text"], chunks[-1]["voice_text"]) == ("", "No tags here. Just words.")
 
 
+@pytest.mark.django_db(transaction=True)  # the live server reads the data
 def test_text_clients_read_only_the_answer(
     asgi_server: AsgiServer, thinker: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:

@@ -30,6 +30,7 @@ from tests.conftest import ANTHROPIC_KEY_VARIABLE, LLM_KEY_VARIABLE, AsgiServer
 from tests.fakes.anthropic_server import FakeAnthropic, ScriptedReply
 from tests.fakes.openai_server import FakeOpenAI
 from tests.fakes.openai_server import ScriptedReply as OpenAIReply
+from tests.inprocess import InProcessApp
 from tests.sse import post_sse
 
 HELLO = LLMRequest(
@@ -277,13 +278,13 @@ def say(text: str, context_id: str | None = None) -> dict[str, object]:
     return body
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db
 def test_it_holds_a_conversation_through_chat(
-    asgi_server: AsgiServer, claudia: Character, api_key: str, fake_anthropic: FakeAnthropic
+    app: InProcessApp, claudia: Character, api_key: str, fake_anthropic: FakeAnthropic
 ) -> None:
-    first = post_sse(f"{asgi_server.url}/chat", say("My name is Ken."), key=api_key)
+    first = app.post_sse("/chat", say("My name is Ken."), key=api_key)
     context_id = first.events[0]["context_id"]
-    second = post_sse(f"{asgi_server.url}/chat", say("Who am I?", context_id), key=api_key)
+    second = app.post_sse("/chat", say("Who am I?", context_id), key=api_key)
 
     assert first.types[-1] == second.types[-1] == "final"
     assert second.events[-1]["text"] == "You said: Who am I?. I have seen 2 user messages."
@@ -299,7 +300,7 @@ def test_it_holds_a_conversation_through_chat(
     assert set(TurnRecord.objects.values_list("provider", flat=True)) == {"anthropic"}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True)  # the test tools are the live server's (TOOL_MODULES)
 def test_it_round_trips_a_tool_call_through_chat(
     asgi_server: AsgiServer, claudia: Character, api_key: str, fake_anthropic: FakeAnthropic
 ) -> None:

@@ -41,7 +41,7 @@ test: $(VENV)/.installed-dev
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# Benchmarks (bench/README.md). BENCH_SMOKE=1 make bench-... runs any of them in a tiny
+# Benchmarks (docs/benchmarks.md). BENCH_SMOKE=1 make bench-... runs any of them in a tiny
 # configuration; the test suite does that for every bench target (tests/test_benchmarks.py).
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench: $(VENV)/.installed-dev

@@ -201,6 +201,10 @@ def app(
     that need the test tools use `asgi_server`)."""
     for name, value in SERVER_SETTINGS.items():
         setattr(settings, name, value)
+    # One process needs no shared layer. With Redis (and PostgreSQL), closing a request's event
+    # loop (async_to_sync runs one per request) hung cancelling its leftover tasks; the Redis
+    # layer has its own tests, across processes, in the live layer.
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     for variable, value in server_env(fake_openai).items():
         if variable.startswith("FAKE_"):
             monkeypatch.setenv(variable, value)

@@ -72,6 +72,7 @@ def run(count: int, base_url: str) -> dict[str, Any]:
     from django.core.management import call_command
     from django.db import connection
 
+    from avatarsite.tenants.models import Tenant
     from characters.life import bridge, days
     from characters.models import Character, WeeklySchedule
 
@@ -79,6 +80,7 @@ def run(count: int, base_url: str) -> dict[str, Any]:
     if Character.objects.filter(slug__startswith="bench-life-").exists():
         raise SystemExit("This database already holds bench-life characters: use a fresh one.")
     born = datetime.combine(DAY - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
+    tenant = Tenant.default()
     characters = Character.objects.bulk_create(
         Character(
             slug=f"bench-life-{n}",
@@ -88,12 +90,17 @@ def run(count: int, base_url: str) -> dict[str, Any]:
             llm_model="gpt-4o-mini",
             llm_base_url=base_url,
             llm_api_key_env=KEY_VARIABLE,
+            tenant=tenant,  # bulk_create skips save(), which would fill in the default
         )
         for n in range(count)
     )
     Character.objects.update(created_at=born)
     WeeklySchedule.objects.bulk_create(
-        WeeklySchedule(character=c, content="| Time | Monday |\n|---|---|\n| 0:00-1:00 | sleep |")
+        WeeklySchedule(
+            character=c,
+            tenant=tenant,
+            content="| Time | Monday |\n|---|---|\n| 0:00-1:00 | sleep |",
+        )
         for c in characters
     )
     characters = list(Character.objects.filter(slug__startswith="bench-life-").order_by("pk"))

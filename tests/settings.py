@@ -13,8 +13,9 @@ import sys
 import uuid
 
 os.environ["DJANGO_ENV_FILE"] = ""
-# The pytest process names the run's queue; the servers it starts inherit that name.
-if "pytest" in sys.modules or not os.environ.get("CELERY_QUEUE", "").startswith("tests-"):
+# The pytest process names the run's queue; the processes it starts inherit that name (or the
+# one a benchmark gives its own server and worker).
+if "pytest" in sys.modules or "CELERY_QUEUE" not in os.environ:
     os.environ["CELERY_QUEUE"] = f"tests-{uuid.uuid4().hex}"
 
 from avatarsite.settings import *  # noqa: F403

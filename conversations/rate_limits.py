@@ -6,6 +6,9 @@ per minute use its moving window. Concurrent streams are a counter in the same s
 when a stream opens and given back when it ends; a counter left behind by a killed process
 expires `RATE_LIMIT_STREAM_SECONDS` after it last rose from zero.
 
+When the storage fails (Redis down or refusing writes) requests are let through and a warning
+is logged: a broken limiter must not take the chat APIs down with it.
+
 The functions are synchronous (the Redis client blocks): call them from admission code running
 in a thread, or through `sync_to_async`.
 """
@@ -13,14 +16,22 @@ in a thread, or through `sync_to_async`.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from limits import RateLimitItemPerMinute
+from limits.errors import StorageError
 from limits.storage import Storage, storage_from_string
 from limits.strategies import MovingWindowRateLimiter
+
+logger = logging.getLogger(__name__)
+
+
+def _not_counted(exc: StorageError) -> None:
+    logger.warning("Rate limits not counted, the request is let through: %s", exc.storage_error)
 
 
 class RateLimited(Exception):
@@ -44,7 +55,7 @@ class KeyLimits:
 @functools.cache
 def _storage() -> Storage:
     url = settings.RATE_LIMIT_STORAGE_URL or "memory://"
-    options: dict[str, float | str | bool] = {}
+    options: dict[str, float | str | bool] = {"wrap_exceptions": True}
     if url.startswith(("redis://", "rediss://")):
         options["key_prefix"] = settings.RATE_LIMIT_PREFIX
     storage = storage_from_string(url, **options)
@@ -62,9 +73,13 @@ def count_request(limits: KeyLimits) -> None:
         return
     item = RateLimitItemPerMinute(limits.requests_per_minute)
     limiter = _limiter()
-    if limiter.hit(item, "requests", limits.key):
+    try:
+        if limiter.hit(item, "requests", limits.key):
+            return
+        reset_at = limiter.get_window_stats(item, "requests", limits.key).reset_time
+    except StorageError as exc:
+        _not_counted(exc)
         return
-    reset_at = limiter.get_window_stats(item, "requests", limits.key).reset_time
     raise RateLimited(
         f"Rate limit exceeded: {limits.requests_per_minute} requests per minute for this key.",
         retry_after=max(1, math.ceil(reset_at - time.time())),
@@ -83,9 +98,12 @@ class StreamSlot:
             return
         self.released = True
         storage = _storage()
-        if storage.incr(self.counter, settings.RATE_LIMIT_STREAM_SECONDS, amount=-1) < 0:
-            # The counter had expired under a long stream; never let it count below zero.
-            storage.clear(self.counter)
+        try:
+            if storage.incr(self.counter, settings.RATE_LIMIT_STREAM_SECONDS, amount=-1) < 0:
+                # The counter had expired under a long stream; never let it count below zero.
+                storage.clear(self.counter)
+        except StorageError as exc:
+            _not_counted(exc)
 
 
 def open_stream(limits: KeyLimits) -> StreamSlot:
@@ -94,7 +112,12 @@ def open_stream(limits: KeyLimits) -> StreamSlot:
         return StreamSlot(counter=None)
     counter = f"streams/{limits.key}"
     storage = _storage()
-    if storage.incr(counter, settings.RATE_LIMIT_STREAM_SECONDS) <= limits.concurrent_streams:
+    try:
+        taken = storage.incr(counter, settings.RATE_LIMIT_STREAM_SECONDS)
+    except StorageError as exc:
+        _not_counted(exc)
+        return StreamSlot(counter=None)
+    if taken <= limits.concurrent_streams:
         return StreamSlot(counter=counter)
     StreamSlot(counter=counter).release()
     raise RateLimited(

@@ -89,3 +89,22 @@ def test_a_refused_stream_takes_no_slot(storage: str) -> None:
     held.release()
 
     open_stream(key)  # the refusals left nothing behind
+
+
+def test_a_failing_storage_lets_requests_through(
+    settings: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A broken limiter must not take the chat APIs down: count nothing, say so."""
+    settings.RATE_LIMIT_STORAGE_URL = "redis://127.0.0.1:9/0"  # nothing listens on port 9
+    rate_limits._storage.cache_clear()
+    key = limits(requests=1, streams=1)
+    try:
+        for _ in range(3):
+            count_request(key)
+        slots = [open_stream(key) for _ in range(3)]
+        for slot in slots:
+            slot.release()
+    finally:
+        rate_limits._storage.cache_clear()
+
+    assert "Rate limits not counted" in caplog.text

@@ -214,7 +214,9 @@ class CharacterAdmin(LifeCharacterAdmin):
         if not self.has_view_permission(request, character):
             return HttpResponse(status=403)
         form = PreviewForm(request.GET or None)
-        form.fields["user"].queryset = EndUser.objects.filter(tenant_id=character.tenant_id)
+        users = form.fields["user"]
+        assert isinstance(users, forms.ModelChoiceField)
+        users.queryset = EndUser.objects.filter(tenant_id=character.tenant_id)
         prompt = None
         if form.is_valid():
             at: datetime | None = form.cleaned_data["at"]

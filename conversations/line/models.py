@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+from avatarsite.tenants.models import TenantOwned
 from avatarsite.tenants.provider_secrets import check_references, resolve
 from characters.models import ENV_VAR_NAME, Character
 
@@ -15,12 +16,15 @@ def validate_loading_seconds(value: int) -> None:
         raise ValidationError("LINE takes the loading animation's duration in steps of 5 seconds.")
 
 
-class LineChannel(models.Model):
-    """A LINE Messaging API channel through which one character talks.
+class LineChannel(TenantOwned):
+    """A LINE Messaging API channel through which one character talks; it belongs to that
+    character's tenant.
 
     The channel secret and access token are named, like `Character.llm_api_key_env`: the
     tenant's provider secrets, or allowed platform variables.
     """
+
+    tenant_parent = "character"
 
     character = models.OneToOneField(
         Character, on_delete=models.CASCADE, related_name="line_channel"
@@ -32,14 +36,15 @@ class LineChannel(models.Model):
         "channel secret variable",
         max_length=100,
         validators=[ENV_VAR_NAME],
-        help_text="Name of the environment variable holding the channel secret (Basic settings).",
+        help_text="Name of the tenant's provider secret (or allowed platform variable) holding "
+        "the channel secret (Basic settings).",
     )
     access_token_env = models.CharField(
         "access token variable",
         max_length=100,
         validators=[ENV_VAR_NAME],
-        help_text="Name of the environment variable holding the channel access token "
-        "(Messaging API tab, long-lived).",
+        help_text="Name of the tenant's provider secret (or allowed platform variable) holding "
+        "the channel access token (Messaging API tab, long-lived).",
     )
     loading_seconds = models.PositiveSmallIntegerField(
         default=20,
@@ -76,6 +81,9 @@ class LineChannel(models.Model):
     def clean(self) -> None:
         character = getattr(self, "character", None)
         tenant_id = character.tenant_id if character is not None else None
+        if tenant_id is not None and self.tenant_id not in (None, tenant_id):
+            # The webhook admits events as the channel's tenant, speaking for its character.
+            raise ValidationError({"character": "Choose a character of the channel's tenant."})
         for field in ("channel_secret_env", "access_token_env"):
             check_references(tenant_id, [getattr(self, field)], field=field)
 
@@ -88,7 +96,7 @@ class LineChannel(models.Model):
         return resolve(self.character, self.access_token_env)
 
 
-class LineEvent(models.Model):
+class LineEvent(TenantOwned):
     """One webhook event, inserted before it is handled: its unique id is the at-most-once lock.
 
     LINE redelivers events, and a Celery task with acks_late can reach a second worker; the
@@ -100,6 +108,8 @@ class LineEvent(models.Model):
         DONE = "done"
         IGNORED = "ignored"
         FAILED = "failed"
+
+    tenant_parent = "channel"
 
     channel = models.ForeignKey(LineChannel, on_delete=models.CASCADE, related_name="events")
     webhook_event_id = models.CharField(max_length=64)

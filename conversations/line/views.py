@@ -100,7 +100,7 @@ def _resolve(caller: Caller | None, slug: str, target: _Target) -> tuple[LineCha
     if target.to:
         return channel, target.to
     identity = ChannelIdentity.objects.filter(
-        tenant_id=channel.character.tenant_id,
+        tenant_id=channel.tenant_id,
         end_user_id=target.end_user_id,
         channel__in=IDENTITY_CHANNELS.values(),
     ).first()

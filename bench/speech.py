@@ -71,7 +71,7 @@ async def stt_rtf(runs: int) -> tuple[float, float] | None:
     path = local_model_path()
     if path is None:
         return None
-    recognizer = LocalWhisperRecognizer(model_path=path, language="en-US")
+    recognizer = LocalWhisperRecognizer(languages=("en",), english_path=path)
     pcm = utterance(" ".join(SENTENCES), before=0.2, after=0.3).pcm
     await recognizer.recognize("warm-up", pcm)  # loads the model
     times = []

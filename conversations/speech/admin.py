@@ -38,6 +38,7 @@ class VoiceSettingsInline(TenantScopedStackedInline):
                     "stt_base_url",
                     "stt_api_key_env",
                     "stt_language",
+                    "stt_languages",
                 )
             },
         ),

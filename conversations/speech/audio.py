@@ -87,61 +87,78 @@ def pcm_to_float(pcm: bytes) -> np.ndarray:
     return np.frombuffer(pcm, dtype="<i2").astype(np.float32) / 32768.0
 
 
+# Content types that announce raw PCM16LE (AIAvatarKit's own clients upload it as
+# application/octet-stream); any other declared type is sniffed and decoded.
+PCM_TYPES = {"audio/pcm", "audio/l16", "audio/x-raw", "application/octet-stream"}
+WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
+
+
 def speech_input(
     data: bytes,
     *,
-    sample_rate: int | None = None,
+    content_type: str | None = None,
     max_seconds: float | None = None,
-    declared_wav: bool = False,
 ) -> bytes:
-    """Validate uploaded speech and return its PCM16LE mono samples.
+    """Validate uploaded speech and return its PCM16LE mono samples at SPEECH_SAMPLE_RATE.
 
-    `data` is a WAV file (detected by its header) or raw PCM; `declared_wav` says the client
-    labelled it audio/wav, so raw bytes are then an error rather than PCM. The rate and the
-    longest accepted duration default to SPEECH_SAMPLE_RATE and STT_MAX_AUDIO_SECONDS.
+    A WAV file (found by its header) of any rate, width and channel count is converted.
+    Otherwise `content_type` decides: None (the JSON and WebSocket payloads, which carry raw
+    PCM or WAV) and the PCM types mean raw PCM; a WAV type on something else is an error;
+    any other type, or none given over HTTP (""), is decoded by FFmpeg (ogg/opus, mp3, m4a,
+    webm...), so bytes that are not audio are refused rather than heard as noise.
     """
-    sample_rate = sample_rate or settings.SPEECH_SAMPLE_RATE
+    rate = settings.SPEECH_SAMPLE_RATE
     max_seconds = max_seconds or settings.STT_MAX_AUDIO_SECONDS
     if not data:
         raise AudioError("audio data is required.")
+    declared = (content_type or "").split(";")[0].strip().lower()
     if is_wav(data):
-        wav = read_wav(data)
-        if wav.channels != 1:
-            raise AudioError(f"WAV audio must be mono; got {wav.channels} channels.")
-        if wav.sample_rate != sample_rate:
-            raise AudioError(f"WAV audio must be {sample_rate} Hz; got {wav.sample_rate} Hz.")
-        pcm = wav.pcm
-        if not pcm:
-            raise AudioError("audio data is required.")
-    elif declared_wav:
+        try:
+            wav = to_mono(read_wav(data))
+            pcm = resample_pcm(wav.pcm, wav.sample_rate, rate)
+        except AudioError:  # 8/24/32-bit and float WAVs: FFmpeg reads those
+            pcm = decode_compressed(data, max_seconds=max_seconds)
+    elif declared in WAV_TYPES:
         raise AudioError("Audio was declared as audio/wav but is not a WAV file.")
-    else:
+    elif content_type is None or declared in PCM_TYPES:
         pcm = data
         if len(pcm) % 2:
             raise AudioError("Raw audio must be PCM16LE: an even number of bytes.")
-    seconds = len(pcm) / 2 / sample_rate
+    else:
+        pcm = decode_compressed(data, max_seconds=max_seconds)
+    if not pcm:
+        raise AudioError("audio data is required.")
+    seconds = len(pcm) / 2 / rate
     if seconds > max_seconds:
         raise AudioError(f"Audio is {seconds:.1f} s long; the limit is {max_seconds:g} s.")
     return pcm
 
 
-def decode_compressed(data: bytes) -> bytes:
+def decode_compressed(data: bytes, *, max_seconds: float | None = None) -> bytes:
     """PCM16 mono at SPEECH_SAMPLE_RATE from compressed audio (m4a/AAC as LINE sends voice
-    messages, MP3, Ogg...), decoded by FFmpeg through PyAV; AudioError when it cannot be read."""
+    messages, MP3, Ogg/Opus, WebM, odd WAVs), decoded by FFmpeg through PyAV; AudioError when
+    it cannot be read. Decoding stops just past `max_seconds`, so a tiny file that unpacks to
+    hours costs no more than the limit."""
     import av  # FFmpeg is loaded only when a compressed file needs it
 
     rate = settings.SPEECH_SAMPLE_RATE
+    limit = 2 * rate * (max_seconds or settings.STT_MAX_AUDIO_SECONDS) + 2 * rate
     pcm = bytearray()
     try:
         with av.open(io.BytesIO(data), mode="r") as container:
+            if not container.streams.audio:
+                raise AudioError("the file holds no audio track")
             resampler = av.AudioResampler(format="s16", layout="mono", rate=rate)
             for frame in container.decode(audio=0):
                 for converted in resampler.resample(frame):
                     pcm += converted.to_ndarray().tobytes()
+                if len(pcm) > limit:
+                    break
             for converted in resampler.resample(None):
                 pcm += converted.to_ndarray().tobytes()
     except (av.FFmpegError, ValueError, IndexError) as exc:
-        raise AudioError(f"audio could not be decoded: {exc}") from exc
+        reason = getattr(exc, "strerror", None) or str(exc)
+        raise AudioError(f"Audio could not be decoded ({reason}).") from exc
     if not pcm:
-        raise AudioError("audio holds no samples.")
+        raise AudioError("Audio could not be decoded (it holds no samples).")
     return bytes(pcm)

@@ -15,9 +15,10 @@ from characters.models import ENV_VAR_NAME, Character
 
 
 class TTSProvider(models.TextChoices):
-    AUTO = "auto", "Automatic: espeak-ng when installed, else no audio"
+    AUTO = "auto", "Automatic: local voices (Kokoro for Japanese, espeak-ng) when installed"
     NONE = "none", "No audio"
     ESPEAK = "espeak", "espeak-ng (local)"
+    KOKORO = "kokoro", "Kokoro Japanese (local)"
     VOICEVOX = "voicevox", "VOICEVOX / AivisSpeech"
     OPENAI = "openai", "OpenAI speech"
     HTTP = "http", "HTTP synthesizer ({text}/{language} placeholders)"
@@ -31,6 +32,7 @@ class STTProvider(models.TextChoices):
     HTTP = "http", "HTTP recognizer (multipart WAV, JSON text)"
 
 
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*")
 HTTP_REQUEST_KEYS = {"method", "params", "headers", "json"}
 
 
@@ -50,8 +52,8 @@ class VoiceSettings(TenantOwned):
         "TTS voice",
         max_length=100,
         blank=True,
-        help_text="espeak-ng voice (blank: the character's language), VOICEVOX speaker id "
-        "(blank: 46), or OpenAI voice (blank: alloy).",
+        help_text="espeak-ng voice (blank: each sentence's language), Kokoro voice (blank: "
+        "jf_alpha), VOICEVOX speaker id (blank: 46), or OpenAI voice (blank: alloy).",
     )
     tts_model = models.CharField(
         "TTS model", max_length=100, blank=True, help_text="OpenAI: blank is gpt-4o-mini-tts."
@@ -130,6 +132,13 @@ class VoiceSettings(TenantOwned):
     stt_language = models.CharField(
         "STT language", max_length=16, blank=True, help_text="Blank: the character's language."
     )
+    stt_languages = models.CharField(
+        "STT languages",
+        max_length=100,
+        blank=True,
+        help_text='Languages the character understands, comma separated, e.g. "ja, en". '
+        "Speech in any other is refused with an error. Blank: the STT language only.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "voice settings"
@@ -147,6 +156,9 @@ class VoiceSettings(TenantOwned):
             compile_replacements(self.replacements)
         except ValueError as exc:
             errors["replacements"] = str(exc)
+        codes = [code.strip() for code in self.stt_languages.split(",") if code.strip()]
+        if not all(LANGUAGE_CODE.fullmatch(code) for code in codes):
+            errors["stt_languages"] = 'Expected language codes such as "ja, en".'
         request = self.tts_http_request
         if not isinstance(request, dict) or not set(request) <= HTTP_REQUEST_KEYS:
             errors["tts_http_request"] = f"Expected an object with keys among {HTTP_REQUEST_KEYS}."

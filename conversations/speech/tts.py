@@ -89,6 +89,8 @@ class AlphabetToKana:
         self.model = model
 
     async def process(self, text: str, language: str | None) -> str:
+        if language and not language.lower().startswith("ja"):
+            return text  # an English sentence in a Japanese character's reply stays English
         words = sorted(
             {w for w in _LATIN_WORD.findall(text) if len(w) >= self.min_length}, key=len
         )[::-1]
@@ -320,7 +322,8 @@ def espeak_voice(language: str) -> str:
 
 
 class EspeakSynthesizer(SpeechSynthesizer):
-    """espeak-ng, locally: robotic but instant, offline and in a hundred languages."""
+    """espeak-ng, locally: robotic but instant, offline and in a hundred languages. With no
+    voice set, each sentence is read by the voice of its language."""
 
     name = "espeak"
 
@@ -329,6 +332,7 @@ class EspeakSynthesizer(SpeechSynthesizer):
         self.binary = binary
 
     async def generate(self, text: str, voice: str, language: str | None, speed: float) -> bytes:
+        voice = voice or espeak_voice(language or "en")
         rate = str(round(ESPEAK_WORDS_PER_MINUTE * speed))
         # Text goes through stdin, never argv: it cannot be mistaken for an option.
         process = await asyncio.create_subprocess_exec(

@@ -4,6 +4,7 @@ header, else the default) decides which recognizer and voice are used."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,14 +17,13 @@ from django.views.decorators.http import require_POST
 from characters.models import Character
 
 from ..admission import find_character, identify
+from ..pipeline.tags import language_of, voice_text
 from ..speech.audio import AudioError, speech_input
-from ..speech.stt import STTError
+from ..speech.stt import STTError, UnsupportedLanguage
 from ..speech.tts import TTSError
 from ..speech.voices import recognizer_for, synthesizer_for
 from .aiavatar_wire import error_response
 from .base import Rejected, read_json, too_large
-
-WAV_TYPES = {"audio/wav", "audio/x-wav", "audio/wave", "audio/vnd.wave"}
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
@@ -36,27 +36,28 @@ def _invalid(loc: list[str], message: str) -> Rejected:
     )
 
 
-def _uploaded_audio(request: HttpRequest, *, raw_body_allowed: bool) -> bytes:
-    """The audio of a multipart `audio` part or, for /stt, of the raw body, as PCM16."""
+def _uploaded_audio(request: HttpRequest, *, raw_body_allowed: bool) -> tuple[bytes, str]:
+    """The bytes of a multipart `audio` part or, for /stt, of the raw body, and the content
+    type they were declared with ("" for none)."""
     content_type = request.content_type or ""
     try:
         if content_type == "multipart/form-data":
             upload = request.FILES.get("audio")
             if upload is None:
                 raise _invalid(["body", "audio"], "Field required")
-            data, declared = upload.read(), upload.content_type
-        elif raw_body_allowed:
-            data, declared = request.body, content_type
-        else:
-            message = "Send multipart/form-data with an `audio` file."
-            raise Rejected(422, message, code="validation", body={"detail": message})
+            return upload.read(), upload.content_type or ""
+        if raw_body_allowed:
+            return request.body, content_type
     except RequestDataTooBig:
         raise too_large() from None
+    message = "Send multipart/form-data with an `audio` file."
+    raise Rejected(422, message, code="validation", body={"detail": message})
+
+
+async def _decoded(data: bytes, content_type: str) -> bytes:
+    """PCM16 mono of an upload; decoding compressed audio runs off the event loop."""
     try:
-        return speech_input(
-            data,
-            declared_wav=declared in WAV_TYPES,
-        )
+        return await asyncio.to_thread(speech_input, data, content_type=content_type)
     except AudioError as exc:
         raise Rejected(400, str(exc), code="audio") from None
 
@@ -64,12 +65,14 @@ def _uploaded_audio(request: HttpRequest, *, raw_body_allowed: bool) -> bytes:
 async def _transcribe(request: HttpRequest, *, raw_body_allowed: bool) -> HttpResponse:
     try:
         character = await sync_to_async(_admit)(request.headers)
-        pcm = _uploaded_audio(request, raw_body_allowed=raw_body_allowed)
+        pcm = await _decoded(*_uploaded_audio(request, raw_body_allowed=raw_body_allowed))
         recognizer = recognizer_for(character)
         if recognizer is None:
             raise Rejected(503, "Speech-to-text is not configured on this server.", code="no_stt")
         session_id = request.POST.get("session_id", "") if request.FILES else ""
         transcript = await recognizer.recognize(session_id, pcm)
+    except UnsupportedLanguage as exc:
+        return error_response(Rejected(422, str(exc), code="language"))
     except STTError as exc:
         return error_response(Rejected(502, str(exc), code="stt_failed"))
     except Rejected as rejected:
@@ -87,14 +90,16 @@ async def _transcribe(request: HttpRequest, *, raw_body_allowed: bool) -> HttpRe
 @csrf_exempt
 @require_POST
 async def transcribe(request: HttpRequest) -> HttpResponse:
-    """AIAvatarKit's code: multipart `audio` (raw PCM16 or WAV), optional `session_id`."""
+    """AIAvatarKit's code: multipart `audio` (raw PCM16 when declared
+    application/octet-stream, else any audio file), optional `session_id`."""
     return await _transcribe(request, raw_body_allowed=False)
 
 
 @csrf_exempt
 @require_POST
 async def stt(request: HttpRequest) -> HttpResponse:
-    """AIAvatarKit's README: the audio as the raw body (WAV or PCM), or the multipart form."""
+    """AIAvatarKit's README: the audio as the raw body (an audio file, or PCM declared as
+    such), or the multipart form."""
     return await _transcribe(request, raw_body_allowed=True)
 
 
@@ -127,11 +132,18 @@ async def synthesize(request: HttpRequest) -> HttpResponse:
     try:
         character = await sync_to_async(_admit)(request.headers)
         text, styled_text, language, speed = _synthesis_request(request)
+        # Control tags are not read aloud, exactly as in /chat; a [language:xx] tag counts.
+        spoken = voice_text(text)
+        if not spoken:
+            raise Rejected(400, "Nothing to say: the text holds only control tags.", code="text")
         synthesizer = synthesizer_for(character)
         if synthesizer is None:
             raise Rejected(503, "Text-to-speech is not configured on this server.", code="no_tts")
         audio = await synthesizer.synthesize(
-            text, styled_text=styled_text, language=language or character.language, speed=speed
+            spoken,
+            styled_text=styled_text,
+            language=language or language_of(text) or character.language,
+            speed=speed,
         )
         if not audio:  # only preprocessors can empty a non-blank text
             raise Rejected(400, "Nothing to say after preprocessing.", code="text")

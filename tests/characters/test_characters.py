@@ -38,8 +38,11 @@ def test_ensure_demo_character_is_idempotent() -> None:
     for _ in range(2):
         call_command("ensure_demo_character", stdout=StringIO())
 
-    demo = Character.objects.get()
-    assert (demo.slug, demo.is_default) == ("demo", True)
+    demos = Character.objects.order_by("slug")
+    assert [(c.slug, c.language, c.is_default) for c in demos] == [
+        ("demo", "en-US", True),
+        ("demo-ja", "ja-JP", False),
+    ]
 
 
 def test_the_admin_requires_a_login(client: Client) -> None:

@@ -12,8 +12,7 @@ from characters.models import Character
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.realtime.ws import TIMEOUT, ws_url
-from tests.speech.audio import utterance
-from tests.speech.test_speech_api import require_local_stt
+from tests.speech.audio import require_local_stt, utterance
 
 # First: that module lets aiavatar import without torch (it needs it only for its own VAD).
 from tests.conversations.test_aiavatar_client import HEADLESS_AUDIO  # isort: skip

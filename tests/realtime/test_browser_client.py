@@ -16,8 +16,7 @@ from conversations.speech.audio import wav_bytes
 from tests.browser import TIMEOUT, DevTools, chromium
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.speech.audio import RATE, utterance
-from tests.speech.test_speech_api import require_local_stt
+from tests.speech.audio import RATE, require_local_stt, utterance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

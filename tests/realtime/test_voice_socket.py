@@ -21,8 +21,7 @@ from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
 from tests.conftest import LLM_KEY_VARIABLE, AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.realtime.ws import Socket, subprotocol, types, ws_url
-from tests.speech.audio import silence, utterance
-from tests.speech.test_speech_api import require_local_stt
+from tests.speech.audio import require_local_stt, silence, utterance
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

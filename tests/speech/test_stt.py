@@ -34,7 +34,7 @@ async def test_it_transcribes_real_speech_with_local_whisper() -> None:
     )
     path = local_model_path()
     assert path is not None and (path / "model.bin").exists()
-    recognizer = LocalWhisperRecognizer(model_path=path, language="en-US")
+    recognizer = LocalWhisperRecognizer(languages=("en",), english_path=path)
 
     transcript = await recognizer.recognize("s1", utterance().pcm)
 

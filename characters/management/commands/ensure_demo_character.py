@@ -10,8 +10,23 @@ DEMO_PERSONA = (
 )
 
 
+DEMO_JA_PERSONA = (
+    "あなたは avatarsite に住む明るい案内役のハナです。日本語で、短く温かく答えてください。"
+    "返事の最初に気分に合う表情タグを一つ付けてください: [face:neutral]、[face:joy]、"
+    "[face:fun]、[face:surprised]、[face:sorrow]、[face:angry] のどれか。"
+    "英語の文を話すときはその文の前に [language:en] を、日本語に戻るときは [language:ja] を"
+    "付けてください。"
+)
+
+# slug -> name, persona, language: the English demo and its Japanese sibling.
+DEMOS = {
+    "demo": ("Mia", DEMO_PERSONA, "en-US"),
+    "demo-ja": ("ハナ", DEMO_JA_PERSONA, "ja-JP"),
+}
+
+
 class Command(BaseCommand):
-    help = "Create the demo character if it does not exist (safe to run repeatedly)."
+    help = "Create the demo characters if they do not exist (safe to run repeatedly)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
@@ -22,16 +37,20 @@ class Command(BaseCommand):
 
     def handle(self, *args: object, tenant: str, **options: object) -> None:
         owner = Tenant.named(tenant)
-        character, created = Character.objects.get_or_create(
-            tenant=owner,
-            slug="demo",
-            defaults={
-                "name": "Mia",
-                "persona": DEMO_PERSONA,
-                "is_default": not Character.objects.filter(tenant=owner, is_default=True).exists(),
-            },
-        )
-        verb = "Created" if created else "Kept existing"
-        self.stdout.write(
-            f"{verb} demo character {character.name!r} (slug 'demo', tenant {tenant!r})."
-        )
+        for slug, (name, persona, language) in DEMOS.items():
+            character, created = Character.objects.get_or_create(
+                tenant=owner,
+                slug=slug,
+                defaults={
+                    "name": name,
+                    "persona": persona,
+                    "language": language,
+                    "is_default": not Character.objects.filter(
+                        tenant=owner, is_default=True
+                    ).exists(),
+                },
+            )
+            verb = "Created" if created else "Kept existing"
+            self.stdout.write(
+                f"{verb} demo character {character.name!r} (slug {slug!r}, tenant {tenant!r})."
+            )

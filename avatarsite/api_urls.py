@@ -9,6 +9,7 @@ from channels_app.api import LiveSessionViewSet
 from characters.api import CharacterViewSet
 from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
 from conversations.transports.token_api import tokens
+from memory.api import MemoryItemViewSet
 
 router = DefaultRouter()
 router.register("characters", CharacterViewSet)
@@ -18,6 +19,7 @@ router.register("api-keys", ApiKeyViewSet)
 router.register("live-sessions", LiveSessionViewSet, basename="live-session")
 router.register("provider-secrets", ProviderSecretViewSet)
 router.register("allowed-origins", TenantOriginViewSet)
+router.register("memories", MemoryItemViewSet, basename="memory")
 
 urlpatterns = [
     # Not the staff API: tenants' servers call it with an API key (transports/token_api.py).

@@ -303,6 +303,22 @@ LIFE_DIARY_LENGTH = env.int("LIFE_DIARY_LENGTH", default=1200)
 # fetches each day's news for diaries. Empty: diaries are written without news, and say so.
 LIFE_NEWS_MODEL = env.str("LIFE_NEWS_MODEL", default="")
 
+# Long-term memory (memory/, docs/memory.md). Embeddings: "local" (multilingual-e5-small,
+# offline) or "none" (lexical search only).
+MEMORY_EMBEDDINGS = env.str("MEMORY_EMBEDDINGS", default="local")
+# CPU threads the local model uses per call (calls are serialised).
+MEMORY_EMBEDDING_THREADS = env.int("MEMORY_EMBEDDING_THREADS", default=1)
+# Rows embedded per memory tick (every minute).
+MEMORY_INDEX_BATCH = env.int("MEMORY_INDEX_BATCH", default=256)
+# A conversation silent this long is summarised (and what it taught about the user kept).
+MEMORY_SUMMARY_IDLE_SECONDS = env.int("MEMORY_SUMMARY_IDLE_SECONDS", default=1800)
+# Conversations summarised per tick; how far back quiet ones are looked for; turns per summary.
+MEMORY_SUMMARY_BATCH = env.int("MEMORY_SUMMARY_BATCH", default=5)
+MEMORY_SUMMARY_LOOKBACK_DAYS = env.int("MEMORY_SUMMARY_LOOKBACK_DAYS", default=7)
+MEMORY_SUMMARY_MAX_TURNS = env.int("MEMORY_SUMMARY_MAX_TURNS", default=200)
+# Automatic recall gives up after this long and the turn goes on without it.
+MEMORY_RECALL_TIMEOUT_SECONDS = env.float("MEMORY_RECALL_TIMEOUT_SECONDS", default=1.0)
+
 # Speech. Uplink audio (STT, VAD) is PCM16 mono at this rate (AIAvatarKit's default).
 SPEECH_SAMPLE_RATE = env.int("SPEECH_SAMPLE_RATE", default=16000)
 # Longest audio accepted by /stt, /transcribe and /chat's audio_data.

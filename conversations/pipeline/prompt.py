@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,17 @@ SCHEDULE_INTRO = (
     "the timetable."
 )
 NO_SCHEDULE = "You have no written schedule for today; improvise in character."
+
+# What other apps add to the end of a turn's system prompt from the user's message (long-term
+# memory's recall): (character, end user, text) -> a section, or "" for none.
+PromptSection = Callable[[Character, EndUser | None, str], Awaitable[str]]
+_sections: list[PromptSection] = []
+
+
+def add_prompt_section(section: PromptSection) -> None:
+    """Register a section (once per process; registering the same one again is a no-op)."""
+    if section not in _sections:
+        _sections.append(section)
 
 
 def render_persona(persona: str, params: Mapping[str, Any] | None) -> str:
@@ -42,6 +53,7 @@ async def compose_system_prompt(
     end_user: EndUser | None,
     params: Mapping[str, Any] | None,
     now: datetime | None = None,
+    text: str = "",
 ) -> str:
     """Persona, today's schedule, the user's name and the local time, read fresh every turn.
 
@@ -50,6 +62,7 @@ async def compose_system_prompt(
     most to the least stable (persona, the day's schedule, the user, the minute) so providers
     that cache prompt prefixes keep caching the persona and the schedule. The persona may use
     `{username}`, `{charactername}`, `{today}` and `{now}`; the request's params win.
+    Registered sections (add_prompt_section) about the user's `text` come last.
     """
     local = character.local_now(now or timezone.now())
     schedule = (
@@ -72,4 +85,6 @@ async def compose_system_prompt(
             f"The user's name is {username}. Follow any request about how to address them."
         )
     parts.append(f"It is now {date_label(local.date())} {local:%H:%M} ({character.timezone}).")
+    for section in _sections:
+        parts.append(await section(character, end_user, text))
     return "\n\n".join(part for part in parts if part)

@@ -250,7 +250,9 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     blocked = hit if hit is not None and hit.action == Guardrail.Action.BLOCK else None
 
     user_message = ChatMessage(role=Message.Role.USER, content=text, files=shaped.files)
-    system = await compose_system_prompt(character, request.end_user, request.system_prompt_params)
+    system = await compose_system_prompt(
+        character, request.end_user, request.system_prompt_params, text=text
+    )
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.
     added: list[ChatMessage] = [user_message]

@@ -40,11 +40,84 @@ BM25_B = 0.75
 MAX_CANDIDATES = 5000
 
 _WORD = re.compile(r"[^\W_]+")
+_HIRAGANA_ONLY = re.compile(r"^[\u3040-\u309f]+$")
+# Words that say nothing of what a memory is about; in Japanese the same holds for bigrams of
+# kana only (particles and endings: "です", "ます", "のは"), which are dropped instead.
+STOPWORDS = frozenset(
+    [
+        "a",
+        "about",
+        "am",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "been",
+        "but",
+        "by",
+        "can",
+        "could",
+        "did",
+        "do",
+        "does",
+        "for",
+        "from",
+        "had",
+        "has",
+        "have",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "its",
+        "me",
+        "my",
+        "of",
+        "on",
+        "or",
+        "our",
+        "so",
+        "that",
+        "the",
+        "their",
+        "them",
+        "they",
+        "this",
+        "to",
+        "was",
+        "we",
+        "were",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "would",
+        "you",
+        "your",
+    ]
+)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
 
 
 def tokens(text: str) -> list[str]:
-    """Words of Latin-script text; bigrams of runs of Japanese, Chinese or Korean."""
+    """Words of Latin-script text; bigrams of runs of Japanese, Chinese or Korean; neither
+    stopwords nor kana-only bigrams."""
+    return [
+        token
+        for token in _all_tokens(text)
+        if token not in STOPWORDS and not (len(token) == 2 and _HIRAGANA_ONLY.match(token))
+    ]
+
+
+def _all_tokens(text: str) -> list[str]:
     normalized = unicodedata.normalize("NFKC", text).casefold()
     found: list[str] = []
     for word in _WORD.findall(normalized):

@@ -72,6 +72,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # A NUL or a lone surrogate in a path, query string or header is refused before any view.
+    "conversations.transports.middleware.refuse_unsafe_text",
     "django.contrib.sessions.middleware.SessionMiddleware",
     # Browser pages on tenants' allowed origins may call the chat endpoints (CORS_URLS_REGEX).
     "avatarsite.tenants.origins.tenant_origins",

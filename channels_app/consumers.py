@@ -50,6 +50,7 @@ from conversations.transports.aiavatar_wire import (
     pcm_chunk_envelopes,
 )
 from conversations.transports.base import Rejected, bearer_token, problems
+from conversations.transports.text import json_problem
 
 from . import live
 from .models import LiveSession
@@ -228,6 +229,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             raise ClientError("Message is not valid JSON.") from None
         if not isinstance(raw, dict):
             raise ClientError("Message must be a JSON object.")
+        if (problem := json_problem(raw, "message")) is not None:
+            raise ClientError(f"Invalid message: {problem}")
         try:
             message = AIAvatarRequest.model_validate(raw)
         except ValidationError as exc:
@@ -266,7 +269,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.listener = Listener(self.channel_name)
         self._configure(metadata)
         if "response_audio_chunk_size" in metadata:
-            self.pcm_slice_bytes = max(0, int(metadata["response_audio_chunk_size"]))
+            self.pcm_slice_bytes = metadata["response_audio_chunk_size"]
         await self._leave_groups()
         for group in (
             live.session_group(self.session.key),

@@ -15,6 +15,7 @@ Synchronous ORM code: transports call it through one `sync_to_async` hop.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -150,6 +151,10 @@ CREDENTIAL_KINDS: list[Callable[[Presented], Caller | None]] = [
 ]
 
 INVALID_CREDENTIAL = "Invalid or missing API Key"
+# Longer than any key or browser token this server issues.
+MAX_CREDENTIAL_LENGTH = 2048
+# A character's slug as its SlugField stores it.
+SLUG = re.compile(r"[-\w]{1,50}", re.ASCII)
 
 
 def identify(
@@ -178,7 +183,11 @@ def identify_page(raw: str) -> Caller:
 
 def _identify(presented: Presented, *, browser: bool) -> Caller:
     kinds = CREDENTIAL_KINDS if browser else [api_key_caller]
-    caller = next((c for kind in kinds if presented.token and (c := kind(presented))), None)
+    # Keys and tokens are printable ASCII: anything else (a NUL from `?token=%00`) is no
+    # credential, and never reaches a query.
+    token = presented.token
+    presentable = token.isascii() and token.isprintable() and len(token) <= MAX_CREDENTIAL_LENGTH
+    caller = next((c for kind in kinds if presentable and token and (c := kind(presented))), None)
     if caller is None:
         raise Rejected(401, INVALID_CREDENTIAL, code="invalid_api_key")
     if caller.limits is not None:
@@ -206,9 +215,10 @@ def find_character(caller: Caller, slug: str | None) -> Character:
     for them."""
     characters = reachable_characters(caller).select_related("voice")
     if slug:
-        character = characters.filter(slug=slug).first()
+        # A name no slug can have (a NUL, 5,000 characters) is simply unknown.
+        character = characters.filter(slug=slug).first() if SLUG.fullmatch(slug) else None
         if character is None:
-            raise Rejected(404, f"Unknown character {slug!r}.", code="character_not_found")
+            raise Rejected(404, f"Unknown character {slug[:60]!r}.", code="character_not_found")
     else:
         unnamed = (
             characters.filter(pk=caller.named_character_id)

@@ -110,7 +110,12 @@ def process_events(channel_id: int, events: list[dict[str, Any]]) -> None:
         return
     load_secrets(channel.character)  # the turns' providers read them on the event loop
     for raw in events:
-        row = _claim(channel, raw)
+        try:
+            row = _claim(channel, raw)
+        except Exception:
+            # One event the database cannot take must not cost the webhook's later events.
+            logger.exception("LINE event could not be recorded (type %r)", raw.get("type"))
+            continue
         if row is None:
             continue
         try:

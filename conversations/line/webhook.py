@@ -21,6 +21,7 @@ from django.conf import settings
 from linebot.v3 import SignatureValidator
 
 from conversations.transports.base import Rejected
+from conversations.transports.text import json_problem
 
 from . import tasks
 from .models import LineChannel
@@ -74,6 +75,8 @@ def accept(slug: str | None, body: bytes, signature: str) -> int:
         payload = json.loads(text)
     except ValueError:
         raise Rejected(400, "Body is not valid JSON.", code="json") from None
+    if (problem := json_problem(payload, "body")) is not None:
+        raise Rejected(400, problem, code="invalid_text")
     events = payload.get("events") if isinstance(payload, dict) else None
     if not isinstance(events, list) or not all(isinstance(e, dict) for e in events):
         raise Rejected(400, "Expected a JSON object with an `events` array.", code="events")

@@ -6,7 +6,7 @@ database hop), then stream the pipeline's events in AIAvatarKit's wire format.
 
 from __future__ import annotations
 
-import logging
+import functools
 from collections.abc import AsyncIterator, Mapping
 
 from asgiref.sync import sync_to_async
@@ -32,10 +32,8 @@ from .aiavatar_wire import (
     event_envelope,
     validation_errors,
 )
-from .base import Rejected, read_json
+from .base import INTERNAL_ERROR, Rejected, read_json
 from .sse import sse_response
-
-logger = logging.getLogger(__name__)
 
 CHANNEL = "http"
 
@@ -117,19 +115,8 @@ def _prepare_start(
 async def _events(
     turn: TurnRequest, user_id: str | None, wait_in_queue: bool
 ) -> AsyncIterator[str]:
-    try:
-        async for event in run_session_turn(turn, wait_in_queue=wait_in_queue):
-            yield event_envelope(event, session_id=turn.session_id, user_id=user_id)
-    except Exception:
-        # The pipeline reports its own failures; this only catches bugs, so the client still
-        # gets an error event instead of a connection cut mid-stream.
-        logger.exception("unexpected failure streaming a turn")
-        yield error_envelope(
-            "Internal error in the conversation pipeline",
-            session_id=turn.session_id,
-            user_id=user_id,
-            context_id=str(turn.context.context_id),
-        )
+    async for event in run_session_turn(turn, wait_in_queue=wait_in_queue):
+        yield event_envelope(event, session_id=turn.session_id, user_id=user_id)
 
 
 @csrf_exempt
@@ -140,7 +127,15 @@ async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponseBas
         turn, payload, slot = await sync_to_async(_prepare_chat)(request.headers, slug, parsed)
     except Rejected as rejected:
         return error_response(rejected)
-    return sse_response(_events(turn, payload.user_id, payload.wait_in_queue), slot=slot)
+    failed = functools.partial(
+        error_envelope,
+        INTERNAL_ERROR,
+        session_id=turn.session_id,
+        user_id=payload.user_id,
+        context_id=str(turn.context.context_id),
+    )
+    events = _events(turn, payload.user_id, payload.wait_in_queue)
+    return sse_response(events, failed=failed, slot=slot)
 
 
 @csrf_exempt
@@ -166,4 +161,11 @@ async def start(request: HttpRequest, slug: str | None = None) -> HttpResponseBa
             metadata=metadata,
         )
 
-    return sse_response(connected())
+    failed = functools.partial(
+        error_envelope,
+        INTERNAL_ERROR,
+        session_id=payload.session_id,
+        user_id=user_id,
+        context_id=payload.context_id,
+    )
+    return sse_response(connected(), failed=failed)

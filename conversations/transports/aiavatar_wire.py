@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import JsonResponse
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..llm.base import check_inline_params
 from ..pipeline.events import (
@@ -29,6 +29,7 @@ from ..pipeline.events import (
 )
 from ..speech.audio import read_wav
 from .base import Rejected
+from .text import ID_MAX_LENGTH
 
 RESPONSE_KEYS = (
     "type",
@@ -46,12 +47,18 @@ RESPONSE_KEYS = (
 )
 
 
+# Raw-PCM slices on /ws: below a few milliseconds of audio a reply becomes tens of thousands of
+# frames; above a megabyte a slice is larger than most clients' frame limit.
+MIN_AUDIO_CHUNK_BYTES = 1024
+MAX_AUDIO_CHUNK_BYTES = 1024 * 1024
+
+
 class AIAvatarRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     type: str
-    session_id: str | None = None
-    user_id: str | None = None
+    session_id: str | None = Field(None, max_length=ID_MAX_LENGTH)
+    user_id: str | None = Field(None, max_length=ID_MAX_LENGTH)
     context_id: str | None = None
     text: str | None = None
     audio_data: str | None = None
@@ -98,6 +105,21 @@ class AIAvatarRequest(BaseModel):
             isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4
         ):
             raise ValueError("metadata.speech_speed must be a number from 0.25 to 4")
+        return metadata
+
+    @field_validator("metadata")
+    @classmethod
+    def _audio_chunk_size_in_range(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        size = (metadata or {}).get("response_audio_chunk_size")
+        if size is not None and (
+            isinstance(size, bool)
+            or not isinstance(size, int)
+            or not (size == 0 or MIN_AUDIO_CHUNK_BYTES <= size <= MAX_AUDIO_CHUNK_BYTES)
+        ):
+            raise ValueError(
+                "metadata.response_audio_chunk_size must be 0 (one WAV per chunk) or an integer "
+                f"from {MIN_AUDIO_CHUNK_BYTES} to {MAX_AUDIO_CHUNK_BYTES} (bytes of PCM)"
+            )
         return metadata
 
     def audio(self) -> bytes | None:

@@ -16,6 +16,11 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
 from pydantic import ValidationError
 
+from .text import json_problem
+
+# What a client is told when a bug (not a provider's or the client's fault) ends its stream.
+INTERNAL_ERROR = "Internal error in the conversation pipeline"
+
 
 class Rejected(Exception):
     """A request refused before any streaming starts."""
@@ -56,14 +61,19 @@ def too_large() -> Rejected:
 
 
 def read_json(request: HttpRequest) -> Any:
+    """The request's JSON body; refused with 413 over the size limit, 422 when it is not JSON
+    or holds text no column can store (conversations/transports/text.py)."""
     try:
         body = request.body
     except RequestDataTooBig:
         raise too_large() from None
     try:
-        return json.loads(body)
+        data = json.loads(body)
     except ValueError:
         raise Rejected(422, "Body is not valid JSON", code="json") from None
+    if (problem := json_problem(data, "body")) is not None:
+        raise Rejected(422, problem, code="invalid_text")
+    return data
 
 
 def bearer_token(headers: Mapping[str, str]) -> str:

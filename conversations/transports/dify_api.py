@@ -8,6 +8,7 @@ or `error` when the turn fails; `blocking` returns one JSON object.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -19,7 +20,7 @@ from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..admission import admit, find_character, identify
 from ..pipeline.events import (
@@ -33,12 +34,9 @@ from ..pipeline.events import (
 )
 from ..pipeline.sessions import run_session_turn
 from ..rate_limits import StreamSlot
-from .base import (
-    Rejected,
-    problems,
-    read_json,
-)
+from .base import INTERNAL_ERROR, Rejected, problems, read_json
 from .sse import sse_response
+from .text import ID_MAX_LENGTH
 
 CHANNEL = "dify"
 SUPERSEDED = "A newer request in this conversation replaced this one."
@@ -49,7 +47,7 @@ class ChatMessageRequest(BaseModel):
 
     query: str = ""
     inputs: dict[str, str] | None = None
-    user: str
+    user: str = Field(max_length=ID_MAX_LENGTH)
     conversation_id: str | None = None
     response_mode: str = "streaming"
     files: list[dict[str, str]] | None = None
@@ -70,13 +68,17 @@ class ChatMessageRequest(BaseModel):
 
 
 def _error_fields(rejected: Rejected) -> dict[str, Any]:
-    """Dify's error shape, as a response body and as a streamed `error` event."""
+    """Dify's error shape, as a response body and as a streamed `error` event. Dify refuses
+    an unusable body with 400 `invalid_param` where our own APIs say 422."""
+    if rejected.status == 422:
+        return {"status": 400, "code": "invalid_param", "message": rejected.message}
     code = "too_many_requests" if rejected.status == 429 else rejected.code
     return {"status": rejected.status, "code": code, "message": rejected.message}
 
 
-def _rejected(rejected: Rejected) -> JsonResponse:
-    return JsonResponse(_error_fields(rejected), status=rejected.status, headers=rejected.headers())
+def rejected_response(rejected: Rejected) -> JsonResponse:
+    fields = _error_fields(rejected)
+    return JsonResponse(fields, status=fields["status"], headers=rejected.headers())
 
 
 def _failure(event: TurnEvent) -> Rejected | None:
@@ -141,8 +143,7 @@ def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> d
     }
 
 
-async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
-    message_id = f"message_{uuid.uuid4()}"
+async def _stream(turn: TurnRequest, message_id: str) -> AsyncIterator[str]:
     conversation_id = str(turn.context.context_id)
     created_at = int(time.time())
     async for event in run_session_turn(turn):
@@ -170,10 +171,12 @@ async def _stream(turn: TurnRequest) -> AsyncIterator[str]:
                     )
                 )
         if failure := _failure(event):
-            fields = _error_fields(failure)
-            yield json.dumps(
-                _event("error", message_id, conversation_id, **fields), ensure_ascii=False
-            )
+            yield _error_event(failure, message_id, conversation_id)
+
+
+def _error_event(failure: Rejected, message_id: str, conversation_id: str) -> str:
+    fields = _error_fields(failure)
+    return json.dumps(_event("error", message_id, conversation_id, **fields), ensure_ascii=False)
 
 
 async def _blocking(turn: TurnRequest) -> JsonResponse:
@@ -181,7 +184,7 @@ async def _blocking(turn: TurnRequest) -> JsonResponse:
     conversation_id = str(turn.context.context_id)
     async for event in run_session_turn(turn):
         if failure := _failure(event):
-            return _rejected(failure)
+            return rejected_response(failure)
         if isinstance(event, TurnFinished):
             return JsonResponse(
                 _event(
@@ -208,7 +211,16 @@ async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpRe
     try:
         turn, slot = await sync_to_async(_prepare)(request.headers, slug, data)
     except Rejected as rejected:
-        return _rejected(rejected)
+        return rejected_response(rejected)
     if slot is None:
         return await _blocking(turn)
-    return sse_response(_stream(turn), ping='{"event": "ping"}', slot=slot)
+    message_id = f"message_{uuid.uuid4()}"
+    failed = functools.partial(
+        _error_event,
+        Rejected(500, INTERNAL_ERROR, code="internal_error"),
+        message_id,
+        str(turn.context.context_id),
+    )
+    return sse_response(
+        _stream(turn, message_id), failed=failed, ping='{"event": "ping"}', slot=slot
+    )

@@ -9,6 +9,7 @@ text without control tags.
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 import uuid
@@ -20,7 +21,7 @@ from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..admission import admit, find_character, identify, reachable_characters
 from ..llm.base import INLINE_PARAMS
@@ -35,8 +36,9 @@ from ..pipeline.events import (
 from ..pipeline.sessions import run_session_turn
 from ..pipeline.tags import without_tags
 from ..rate_limits import StreamSlot
-from .base import Rejected, problems, read_json
+from .base import INTERNAL_ERROR, Rejected, problems, read_json
 from .sse import sse_response
+from .text import ID_MAX_LENGTH
 
 CHANNEL = "openai"
 
@@ -47,7 +49,7 @@ class CompletionRequest(BaseModel):
     model: str
     messages: list[dict[str, Any]]
     stream: bool = False
-    user: str | None = None
+    user: str | None = Field(None, max_length=ID_MAX_LENGTH)
 
 
 def _error_body(rejected: Rejected) -> dict[str, Any]:
@@ -60,8 +62,13 @@ def _error_body(rejected: Rejected) -> dict[str, Any]:
     return {"error": {"message": rejected.message, "type": kind, "code": code}}
 
 
-def _rejected(rejected: Rejected) -> JsonResponse:
-    return JsonResponse(_error_body(rejected), status=rejected.status, headers=rejected.headers())
+def _status(rejected: Rejected) -> int:
+    """OpenAI refuses an unusable body with 400 where our own APIs say 422."""
+    return 400 if rejected.status == 422 else rejected.status
+
+
+def rejected_response(rejected: Rejected) -> JsonResponse:
+    return JsonResponse(_error_body(rejected), status=_status(rejected), headers=rejected.headers())
 
 
 def _failure(event: TurnEvent) -> Rejected | None:
@@ -159,6 +166,10 @@ def _content(chunk: TurnChunk, voice_tags: bool, first: bool) -> str:
     return chunk.voice_text if first else f" {chunk.voice_text}"
 
 
+def _error_event(failure: Rejected) -> str:
+    return json.dumps(_error_body(failure), ensure_ascii=False)
+
+
 async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
     completion_id, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
     voice_tags = bool(turn.character.voice_tag_names())
@@ -166,7 +177,7 @@ async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
     yield _chunk(completion_id, created, model, delta={"role": "assistant", "content": ""})
     async for event in run_session_turn(turn):
         if failure := _failure(event):
-            yield json.dumps(_error_body(failure), ensure_ascii=False)
+            yield _error_event(failure)
         elif isinstance(event, TurnFinished):
             yield _chunk(completion_id, created, model, delta={}, finish_reason="stop")
             yield "[DONE]"
@@ -178,7 +189,7 @@ async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
 async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
     async for event in run_session_turn(turn):
         if failure := _failure(event):
-            return _rejected(failure)
+            return rejected_response(failure)
         if isinstance(event, TurnFinished):
             voice_tags = bool(turn.character.voice_tag_names())
             content = event.voice_text if voice_tags else without_tags(event.text).strip()
@@ -207,9 +218,10 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
         turn, model, slot = await sync_to_async(_prepare)(request.headers, data)
     except Rejected as rejected:
-        return _rejected(rejected)
+        return rejected_response(rejected)
     if slot is not None:
-        return sse_response(_stream(turn, model), slot=slot)
+        failed = functools.partial(_error_event, Rejected(500, INTERNAL_ERROR, code="internal"))
+        return sse_response(_stream(turn, model), failed=failed, slot=slot)
     return await _complete(turn, model)
 
 
@@ -226,5 +238,5 @@ async def models(request: HttpRequest) -> JsonResponse:
     try:
         listing = await sync_to_async(_models)(request.headers)
     except Rejected as rejected:
-        return _rejected(rejected)
+        return rejected_response(rejected)
     return JsonResponse({"object": "list", "data": listing})

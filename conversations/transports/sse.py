@@ -4,7 +4,8 @@ whenever the turn is quiet for a while (docs/wire-protocols.md#server-sent-event
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -12,17 +13,26 @@ from django.utils import timezone
 
 from ..rate_limits import StreamSlot
 
+logger = logging.getLogger(__name__)
+
 _DONE = object()
 
 
 async def _with_pings(
-    events: AsyncIterator[str], interval: float, ping: str | None, slot: StreamSlot | None
+    events: AsyncIterator[str],
+    interval: float,
+    ping: str | None,
+    slot: StreamSlot | None,
+    failed: Callable[[], str],
 ) -> AsyncIterator[bytes]:
     """Frame `events` as SSE, interleaving pings during silences: a `: ping` comment, or a
     `ping` event for APIs that define one (Dify).
 
     The events are pulled by a task of their own so a slow LLM never blocks the pings; when
     the client disconnects, Django cancels this generator and the task is cancelled with it.
+    This generator never raises: Django closes a response (and so gives the request's
+    database connection back to the pool) only when its stream ends cleanly, so a failure
+    of `events` ends the stream with the transport's `failed()` event instead.
     """
     queue: asyncio.Queue[object] = asyncio.Queue()
 
@@ -30,6 +40,10 @@ async def _with_pings(
         try:
             async for event in events:
                 queue.put_nowait(event)
+        except Exception:
+            # The pipeline reports its own failures as events: this is a bug, not a fault.
+            logger.exception("a stream failed mid-way")
+            queue.put_nowait(failed())
         finally:
             queue.put_nowait(_DONE)
 
@@ -48,7 +62,6 @@ async def _with_pings(
             if item is _DONE:
                 break
             yield f"data: {item}\r\n\r\n".encode()
-        await task  # surfaces an exception from the producer
     finally:
         if slot is not None:
             # In a thread (the limits storage blocks), without awaiting: this also runs when
@@ -60,12 +73,17 @@ async def _with_pings(
 
 
 def sse_response(
-    events: AsyncIterator[str], *, ping: str | None = None, slot: StreamSlot | None = None
+    events: AsyncIterator[str],
+    *,
+    failed: Callable[[], str],
+    ping: str | None = None,
+    slot: StreamSlot | None = None,
 ) -> StreamingHttpResponse:
-    """Stream `events` (JSON strings) as SSE; `ping` is an event to send instead of comments;
-    `slot`, the API key's stream slot, is given back when the stream ends, however it ends."""
+    """Stream `events` (JSON strings) as SSE; `failed` is the error event that ends the stream
+    if `events` raises; `ping` is an event to send instead of comments; `slot`, the API key's
+    stream slot, is given back when the stream ends, however it ends."""
     response = StreamingHttpResponse(
-        _with_pings(events, settings.SSE_PING_INTERVAL_SECONDS, ping, slot),
+        _with_pings(events, settings.SSE_PING_INTERVAL_SECONDS, ping, slot, failed),
         content_type="text/event-stream; charset=utf-8",
     )
     response["Cache-Control"] = "no-store"

@@ -33,6 +33,14 @@ SLOW = ScriptedReply(chunks=["One. ", "Two. ", "Three. ", "Four."], chunk_delay=
         ('{"type": "data", "session_id": "ws1", "audio_data": "AAAA"}', "Send a start message"),
         ('{"type": "invoke", "session_id": "ws1", "text": "hi"}', "Send a start message"),
         ('{"session_id": "ws1"}', "type: Field required"),
+        ('{"type": "start", "session_id": "\\udfff"}', "message.session_id: contains an unpaired"),
+        ('{"type": "start", "session_id": "ws1", "text": "a\\u0000"}', "contains a NUL"),
+        ('{"type": "start", "session_id": "ws1", "\\ud800": 1}', "message: a key contains"),
+        ('{"type": "start", "session_id": "' + "s" * 201 + '"}', "at most 200 characters"),
+        (
+            '{"type": "start", "session_id": "ws1", "metadata": {"response_audio_chunk_size": 1}}',
+            "response_audio_chunk_size must be 0",
+        ),
     ],
 )
 async def test_it_explains_a_bad_message_and_stays_open(

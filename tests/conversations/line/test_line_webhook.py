@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -180,6 +181,24 @@ def test_it_rejects_a_signed_body_that_is_not_a_webhook(
 
     assert response.status_code == 400
     assert response.json() == {"detail": "Expected a JSON object with an `events` array."}
+
+
+def test_it_refuses_a_signed_body_with_text_no_column_can_store(
+    line_stack: LineStack, line_channel: LineChannel, fake_line: FakeLine
+) -> None:
+    from tests.fakes.line_server import CHANNEL_SECRET, signature
+
+    # Escaped, as JSON on the wire spells a lone surrogate.
+    body = json.dumps({"events": [text_event("\udfff \x00")]}).encode()
+    response = httpx.post(
+        line_stack.webhook_url(),
+        content=body,
+        headers={"X-Line-Signature": signature(CHANNEL_SECRET, body)},
+    )
+
+    assert response.status_code == 400
+    assert "contains" in response.json()["detail"]
+    assert not LineEvent.objects.exists()
 
 
 def test_it_gives_the_llm_the_image_the_user_sent(

@@ -328,9 +328,7 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
 
 def line_caller(channel: LineChannel) -> Caller:
     """Who a verified webhook event speaks for: the channel's tenant, and its character only."""
-    return Caller(
-        tenant_id=channel.tenant_id, character_ids=frozenset({channel.character_id})
-    )
+    return Caller(tenant_id=channel.tenant_id, character_ids=frozenset({channel.character_id}))
 
 
 def _set_following(channel: LineChannel, chat: Chat, following: bool) -> None:

@@ -20,7 +20,7 @@ import httpx2
 from django.conf import settings
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, ToolSpec
-from .sdk import LLM, failure_message, loop_client
+from .sdk import LLM, broke_off, failure_message, loop_client
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ class AnthropicProvider:
         params.update(request.options)
         # tool_use blocks by content index: id and name at block start, then JSON pieces.
         calls: dict[int, dict[str, str]] = {}
-        streaming = False
+        streaming = stopped = False
         try:
             stream = await _client(self.base_url, self.api_key).messages.create(
                 stream=True, **params
@@ -165,6 +165,7 @@ class AnthropicProvider:
             streaming = True
             async with stream:
                 async for event in stream:
+                    stopped = stopped or event.type == "message_stop"
                     if event.type == "content_block_delta":
                         delta = event.delta
                         if delta.type == "text_delta" and delta.text:
@@ -184,5 +185,9 @@ class AnthropicProvider:
         # a read timeout) through unwrapped.
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
             raise LLMError(_describe(exc, streaming=streaming)) from exc
+        except ValueError as exc:  # an event that is not JSON
+            raise broke_off() from exc
+        if not stopped:
+            raise broke_off()
         for _, call in sorted(calls.items()):
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])

@@ -19,7 +19,7 @@ import httpx
 from django.conf import settings
 
 from .base import LLMError, LLMRequest, ToolCallRequest
-from .sdk import LLM, failure_message, http_failure_message, loop_client
+from .sdk import LLM, broke_off, failure_message, http_failure_message, loop_client
 
 DIFY_CLOUD_URL = "https://api.dify.ai/v1"
 STATE_KEY = "dify_conversation_id"
@@ -57,7 +57,7 @@ class DifyProvider:
             "conversation_id": request.state.get(STATE_KEY, ""),
             "files": [await self._file(f, user) for f in question.files],
         }
-        streaming = False
+        streaming = ended = False
         try:
             response = await self._send(
                 lambda: _client().build_request(
@@ -71,7 +71,10 @@ class DifyProvider:
                     if not line.startswith("data:"):
                         continue
                     event = json.loads(line[5:])
+                    if not isinstance(event, dict):
+                        raise ValueError("a Dify event is a JSON object")
                     kind = event.get("event")
+                    ended = ended or kind == "message_end"
                     if kind in ("message", "agent_message") and event.get("answer"):
                         yield event["answer"]
                     elif kind == "message_end" and event.get("conversation_id"):
@@ -84,6 +87,8 @@ class DifyProvider:
             raise LLMError(http_failure_message(LLM, exc, streaming=streaming)) from exc
         except ValueError as exc:
             raise LLMError(failure_message(LLM, streaming=streaming)) from exc
+        if not ended:
+            raise broke_off()
 
     async def _file(self, file: dict[str, str], user: str) -> dict[str, str]:
         """Dify's file reference for an image: by URL, or uploaded when it is a data: URL."""

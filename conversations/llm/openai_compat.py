@@ -15,7 +15,7 @@ from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest
-from .sdk import LLM, failure_message, loop_client
+from .sdk import LLM, broke_off, failure_message, loop_client
 
 
 def openai_client(
@@ -102,7 +102,7 @@ class OpenAICompatibleProvider:
             ]
         # Tool calls arrive in pieces keyed by index (id and name first, then the arguments).
         calls: dict[int, dict[str, str]] = {}
-        streaming = False
+        streaming = finished = False
         try:
             # `client.post` is the SDK's documented raw-body call: same auth, retries, timeouts
             # and typed chunks as `chat.completions.create`, without the per-call walk over
@@ -121,6 +121,7 @@ class OpenAICompatibleProvider:
                     # Azure's content-filter chunks and usage chunks carry no choices.
                     if not chunk.choices:
                         continue
+                    finished = finished or chunk.choices[0].finish_reason is not None
                     delta = chunk.choices[0].delta
                     if delta.content:
                         yield delta.content
@@ -132,5 +133,10 @@ class OpenAICompatibleProvider:
                             call["args"] += piece.function.arguments or ""
         except openai.OpenAIError as exc:
             raise LLMError(describe_failure(LLM, exc, streaming=streaming)) from exc
+        except ValueError as exc:  # an event that is not JSON
+            raise broke_off() from exc
+        # Every completion's last chunk names why it finished; without one the stream was cut.
+        if not finished:
+            raise broke_off()
         for _, call in sorted(calls.items()):
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])

@@ -11,6 +11,8 @@ from typing import Any, TypeVar
 
 import httpx
 
+from .base import LLMError
+
 Client = TypeVar("Client")
 
 LLM = "LLM provider"  # how failures name an LLM provider
@@ -57,3 +59,10 @@ def http_failure_message(what: str, exc: httpx.HTTPError, *, streaming: bool = F
         timed_out=isinstance(exc, httpx.TimeoutException),
         streaming=streaming,
     )
+
+
+def broke_off() -> LLMError:
+    """The failure of a stream that ended without its terminator (`[DONE]`'s finish reason,
+    `message_stop`, `message_end`), sent nothing, or sent a line that is not JSON: whatever
+    arrived is not a whole answer, so it is never saved as one."""
+    return LLMError(failure_message(LLM, streaming=True))

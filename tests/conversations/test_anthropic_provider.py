@@ -24,7 +24,7 @@ from conversations.llm.anthropic import AnthropicProvider
 from conversations.llm.base import LLMProvider as ProviderProtocol
 from conversations.llm.echo import EchoProvider
 from conversations.llm.openai_compat import OpenAICompatibleProvider
-from conversations.models import Context, TurnRecord
+from conversations.models import Context, Message, TurnRecord
 from conversations.tools import Tool
 from tests.conftest import ANTHROPIC_KEY_VARIABLE, LLM_KEY_VARIABLE, AsgiServer
 from tests.fakes.anthropic_server import FakeAnthropic, ScriptedReply
@@ -298,6 +298,27 @@ def test_it_holds_a_conversation_through_chat(
         {"role": "user", "content": "Who am I?"},
     ]
     assert set(TurnRecord.objects.values_list("provider", flat=True)) == {"anthropic"}
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("ending", ["eof", "garbage"])
+def test_a_claude_stream_without_message_stop_is_a_failed_turn(
+    app: InProcessApp,
+    claudia: Character,
+    api_key: str,
+    fake_anthropic: FakeAnthropic,
+    ending: str,
+) -> None:
+    claudia.apology = "Sorry, I lost my words."
+    claudia.save()
+    fake_anthropic.script(ScriptedReply(text="One. Two. Three.", ending=ending))
+
+    result = app.post_sse("/chat", say("Hello"), key=api_key)
+
+    assert result.types[-1] == "error" and "final" not in result.types
+    assert result.events[-2]["text"] == "Sorry, I lost my words."
+    assert TurnRecord.objects.get().status == TurnRecord.Status.FAILED
+    assert not Message.objects.exists()
 
 
 @pytest.mark.django_db(transaction=True)  # the test tools are the live server's (TOOL_MODULES)

@@ -135,8 +135,11 @@ def test_it_parses_control_tags_into_avatar_control_request(
         ScriptedReply(status=500, repeat=2),  # first try and the one retry both fail
         ScriptedReply(text="One. Two. Three. Four.", cut_after=2),
         ScriptedReply(delay=4.0, repeat=2),  # past the server's 3 s LLM timeout, twice
+        ScriptedReply(text="One. Two. Three. Four.", ending="eof"),  # no finish, no [DONE]
+        ScriptedReply(text="One. Two.", ending="garbage"),
+        ScriptedReply(ending="empty"),
     ],
-    ids=["http-500", "cut-stream", "timeout"],
+    ids=["http-500", "cut-stream", "timeout", "eof", "malformed", "empty"],
 )
 def test_it_reports_a_provider_failure_and_leaves_history_untouched(
     app: InProcessApp,

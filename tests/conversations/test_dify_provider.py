@@ -6,7 +6,7 @@ import pytest
 
 from characters.models import Character, LLMProvider
 from conversations.llm.dify import STATE_KEY
-from conversations.models import Context, Message
+from conversations.models import Context, Message, TurnRecord
 from tests.conftest import DIFY_KEY_VARIABLE
 from tests.fakes.dify_server import FakeDify
 from tests.fakes.openai_server import ScriptedReply
@@ -87,3 +87,20 @@ def test_it_retries_then_reports_a_failing_dify(
     assert failed.events[-1]["metadata"]["error"] == "LLM provider returned HTTP 500"
     assert cut.events[-1]["metadata"]["error"] == "LLM provider stream broke off"
     assert Message.objects.count() == 2
+
+
+@pytest.mark.parametrize("ending", ["eof", "empty"])
+def test_a_dify_stream_without_message_end_is_a_failed_turn(
+    app: InProcessApp, dify_character: Character, api_key: str, fake_dify: FakeDify, ending: str
+) -> None:
+    dify_character.apology = "Sorry, I lost my words."
+    dify_character.save()
+    fake_dify.script(ScriptedReply(text="One. Two. Three.", ending=ending))
+
+    result = say(app, api_key, "Hello")
+
+    assert result.types[-1] == "error" and "final" not in result.types
+    assert result.events[-2]["text"] == "Sorry, I lost my words."
+    assert result.events[-1]["metadata"]["error"] == "LLM provider stream broke off"
+    assert TurnRecord.objects.get().status == TurnRecord.Status.FAILED
+    assert not Message.objects.exists()

@@ -4,7 +4,8 @@ Anthropic, Dify and the development echo provider.
 
 Each provider's own wire format (what its request body holds, how history is converted) is
 tested beside it; this suite is the behaviour they share: streamed text, retries on 429 and
-5xx, one LLMError wording for every failure, and tool calls joined from streamed pieces.
+5xx, one LLMError wording for every failure (a stream ending without its terminator, empty or
+with a line that is not JSON included), and tool calls joined from streamed pieces.
 """
 
 from __future__ import annotations
@@ -177,8 +178,11 @@ async def test_it_retries_a_429_then_succeeds(subject: Subject) -> None:
         ({"status": 500, "repeat": 2}, "LLM provider returned HTTP 500", 2),
         ({"text": "One. Two. Three.", "cut_after": 1}, "LLM provider stream broke off", 1),
         ({"delay": 2, "repeat": 2}, "LLM provider timed out", 2),
+        ({"text": "One. Two.", "ending": "eof"}, "LLM provider stream broke off", 1),
+        ({"text": "One. Two.", "ending": "garbage"}, "LLM provider stream broke off", 1),
+        ({"ending": "empty"}, "LLM provider stream broke off", 1),
     ],
-    ids=["server-error", "cut", "timeout"],
+    ids=["server-error", "cut", "timeout", "eof", "garbage", "empty"],
 )
 async def test_it_raises_llm_error_when_retries_run_out(
     subject: Subject, fault: dict[str, Any], message: str, attempts: int

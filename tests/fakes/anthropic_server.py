@@ -293,6 +293,8 @@ class _AnthropicHandler(_Handler):
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if self._ends_short(reply.ending, started=False):
+            return
         self._event("message_start", message=message.as_message(complete=False))
         index = 0
         pinged = False
@@ -318,6 +320,8 @@ class _AnthropicHandler(_Handler):
             index += 1
         if reply.cut_after is not None:  # cut_after >= number of text deltas
             self._cut()
+        if self._ends_short(reply.ending, started=True):
+            return
         if reply.error_event_after is not None:
             self._overloaded()
             return

@@ -4,7 +4,8 @@ It speaks Dify's wire format: `POST /v1/chat-messages` streaming `message` event
 `message_end` that names the conversation, `POST /v1/files/upload` (multipart), and Dify's
 error body `{"code", "message", "status"}`. It keeps each conversation's queries, like Dify
 does, so a test can prove a conversation id was carried from turn to turn. Script replies
-with the OpenAI fake's `ScriptedReply` (`text`, `status`, `delay`, `chunk_delay`, `cut_after`).
+with the OpenAI fake's `ScriptedReply` (`text`, `status`, `delay`, `chunk_delay`, `cut_after`,
+`ending`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,8 @@ class _DifyHandler(_Handler):
         self.end_headers()
         chunk_delay = fake.default_chunk_delay if reply.chunk_delay is None else reply.chunk_delay
         common = {"conversation_id": conversation_id, "message_id": message_id}
+        if self._ends_short(reply.ending, started=False):
+            return
         for sent, piece in enumerate(split_into_deltas(text)):
             if sent == reply.cut_after:
                 self._cut()
@@ -83,6 +86,8 @@ class _DifyHandler(_Handler):
             )
         if reply.cut_after is not None:
             self._cut()
+        if self._ends_short(reply.ending, started=True):
+            return
         self._event({"event": "message_end", "metadata": {"usage": {"total_tokens": 1}}, **common})
         self._write_chunk(b"")
 

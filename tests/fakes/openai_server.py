@@ -105,6 +105,9 @@ _ERROR_KINDS: dict[int, tuple[str, str | None, str]] = {
 }
 
 
+ENDINGS = ("complete", "eof", "garbage", "empty")
+
+
 @dataclass
 class ScriptedReply:
     """One scripted answer, consumed by the next `repeat` chat-completion requests.
@@ -130,6 +133,11 @@ class ScriptedReply:
     cut_after: int | None = None
     """Stream this many content deltas, then shut the socket down with no final
     chunk and no [DONE]. Non-streaming requests are dropped before any response."""
+    ending: str = "complete"
+    """How a stream ends when it is not cut: "complete" (the API's own terminator), "eof" (the
+    body ends cleanly after the content, without the final chunk or terminator), "garbage"
+    (the same, after a `data:` line that is not JSON) or "empty" (a 200 stream ending before
+    its first event)."""
     delay: float = 0.0
     """Seconds to wait before sending response headers (for client timeouts)."""
     gate: threading.Event | None = None
@@ -146,6 +154,8 @@ class ScriptedReply:
         later in a server thread would only surface as a dropped connection."""
         if self.repeat < 1:
             raise ValueError(f"repeat must be >= 1, got {self.repeat}")
+        if self.ending not in ENDINGS:
+            raise ValueError(f"ending must be one of {', '.join(ENDINGS)}, got {self.ending!r}")
         if self.cut_after is not None and self.cut_after < 0:
             raise ValueError(f"cut_after must be >= 0, got {self.cut_after}")
         if self.delay < 0 or (self.chunk_delay is not None and self.chunk_delay < 0):
@@ -486,7 +496,7 @@ class _Handler(BaseHTTPRequestHandler):
             chunk_delay = reply.chunk_delay
             if chunk_delay is None:
                 chunk_delay = self.fake.default_chunk_delay
-            self._stream(completion, reply.cut_after, chunk_delay)
+            self._stream(completion, reply, chunk_delay)
         elif reply.cut_after is not None:
             self._cut()
         else:
@@ -528,14 +538,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(audio)
 
-    def _stream(self, completion: _Completion, cut_after: int | None, chunk_delay: float) -> None:
+    def _stream(self, completion: _Completion, reply: ScriptedReply, chunk_delay: float) -> None:
         """Server-sent events over chunked transfer encoding: the connection
         survives the response (keep-alive), and every event is written with its
         own send() so clients see deltas as soon as they are produced."""
+        cut_after = reply.cut_after
         self._start_response(200, "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
         self.send_header("Transfer-Encoding", "chunked")
         self.end_headers()
+        if self._ends_short(reply.ending, started=False):
+            return
         self._send_event(completion.chunk({"role": "assistant", "content": "", "refusal": None}))
         journal = self.server.fake.journal
         for sent, piece in enumerate(completion.content):
@@ -547,6 +560,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_event(completion.chunk({"content": piece}))
         if cut_after is not None:  # cut_after >= number of content deltas
             self._cut()
+        if self._ends_short(reply.ending, started=True):
+            return
         for tool_delta in completion.tool_call_deltas():
             self._pause(chunk_delay)
             self._send_event(completion.chunk({"tool_calls": [tool_delta]}))
@@ -555,6 +570,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_event(completion.usage_chunk())
         self._write_chunk(b"data: [DONE]\n\n")
         self._write_chunk(b"")  # zero-length chunk: end of the chunked body
+
+    def _ends_short(self, ending: str, *, started: bool) -> bool:
+        """End the body cleanly here, without the stream's terminator, if the reply's `ending`
+        says so at this point (before the first event, or after the content); True if so."""
+        if ending == "complete" or (ending == "empty") == started:
+            return False
+        if ending == "garbage":
+            self._write_chunk(b"data: {not json\n\n")
+        self._write_chunk(b"")  # zero-length chunk: a well-formed end of the body
+        return True
 
     def _send_event(self, payload: JSON) -> None:
         self._write_chunk(b"data: " + _dumps(payload) + b"\n\n")

@@ -107,6 +107,7 @@ SETUP_MARKER = "BENCH_SETUP "
 SETUP_CODE = f"""
 import json, os
 from django.db import connection
+from bench.harness import store_secrets
 from characters.models import Character
 from conversations.models import ApiKey
 from conversations.speech.models import VoiceSettings
@@ -124,6 +125,7 @@ bench, _ = Character.objects.update_or_create(
         is_active=True,
     ),
 )
+store_secrets(bench.tenant, [{LLM_KEY_VARIABLE!r}])
 # Text only: this benchmark measures the conversation path, as AIAvatarKit's figures do.
 VoiceSettings.objects.update_or_create(character=bench, defaults=dict(tts_provider="none"))
 # The query /chat uses to pick the default character: another default in a reused database

@@ -41,6 +41,19 @@ def add_smoke_flag(parser: argparse.ArgumentParser) -> None:
 # --- Processes and databases --------------------------------------------------------------
 
 
+def store_secrets(tenant: Any, names: Sequence[str]) -> None:
+    """Store these environment variables' values as `tenant`'s provider secrets, as an operator
+    stores real keys: a server reads no platform variable outside PROVIDER_ENV_ALLOWLIST.
+    Run inside the benchmark's Django setup (it imports models)."""
+    from avatarsite.tenants.models import ProviderSecret
+
+    for name in names:
+        secret = ProviderSecret.objects.filter(tenant=tenant, name=name).first()
+        secret = secret or ProviderSecret(tenant=tenant, name=name)
+        secret.set_value(os.environ[name])
+        secret.save()
+
+
 def start_fake_llm(
     env: dict[str, str], log_path: Path, *options: str
 ) -> tuple[subprocess.Popen[bytes], str]:

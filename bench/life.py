@@ -38,6 +38,7 @@ from bench.harness import (
     machine_description,
     start_fake_llm,
     stop_fake,
+    store_secrets,
 )
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FAKE_API_KEY
@@ -81,6 +82,7 @@ def run(count: int, base_url: str) -> dict[str, Any]:
         raise SystemExit("This database already holds bench-life characters: use a fresh one.")
     born = datetime.combine(DAY - timedelta(days=1), datetime.min.time(), tzinfo=UTC)
     tenant = Tenant.default()
+    store_secrets(tenant, [KEY_VARIABLE])
     characters = Character.objects.bulk_create(
         Character(
             slug=f"bench-life-{n}",

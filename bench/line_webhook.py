@@ -73,6 +73,7 @@ SECRET_VARIABLE, TOKEN_VARIABLE = "BENCH_LINE_CHANNEL_SECRET", "BENCH_LINE_ACCES
 
 SETUP_CODE = f"""
 import os
+from bench.harness import store_secrets
 from characters.models import Character
 from conversations.line.models import LineChannel
 character, _ = Character.objects.update_or_create(
@@ -87,6 +88,7 @@ LineChannel.objects.update_or_create(
     slug="bench", defaults=dict(character=character, channel_secret_env={SECRET_VARIABLE!r},
     access_token_env={TOKEN_VARIABLE!r}, is_active=True),
 )
+store_secrets(character.tenant, [{LLM_KEY_VARIABLE!r}, {SECRET_VARIABLE!r}, {TOKEN_VARIABLE!r}])
 """
 
 

@@ -63,6 +63,7 @@ TARGET_P99_MS = 300.0
 SETUP_MARKER = "RT_BENCH_SETUP "
 SETUP_CODE = f"""
 import json, os
+from bench.harness import store_secrets
 from characters.models import Character
 from conversations.models import ApiKey
 from conversations.speech.models import VoiceSettings
@@ -80,6 +81,7 @@ VoiceSettings.objects.update_or_create(character=bench, defaults=dict(
     stt_provider="openai", stt_base_url=fake, stt_api_key_env={LLM_KEY_VARIABLE!r},
     tts_provider="openai", tts_base_url=fake, tts_api_key_env={LLM_KEY_VARIABLE!r},
 ))
+store_secrets(bench.tenant, [{LLM_KEY_VARIABLE!r}])
 print({SETUP_MARKER!r} + json.dumps({{"key": ApiKey.issue("realtime-bench")[1]}}))
 """
 

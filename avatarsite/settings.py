@@ -144,6 +144,16 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The cache holds per-session settings (conversations/pipeline/session_data.py): this
+# process's memory, or Redis when REDIS_URL is set, so every process sees the same sessions.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_PREFIX", "avatarsite"),
+        }
+    }
 
 # Celery: a filesystem broker under var/ needs no server; CELERY_BROKER_URL (or REDIS_URL)
 # switches to Redis or RabbitMQ. Results go to the database through django-celery-results.
@@ -266,6 +276,10 @@ RATE_LIMIT_STREAM_SECONDS = env.int("RATE_LIMIT_STREAM_SECONDS", default=3600)
 # Functions (dotted paths) that may refuse a request before the LLM: (TurnRequest, text) ->
 # a reason or None. The client gets a `cancelled` event with the reason.
 REQUEST_VALIDATORS = env.list("REQUEST_VALIDATORS", default=[])
+
+# Modules whose async functions characters may name as speech-to-text pre/post-processing
+# hooks (admin: voice settings): staff choose among these, never arbitrary code.
+STT_HOOK_MODULES = env.list("STT_HOOK_MODULES", default=[])
 
 # Modules that register extra tools (with conversations.tools.tool) when the app starts.
 TOOL_MODULES = env.list("TOOL_MODULES", default=[])

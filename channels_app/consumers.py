@@ -35,6 +35,7 @@ from conversations.admission import (
     identify,
 )
 from conversations.pipeline.events import TurnChunk, TurnEvent, TurnStarted
+from conversations.pipeline.session_data import remember_speed
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.pipeline.turn import announce
 from conversations.pipeline.voice import Listener
@@ -48,6 +49,7 @@ from conversations.transports.aiavatar_wire import (
     error_envelope,
     event_envelope,
     pcm_chunk_envelopes,
+    speech_speed,
 )
 from conversations.transports.base import Rejected, bearer_token, problems
 from conversations.transports.text import json_problem
@@ -214,7 +216,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 case "invoke":
                     await self._invoke(message)
                 case "config":
-                    self._configure(message.metadata or {})
+                    await self._configure(message.metadata or {})
                 case "stop":
                     await self.close()
                 case "interrupt":
@@ -267,7 +269,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.context_id = uuid.UUID(message.context_id)
         if self.listener is None:
             self.listener = Listener(self.channel_name)
-        self._configure(metadata)
+        await self._configure(metadata)
         if "response_audio_chunk_size" in metadata:
             self.pcm_slice_bytes = metadata["response_audio_chunk_size"]
         await self._leave_groups()
@@ -291,7 +293,11 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             )
         )
 
-    def _configure(self, metadata: dict[str, Any]) -> None:
+    async def _configure(self, metadata: dict[str, Any]) -> None:
+        """Session settings from start, config or invoke metadata; they hold until changed.
+        The speech speed is kept with the session's data, so microphone turns use it too."""
+        if (speed := speech_speed(metadata)) is not None and self.session is not None:
+            await remember_speed(self.session.key, speed)
         if isinstance(metadata.get("barge_in_enabled"), bool):
             self.barge_in = metadata["barge_in_enabled"]
         if isinstance(metadata.get("send_voiced"), bool):
@@ -325,7 +331,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 raise ClientError(str(exc)) from None
         if not (message.text or audio):
             raise ClientError("invoke needs text or audio_data.")
-        self._configure(message.metadata or {})
+        await self._configure(message.metadata or {})
         if message.context_id:
             self.context_id = uuid.UUID(message.context_id)
         await self._accept_turn(
@@ -334,7 +340,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             files=message.files or [],
             params=message.system_prompt_params or {},
             wait_in_queue=message.wait_in_queue,
-            speed=message.speech_speed(),
         )
 
     # --- turns ---------------------------------------------------------------------------
@@ -347,7 +352,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         files: list[dict[str, str]] | None = None,
         params: dict[str, Any] | None = None,
         wait_in_queue: bool = False,
-        speed: float | None = None,
     ) -> None:
         """Start a turn: announce it (`final{interrupted}`, `accepted`, and `stop` at once when
         it cuts a reply short), then run it in a task so this socket keeps reading."""
@@ -387,7 +391,6 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             "audio": audio,
             "files": files or [],
             "system_prompt_params": params or {},
-            "speech_speed": speed,
         }
         events = self._turn_events(turn, wait_in_queue)
         self._spawn(self._relay(transaction, events, stop_first=not (waits or barging_in)))

@@ -16,6 +16,8 @@ from urllib.parse import quote
 
 import pytest
 from django.conf import settings
+from django.core.cache import cache
+from django.core.cache.backends.locmem import LocMemCache
 from pytest_django.fixtures import Settings
 
 from characters.models import Character
@@ -69,6 +71,15 @@ SERVER_ENV = {
     # What the MCP tests' HTTP server gets as its Authorization header (by variable name).
     "FAKE_MCP_AUTH": "Bearer mcp-test-token",
 }
+
+
+@pytest.fixture(autouse=True)
+def fresh_session_data() -> None:
+    """Per-session settings in this process's memory start empty: SQLite test databases give
+    the next test's end users the same ids. (A Redis cache has this run's own key prefix, and
+    PostgreSQL never reuses ids.)"""
+    if isinstance(cache, LocMemCache):
+        cache.clear()
 
 
 @pytest.fixture(autouse=True, scope="session")

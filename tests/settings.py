@@ -17,5 +17,7 @@ os.environ["DJANGO_ENV_FILE"] = ""
 # one a benchmark gives its own server and worker).
 if "pytest" in sys.modules or "CELERY_QUEUE" not in os.environ:
     os.environ["CELERY_QUEUE"] = f"tests-{uuid.uuid4().hex}"
+    # Likewise the cache's keys (per-session settings), when the cache is a shared Redis.
+    os.environ["CACHE_PREFIX"] = f"tests-{uuid.uuid4().hex}"
 
 from avatarsite.settings import *  # noqa: F403

@@ -39,6 +39,9 @@ class TurnStarted:
     context_id: uuid.UUID
     request_text: str  # what the LLM receives
     recognized_text: str  # what the user said
+    # What the character's speech-to-text hooks reported about the audio, if they ran.
+    preprocess_metadata: dict[str, Any] | None = None
+    postprocess_metadata: dict[str, Any] | None = None
 
 
 @dataclass(slots=True)
@@ -53,6 +56,7 @@ class TurnChunk:
     # One complete WAV; b"" for a sentence with nothing to say; None when TTS is off.
     audio: bytes | None = None
     guardrail: str = ""  # the guardrail whose message this chunk is, if any
+    speed: float | None = None  # the session's speech speed for this sentence; None: the voice's
 
 
 @dataclass(slots=True)

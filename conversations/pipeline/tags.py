@@ -27,8 +27,8 @@ VALUE_ATTRIBUTE = {"face": "name", "animation": "name", "artifact": "name", "vis
 # voice_text: any `[word:…]`, any opening tag with attributes, and a tag cut off at the end.
 SPOKEN_TAG = re.compile(rf"\[\w+:[^\]]*\]|<{TAG_NAME}\s{QUOTED_OR_PLAIN}*>")
 UNFINISHED_TAG = re.compile(
-    r"(?:<(?:face|animation|vision|language|lang|artifact|tools)\b[^>]*"
-    r"|\[(?:face|animation|vision|language|lang|artifact|tools):[^\]]*)\Z",
+    r"(?:<(?:face|animation|vision|language|lang|artifact|tools|speed)\b[^>]*"
+    r"|\[(?:face|animation|vision|language|lang|artifact|tools|speed):[^\]]*)\Z",
     re.IGNORECASE,
 )
 
@@ -42,6 +42,9 @@ VISION = re.compile(r"""\[vision:(\w+)\]|<vision\s[^>]*?source=["'](\w+)["'][^>]
 LANGUAGE = re.compile(
     r"""\[(?:language|lang):\s*([^\]\s]+)\s*\]|<(?:language|lang)\s[^>]*?code=["']([^"']+)["']""",
     re.IGNORECASE,
+)
+SPEED = re.compile(
+    r"""\[speed:\s*([^\]\s]+)\s*\]|<speed\s[^>]*?value=["']([^"']+)["']""", re.IGNORECASE
 )
 
 CONTROL_DURATION = 4.0
@@ -136,6 +139,12 @@ def voice_text(text: str) -> str:
 def language_of(text: str) -> str | None:
     match = LANGUAGE.search(text)
     return (match.group(1) or match.group(2)) if match else None
+
+
+def speed_of(text: str) -> str | None:
+    """The value of the last speech-speed tag (`[speed:1.5]`, `<speed value="1.5"/>`)."""
+    found = [m.group(1) or m.group(2) for m in SPEED.finditer(text)]
+    return found[-1] if found else None
 
 
 def vision_source(text: str) -> str | None:

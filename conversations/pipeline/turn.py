@@ -1,5 +1,8 @@
 """The one path every turn takes, whatever transport it came from.
 
+(Longer than our usual module: the turn's stages share its record, composer and timer, and
+splitting them would pass those around everywhere; `announce` reuses the same composer.)
+
 `run_turn` takes a TurnRequest and yields TurnEvents: started, chunk*, then finished (or
 failed). History is written only for a completed turn, in one transaction with its
 TurnRecord; failed and interrupted turns leave a TurnRecord and nothing else.
@@ -24,7 +27,7 @@ from characters.models import Character
 from conversations.history import save_turn
 from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
 from conversations.models import Guardrail, Message, TurnRecord
-from conversations.speech.stt import STTError
+from conversations.speech.stt import STTError, Transcript
 from conversations.speech.tts import SpeechSynthesizer, TTSError
 from conversations.speech.voices import recognizer_for, synthesizer_for
 from conversations.tools.base import (
@@ -49,6 +52,7 @@ from .events import (
     TurnToolCall,
 )
 from .prompt import compose_system_prompt
+from .session_data import remember_speed, session_speed, valid_speed
 from .shaping import ShapedRequest, needs_shaping, refusal, shape
 from .speaking import speak_ahead
 from .splitter import SentenceSplitter
@@ -57,6 +61,7 @@ from .tags import (
     avatar_control,
     control_tags,
     language_of,
+    speed_of,
     vision_source,
     voice_text,
 )
@@ -86,6 +91,8 @@ class _ChunkComposer:
         self.catalog = character.artifact_catalog
         self.context_id = context_id
         self.language: str | None = None
+        self.speed: float | None = None  # the session's, until a speed tag changes it
+        self.tag_speed: float | None = None  # the last speed a tag in this reply set
         self.texts: list[str] = []
         self.voice_texts: list[str] = []
         names = character.voice_tag_names()
@@ -118,6 +125,8 @@ class _ChunkComposer:
 
     def _chunk(self, segment: str, spoken: str | None) -> TurnChunk:
         self.language = language_of(segment) or self.language
+        if (tagged := valid_speed(speed_of(segment))) is not None:
+            self.speed = self.tag_speed = tagged
         self.texts.append(segment)
         if spoken:
             self.voice_texts.append(spoken)
@@ -129,6 +138,7 @@ class _ChunkComposer:
             control_tags=control_tags(segment, self.catalog),
             avatar_control=avatar_control(segment),
             is_first=len(self.texts) == 1,
+            speed=self.speed,
         )
 
     def full_voice_text(self, character_language: str) -> str:
@@ -187,6 +197,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         record.error = error
         record.response_text = "".join(composer.texts)
         record.total_ms = timer.ms()
+        if composer.tag_speed is not None:  # later turns of the session keep it
+            await remember_speed(request.session_key, composer.tag_speed)
         await sync_to_async(save_turn)(record, request.end_user, messages, opened.provider_state)
         logger.info(
             "turn id=%s character=%s status=%s provider=%s stt_ms=%s llm_first_token_ms=%s "
@@ -208,16 +220,21 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
 
     recognized = request.text
     synthesizer = None
+    transcript = Transcript(text=None)
     try:
         if not recognized and request.audio:
-            recognized = await _transcribe(request, record, timer)
-            record.request_text = recognized
+            transcript = await _transcribe(request, record, timer)
+            recognized = record.request_text = transcript.text or ""
             if not recognized:
                 drop = "No speech recognized."
                 await finish(TurnRecord.Status.CANCELLED, error=drop)
                 yield TurnDropped(context_id=opened.context_id, reason=drop)
                 return
         synthesizer = synthesizer_for(character) if request.speak else None
+        if request.speech_speed is not None:  # set once, kept for the session's later turns
+            await remember_speed(request.session_key, request.speech_speed)
+        if synthesizer is not None:
+            composer.speed = request.speech_speed or await session_speed(request.session_key)
         reason = await refusal(request, recognized)
         shaped = ShapedRequest(recognized, request.files, awake=True)
         if reason is None and needs_shaping(request):
@@ -236,7 +253,13 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
 
     text = shaped.text
     record.request_text = text
-    yield TurnStarted(context_id=opened.context_id, request_text=text, recognized_text=recognized)
+    yield TurnStarted(
+        context_id=opened.context_id,
+        request_text=text,
+        recognized_text=recognized,
+        preprocess_metadata=transcript.preprocess_metadata,
+        postprocess_metadata=transcript.postprocess_metadata,
+    )
     if not shaped.awake:
         # Asleep: the turn is acknowledged but nothing is paid for, nothing remembered.
         await finish(TurnRecord.Status.CANCELLED, error="Not awake: no wake word yet.")
@@ -354,7 +377,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
         started = time.perf_counter()
-        audio = await _speak(synthesizer, character, chunk, request.speech_speed)
+        audio = await _speak(synthesizer, character, chunk)
         record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
         return audio
 
@@ -375,7 +398,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                 chunk = composer.said(sentence)
                 if synthesizer is not None and chunk.voice_text:
                     with contextlib.suppress(TTSError):
-                        chunk.audio = await _speak(synthesizer, character, chunk, None)
+                        chunk.audio = await _speak(synthesizer, character, chunk)
                 yield chunk
         yield TurnFailed(context_id=opened.context_id, error=str(exc))
         return
@@ -403,15 +426,13 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     )
 
 
-async def _speak(
-    synthesizer: SpeechSynthesizer, character: Character, chunk: TurnChunk, speed: float | None
-) -> bytes:
+async def _speak(synthesizer: SpeechSynthesizer, character: Character, chunk: TurnChunk) -> bytes:
     assert chunk.voice_text is not None  # speak_ahead synthesizes spoken chunks only
     return await synthesizer.synthesize(
         chunk.voice_text,
         styled_text=chunk.text,
         language=chunk.language or character.language,
-        speed=speed,
+        speed=chunk.speed,
     )
 
 
@@ -437,7 +458,7 @@ async def announce(
 
     async def synthesize(chunk: TurnChunk) -> bytes:
         assert synthesizer is not None
-        return await _speak(synthesizer, character, chunk, None)
+        return await _speak(synthesizer, character, chunk)
 
     events = chunks()
     if synthesizer is not None:
@@ -457,9 +478,9 @@ async def announce(
     )
 
 
-async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> str:
-    """The words in the request's audio ("" when it holds none); STTError when they cannot be
-    had (an outage is not silence)."""
+async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> Transcript:
+    """The words in the request's audio (no text when it holds none); STTError when they
+    cannot be had (an outage is not silence)."""
     assert request.audio is not None
     recognizer = recognizer_for(request.character)
     if recognizer is None:
@@ -467,4 +488,4 @@ async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -
     started = timer.ms()
     transcript = await recognizer.recognize(request.session_id, request.audio)
     record.stt_ms = round(timer.ms() - started, 2)
-    return transcript.text or ""
+    return transcript

@@ -39,6 +39,8 @@ class VoiceSettingsInline(TenantScopedStackedInline):
                     "stt_api_key_env",
                     "stt_language",
                     "stt_languages",
+                    "stt_preprocess",
+                    "stt_postprocess",
                 )
             },
         ),

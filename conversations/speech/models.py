@@ -13,6 +13,8 @@ from avatarsite.tenants.models import TenantOwned
 from avatarsite.tenants.provider_secrets import check_references, tenant_of
 from characters.models import ENV_VAR_NAME, Character
 
+from .stt import hook
+
 
 class TTSProvider(models.TextChoices):
     AUTO = "auto", "Automatic: local voices (Kokoro for Japanese, espeak-ng) when installed"
@@ -132,6 +134,21 @@ class VoiceSettings(TenantOwned):
     stt_language = models.CharField(
         "STT language", max_length=16, blank=True, help_text="Blank: the character's language."
     )
+    stt_preprocess = models.CharField(
+        "STT preprocessing hook",
+        max_length=200,
+        blank=True,
+        help_text="module.function (async, in one of STT_HOOK_MODULES) given (session_id, "
+        "audio) before recognition: returns the audio, or (audio, metadata); empty audio "
+        "skips recognition.",
+    )
+    stt_postprocess = models.CharField(
+        "STT postprocessing hook",
+        max_length=200,
+        blank=True,
+        help_text="module.function (async, in one of STT_HOOK_MODULES) given (session_id, "
+        "text, audio, preprocess metadata): returns the text, or (text, metadata).",
+    )
     stt_languages = models.CharField(
         "STT languages",
         max_length=100,
@@ -159,6 +176,12 @@ class VoiceSettings(TenantOwned):
         codes = [code.strip() for code in self.stt_languages.split(",") if code.strip()]
         if not all(LANGUAGE_CODE.fullmatch(code) for code in codes):
             errors["stt_languages"] = 'Expected language codes such as "ja, en".'
+        for field in ("stt_preprocess", "stt_postprocess"):
+            if path := getattr(self, field):
+                try:
+                    hook(path)
+                except ValueError as exc:
+                    errors[field] = str(exc)
         request = self.tts_http_request
         if not isinstance(request, dict) or not set(request) <= HTTP_REQUEST_KEYS:
             errors["tts_http_request"] = f"Expected an object with keys among {HTTP_REQUEST_KEYS}."

@@ -19,6 +19,7 @@ from .stt import (
     SpeechRecognizer,
     STTError,
     base_language,
+    hook,
     local_model_path,
     multilingual_available,
 )
@@ -80,10 +81,22 @@ def recognizer_for(character: Character) -> SpeechRecognizer | None:
     """None when no speech-to-text is configured (or, on auto, the local extra is missing)."""
     voice = voice_settings(character)
     languages = stt_languages(character)
-    common = {
+    try:  # checked when saved; this catches a hook whose module left STT_HOOK_MODULES since
+        hooks = {
+            name: hook(path)
+            for name, path in (
+                ("preprocess", voice.stt_preprocess),
+                ("postprocess", voice.stt_postprocess),
+            )
+            if path
+        }
+    except ValueError as exc:
+        raise STTError(f"Speech-to-text hook refused: {exc}") from exc
+    common: dict[str, Any] = {
         # One language is named to remote recognizers; several leave detection to them.
         "language": languages[0] if len(languages) == 1 else None,
         "sample_rate": settings.SPEECH_SAMPLE_RATE,
+        **hooks,
     }
     match voice.stt_provider:
         case STTProvider.NONE:

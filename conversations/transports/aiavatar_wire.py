@@ -31,6 +31,8 @@ from ..speech.audio import read_wav
 from .base import Rejected
 from .text import ID_MAX_LENGTH
 
+# Metadata that sets the session's speech speed: ours, and AIAvatarKit's session-data name.
+SPEED_KEYS = ("speech_speed", "tts_speed")
 RESPONSE_KEYS = (
     "type",
     "session_id",
@@ -100,11 +102,14 @@ class AIAvatarRequest(BaseModel):
     @field_validator("metadata")
     @classmethod
     def _speed_in_range(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
-        speed = (metadata or {}).get("speech_speed")
-        if speed is not None and (
-            isinstance(speed, bool) or not isinstance(speed, int | float) or not 0.25 <= speed <= 4
-        ):
-            raise ValueError("metadata.speech_speed must be a number from 0.25 to 4")
+        for name in SPEED_KEYS:
+            speed = (metadata or {}).get(name)
+            if speed is not None and (
+                isinstance(speed, bool)
+                or not isinstance(speed, int | float)
+                or not 0.25 <= speed <= 4
+            ):
+                raise ValueError(f"metadata.{name} must be a number from 0.25 to 4")
         return metadata
 
     @field_validator("metadata")
@@ -140,9 +145,24 @@ class AIAvatarRequest(BaseModel):
         return dict((self.metadata or {}).get("inline_llm_params") or {})
 
     def speech_speed(self) -> float | None:
-        """This session's own TTS speed, sent as `metadata.speech_speed` (0.25 to 4)."""
-        speed = (self.metadata or {}).get("speech_speed")
-        return float(speed) if speed is not None else None
+        """The session's TTS speed from now on, sent as `metadata.speech_speed` or, as in
+        AIAvatarKit's session data, `metadata.tts_speed` (0.25 to 4)."""
+        return speech_speed(self.metadata)
+
+
+def _hook_metadata(event: TurnStarted) -> dict[str, Any]:
+    """The speech-to-text hooks' metadata, for the turns whose hooks gave some."""
+    found = {
+        "preprocess_metadata": event.preprocess_metadata,
+        "postprocess_metadata": event.postprocess_metadata,
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def speech_speed(metadata: dict[str, Any] | None) -> float | None:
+    """The speed a request's (validated) metadata sets, if any."""
+    speeds = [(metadata or {}).get(name) for name in SPEED_KEYS]
+    return next((float(s) for s in speeds if s is not None), None)
 
 
 def validation_errors(exc: Any) -> list[dict[str, Any]]:
@@ -250,6 +270,7 @@ def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) ->
                 metadata={
                     "request_text": event.request_text,
                     "recognized_text": event.recognized_text,
+                    **_hook_metadata(event),
                 },
             )
         case TurnChunk():

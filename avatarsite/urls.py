@@ -10,6 +10,7 @@ urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("api/", include("avatarsite.api_urls")),
+    path("memory/", include("memory.urls")),
     path("", include("conversations.urls")),
     path("", include("conversations.line.urls")),
     path("", include("channels_app.urls")),

@@ -93,6 +93,7 @@ def add_turn(
     channel: str = "",
     occurred_at: datetime | None = None,
     source: dict[str, Any] | None = None,
+    metadata: dict[str, Any] | None = None,
 ) -> MemoryItem:
     return MemoryItem.objects.create(
         tenant_id=tenant_id,
@@ -106,6 +107,7 @@ def add_turn(
         reply=reply,
         occurred_at=occurred_at or timezone.now(),
         source=source or {},
+        metadata=metadata or {},
     )
 
 

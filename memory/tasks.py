@@ -8,16 +8,17 @@ here, on a worker, where a failure only means "try again next tick".
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from django.conf import settings
-from django.db.models import Max, Q
+from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from pydantic import BaseModel, Field, ValidationError
 
 from characters.life.bridge import LLMFailed, Prompt, connected, run, strip_fences
 from characters.models import Character
+from conversations.models import EndUser
 
 from .embeddings import EmbeddingFailed, default_embedder
 from .models import MemoryItem, MemorySettings
@@ -27,6 +28,8 @@ logger = logging.getLogger("avatarsite.memory")
 
 # A failing row is retried on every tick up to this many times, then left lexical-only.
 MAX_INDEX_ATTEMPTS = 10
+# Quiet conversations looked at per tick, newest first (most of them already summarised).
+SUMMARY_SCAN = 1000
 
 
 def index_pending(limit: int | None = None) -> int:
@@ -84,6 +87,13 @@ def summarise_quiet(now: datetime) -> int:
     """Summarise each conversation quiet for MEMORY_SUMMARY_IDLE_SECONDS whose latest turn
     no summary covers yet; returns how many were written."""
     idle = now - timedelta(seconds=settings.MEMORY_SUMMARY_IDLE_SECONDS)
+    # A summary is dated at the last turn it covers.
+    summarised = MemoryItem.objects.filter(
+        tenant_id=OuterRef("tenant_id"),
+        key=OuterRef("key"),
+        session_id=OuterRef("session_id"),
+        kind=MemoryItem.Kind.SUMMARY,
+    ).values("occurred_at")[:1]
     conversations = (
         MemoryItem.objects.filter(
             kind=MemoryItem.Kind.TURN,
@@ -94,35 +104,49 @@ def summarise_quiet(now: datetime) -> int:
         .values("tenant_id", "key", "session_id", "character_id", "end_user_id")
         .annotate(last=Max("occurred_at"))
         .filter(last__lt=idle)
-        .order_by("last")
+        .annotate(summarised=Subquery(summarised))
+        .order_by("-last")
     )
     written = 0
-    for conversation in conversations[: settings.MEMORY_SUMMARY_BATCH * 4]:
+    for conversation in conversations[:SUMMARY_SCAN]:
         if written >= settings.MEMORY_SUMMARY_BATCH:
             break
-        of_it = MemoryItem.objects.filter(
-            tenant_id=conversation["tenant_id"],
-            key=conversation["key"],
-            session_id=conversation["session_id"],
-        )
-        summary = of_it.filter(kind=MemoryItem.Kind.SUMMARY).first()
-        if summary is not None and summary.metadata.get("until", "") >= _stamp(
-            conversation["last"]
-        ):
+        if conversation["summarised"] and conversation["summarised"] >= conversation["last"]:
             continue
-        turns = of_it.filter(kind=MemoryItem.Kind.TURN).order_by("occurred_at")
-        character = Character.objects.get(pk=conversation["character_id"])
-        if _summarise(character, list(turns[: settings.MEMORY_SUMMARY_MAX_TURNS]), summary):
+        owner = Owner(
+            conversation["key"],
+            Character.objects.get(pk=conversation["character_id"]),
+            EndUser.objects.filter(pk=conversation["end_user_id"]).first(),
+        )
+        if summarise_session(owner, conversation["session_id"]):
             written += 1
     return written
 
 
-def _stamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat()
+def summarise_session(owner: Owner, session_id: str, *, overwrite: bool = False) -> bool:
+    """Summarise one conversation of `owner` (who names a character) unless a summary already
+    covers its latest turn; True when a summary was written."""
+    assert owner.character is not None
+    of_it = MemoryItem.objects.filter(
+        tenant_id=owner.character.tenant_id, key=owner.key, session_id=session_id
+    )
+    turns = list(
+        of_it.filter(kind=MemoryItem.Kind.TURN).order_by("-occurred_at")[
+            : settings.MEMORY_SUMMARY_MAX_TURNS
+        ]
+    )[::-1]
+    if not turns:
+        return False
+    summary = of_it.filter(kind=MemoryItem.Kind.SUMMARY).first()
+    if not overwrite and summary is not None and summary.occurred_at >= turns[-1].occurred_at:
+        return False
+    return _summarise(owner, turns, summary)
 
 
-def _summarise(character: Character, turns: list[MemoryItem], summary: MemoryItem | None) -> bool:
+def _summarise(owner: Owner, turns: list[MemoryItem], summary: MemoryItem | None) -> bool:
     """Write (or rewrite) the conversation's summary and upsert the facts it names."""
+    character = owner.character
+    assert character is not None
     bridge = connected()
     if not bridge.has_llm(character):
         return False
@@ -147,19 +171,17 @@ def _summarise(character: Character, turns: list[MemoryItem], summary: MemoryIte
         summary = MemoryItem(
             tenant_id=last.tenant_id,
             kind=MemoryItem.Kind.SUMMARY,
-            key=last.key,
+            key=owner.key,
             character=character,
-            end_user_id=last.end_user_id,
+            end_user=owner.end_user,
             session_id=last.session_id,
             channel=last.channel,
         )
     summary.content = parsed.summary
     summary.occurred_at = last.occurred_at
     summary.source = {**source, "turns": len(turns)}
-    summary.metadata = {"until": _stamp(last.occurred_at)}
     summary.index_state = MemoryItem.Index.PENDING
     summary.save()
-    owner = Owner(last.key, character, last.end_user)
     for fact in parsed.facts:
         upsert_knowledge(
             last.tenant_id,

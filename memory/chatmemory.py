@@ -15,7 +15,6 @@ for a malformed request, `{"detail": "..."}` otherwise). Differences, on purpose
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -27,7 +26,7 @@ from django.db.models import Max, QuerySet
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import AfterValidator, BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from conversations.admission import Caller, identify
 from conversations.transports.aiavatar_wire import error_response, validation_errors
@@ -39,21 +38,15 @@ from .store import Owner, add_turn, character_key, resolve_key, upsert_diary
 from .tasks import summarise_session
 
 MAX_ROWS = 1000
-_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")
-
-
-def _storable(value: str) -> str:
-    if _UNSTORABLE.search(value):
-        raise ValueError("must not contain NUL or unpaired surrogate characters")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_storable)]
-Key = Annotated[str, Field(min_length=1, max_length=255), AfterValidator(_storable)]
+# NUL and lone surrogates never get this far: the wire text rule refuses them in bodies
+# (read_json) and in query strings (middleware).
+Text = str
+Key = Annotated[str, Field(min_length=1, max_length=255)]
+Short = Annotated[str, Field(max_length=32)]
 
 
 class Message(BaseModel):
-    role: Annotated[str, Field(min_length=1, max_length=32), AfterValidator(_storable)]
+    role: Annotated[str, Field(min_length=1, max_length=32)]
     content: Text
     created_at: datetime | None = None
     metadata: dict[str, Any] = {}
@@ -63,12 +56,12 @@ class AddHistory(BaseModel):
     user_id: Key
     session_id: Key
     messages: list[Message] = Field(max_length=1000)
-    channel: Annotated[str, Field(max_length=32), AfterValidator(_storable)] | None = None
+    channel: Short | None = None
 
 
 class AddKnowledge(BaseModel):
     user_id: Key
-    knowledge: Annotated[str, Field(min_length=1), AfterValidator(_storable)]
+    knowledge: Annotated[str, Field(min_length=1)]
 
 
 class UpsertDiary(BaseModel):
@@ -95,12 +88,12 @@ class Filters(BaseModel):
 
     user_id: Key | None = None
     session_id: Key | None = None
-    channel: Annotated[str, Field(max_length=32), AfterValidator(_storable)] | None = None
+    channel: Short | None = None
     within_seconds: int = Field(3600, ge=0)
     since: datetime | None = None
     until: datetime | None = None
     limit: int | None = Field(None, ge=1, le=MAX_ROWS)
-    knowledge_id: Annotated[str, AfterValidator(_storable)] | None = None
+    knowledge_id: str | None = None
     diary_date: date | None = None
     overwrite: bool = False
     max_count: int = Field(10, ge=1, le=100)

@@ -125,7 +125,10 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
     prepopulated_fields = {"slug": ("name",)}
     readonly_fields = ("created_at", "updated_at", "life_links")
     fieldsets = (
-        (None, {"fields": ("name", "slug", "persona", "language", "timezone")}),
+        (
+            None,
+            {"fields": ("name", "slug", "persona", "default_user_name", "language", "timezone")},
+        ),
         (
             "LLM",
             {
@@ -133,6 +136,8 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
                     "llm_provider",
                     "llm_model",
                     "llm_temperature",
+                    "llm_allowed_models",
+                    "llm_max_tokens",
                     "llm_base_url",
                     "llm_api_key_env",
                 )
@@ -197,6 +202,15 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
         form = BackfillForm(request.POST if "apply" in request.POST else None)
         if form.is_valid():
             data = form.cleaned_data
+            ahead = [
+                f"{c.name} (today {today})"
+                for c in queryset
+                if data["end"] > (today := _local_today(c))
+            ]
+            if ahead:
+                # A diary of a day that has not happened would be invented, not remembered.
+                form.add_error("end", f"After the character's today: {', '.join(ahead)}.")
+        if form.is_valid():
             for character in queryset:
                 enqueue_job(
                     character,

@@ -95,6 +95,25 @@ class Character(TenantOwned):
         help_text="Blank: the provider's default. Leave blank for Anthropic: its API takes "
         "no sampling parameters since version 2026-10-21.",
     )
+    default_user_name = models.CharField(
+        max_length=100,
+        default="you",
+        help_text="What {username} in the persona says while the user's name is unknown "
+        "(e.g. あなた for a Japanese persona).",
+    )
+    llm_allowed_models = models.CharField(
+        "LLM models requests may choose",
+        max_length=500,
+        blank=True,
+        help_text="Comma-separated models a request may switch to for one answer (`model` in "
+        "inline_llm_params); blank: only the LLM model above.",
+    )
+    llm_max_tokens = models.PositiveIntegerField(
+        "Most LLM tokens a request may ask for",
+        default=4096,
+        validators=[MinValueValidator(1)],
+        help_text="The largest max_tokens (or max_completion_tokens) a request may set.",
+    )
     llm_base_url = models.URLField(
         "LLM base URL",
         blank=True,
@@ -240,6 +259,10 @@ class Character(TenantOwned):
 
     def wake_word_list(self) -> list[str]:
         return [word.strip() for word in self.wake_words.split(",") if word.strip()]
+
+    def choosable_models(self) -> set[str]:
+        """The models a request may ask this character to answer with."""
+        return {self.llm_model, *filter(None, map(str.strip, self.llm_allowed_models.split(",")))}
 
     def voice_tag_names(self) -> list[str]:
         return [name.strip() for name in self.voice_text_tags.split(",") if name.strip()]

@@ -264,7 +264,8 @@ class AdmittedSession:
 
     def turn(self, context: OpenedContext, **inputs: Any) -> TurnRequest:
         """A turn of this session in `context`, with the request's inputs (text, audio,
-        files, options)."""
+        files, options); 422 for LLM parameters beyond what the character allows."""
+        _within_character(self.character, inputs.get("llm_params") or {})
         return TurnRequest(
             character=self.character,
             end_user=self.end_user,
@@ -283,6 +284,26 @@ class AdmittedSession:
             return open_context(self.character, self.end_user, context_id)
         except UnknownContext:
             return OpenedContext(uuid.uuid4(), [])
+
+
+def _within_character(character: Character, params: dict[str, Any]) -> None:
+    """A request's own LLM parameters (already type-checked) stay within the character's
+    limits: one of its choosable models, no more tokens than it allows."""
+    model = params.get("model")
+    if model is not None and model not in (choosable := character.choosable_models()):
+        raise Rejected(
+            422,
+            f"model {str(model)[:100]!r} is not one this character may use "
+            f"({', '.join(sorted(choosable))}).",
+            code="invalid_llm_params",
+        )
+    for name in ("max_tokens", "max_completion_tokens"):
+        if params.get(name, 0) > character.llm_max_tokens:
+            raise Rejected(
+                422,
+                f"{name} may be at most {character.llm_max_tokens} for this character.",
+                code="invalid_llm_params",
+            )
 
 
 def _not_found(field_name: str, raw_id: str | None) -> Rejected:

@@ -182,6 +182,9 @@ def _chat_of(event: Event) -> Chat | None:
 
 
 def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
+    if raw.get("mode") == "standby":
+        # Another module (a chat handover) holds the chat: the event is seen, not answered.
+        return Status.IGNORED, "standby mode: the channel is not the active responder"
     try:
         event = Event.from_dict(raw)
     except ValueError:  # unknown type, or a known one missing fields (pydantic errors)

@@ -71,12 +71,51 @@ INLINE_PARAMS = frozenset(
 )
 
 
-def check_inline_params(params: dict[str, Any]) -> dict[str, Any]:
-    """`params` when every key is allowed; ValueError naming the others."""
+# Each numeric parameter's range as the chat-completions API documents it.
+_RANGES: dict[str, tuple[float, float]] = {
+    "temperature": (0, 2),
+    "top_p": (0, 1),
+    "presence_penalty": (-2, 2),
+    "frequency_penalty": (-2, 2),
+}
+_TOKEN_COUNTS = ("max_tokens", "max_completion_tokens")
+_EFFORTS = ("minimal", "low", "medium", "high")
+
+
+def _value_problem(name: str, value: Any) -> str | None:
+    """Why `value` cannot be parameter `name`, or None."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    integer = isinstance(value, int) and not isinstance(value, bool)
+    if name in _RANGES:
+        low, high = _RANGES[name]
+        if not (number and low <= value <= high):
+            return f"must be a number from {low} to {high}"
+    elif name in _TOKEN_COUNTS and not (integer and value >= 1):
+        return "must be a whole number of at least 1"
+    elif name == "seed" and not (integer and abs(value) < 2**63):
+        return "must be a whole number"
+    elif name == "model" and not (isinstance(value, str) and value.strip()):
+        return "must be the name of a model"
+    elif name == "reasoning_effort" and value not in _EFFORTS:
+        return f"must be one of {', '.join(_EFFORTS)}"
+    elif name == "stop" and not (
+        isinstance(value, str)
+        or (isinstance(value, list) and len(value) <= 4 and all(isinstance(s, str) for s in value))
+    ):
+        return "must be a string or a list of up to 4 strings"
+    return None
+
+
+def check_inline_params(params: dict[str, Any], where: str = "inline_llm_params") -> dict[str, Any]:
+    """`params` when every key is allowed and every value has its type and range; ValueError
+    naming the first field that does not (as `where.field`)."""
     unknown = sorted(set(params) - INLINE_PARAMS)
     if unknown:
         allowed = ", ".join(sorted(INLINE_PARAMS))
-        raise ValueError(f"inline_llm_params may not set {', '.join(unknown)}; allowed: {allowed}")
+        raise ValueError(f"{where} may not set {', '.join(unknown)}; allowed: {allowed}")
+    for name, value in params.items():
+        if (problem := _value_problem(name, value)) is not None:
+            raise ValueError(f"{where}.{name} {problem}")
     return params
 
 

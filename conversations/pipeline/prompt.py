@@ -61,7 +61,8 @@ async def compose_system_prompt(
     cached, so an edit in the admin shows on the next turn. The parts are ordered from the
     most to the least stable (persona, the day's schedule, the user, the minute) so providers
     that cache prompt prefixes keep caching the persona and the schedule. The persona may use
-    `{username}`, `{charactername}`, `{today}` and `{now}`; the request's params win.
+    `{username}` (the character's default user name while the user's is unknown),
+    `{charactername}`, `{today}` and `{now}`; the request's params win.
     Registered sections (add_prompt_section) about the user's `text` come last.
     """
     local = character.local_now(now or timezone.now())
@@ -75,7 +76,7 @@ async def compose_system_prompt(
         "charactername": character.name,
         "today": local.date().isoformat(),
         "now": f"{local:%H:%M}",
-        **({"username": username} if username else {}),
+        "username": username or character.default_user_name,
         **(params or {}),
     }
     parts = [render_persona(character.persona, filled).strip()]

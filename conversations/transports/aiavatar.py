@@ -13,7 +13,6 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from pydantic import ValidationError
 
 from characters.models import Character
@@ -32,10 +31,12 @@ from .aiavatar_wire import (
     event_envelope,
     validation_errors,
 )
-from .base import INTERNAL_ERROR, Rejected, read_json
+from .base import INTERNAL_ERROR, Rejected, methods, read_json
 from .sse import sse_response
 
 CHANNEL = "http"
+# What AIAvatarKit's HTTP clients send (`start`; its socket's `invoke` means the same here).
+TURN_TYPES = ("start", "invoke")
 
 
 def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
@@ -48,6 +49,10 @@ def _parse_envelope(request: HttpRequest) -> AIAvatarRequest | Rejected:
         return Rejected(
             422, "invalid envelope", code="validation", body={"detail": validation_errors(exc)}
         )
+    if parsed.type not in TURN_TYPES:
+        message = f"type must be one of {', '.join(TURN_TYPES)}"
+        detail = [{"loc": ["body", "type"], "msg": message, "type": "literal_error"}]
+        return Rejected(422, message, code="validation", body={"detail": detail})
     if not parsed.session_id:
         return Rejected(400, "session_id is required.", code="session_id")
     return parsed
@@ -120,7 +125,7 @@ async def _events(
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=error_response)
 async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
     parsed = _parse_envelope(request)
     try:
@@ -139,7 +144,7 @@ async def chat(request: HttpRequest, slug: str | None = None) -> HttpResponseBas
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=error_response)
 async def start(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
     parsed = _parse_envelope(request)
     try:

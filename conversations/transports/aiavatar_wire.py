@@ -174,7 +174,7 @@ def validation_errors(exc: Any) -> list[dict[str, Any]]:
 
 
 # Errors FastAPI itself raises in AIAvatarKit carry `detail`; its own handlers answer `error`.
-_DETAIL_STATUSES = frozenset({401, 404, 413, 429})
+_DETAIL_STATUSES = frozenset({401, 404, 405, 413, 429})
 
 
 def error_response(rejected: Rejected) -> JsonResponse:

@@ -7,13 +7,15 @@ a message and a machine code; each transport renders that in its own API's error
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, TypeVar, cast
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from pydantic import ValidationError
 
 from .text import json_problem
@@ -80,3 +82,28 @@ def bearer_token(headers: Mapping[str, str]) -> str:
     """The token of an `Authorization: Bearer <token>` header (scheme case-insensitive)."""
     scheme, _, token = headers.get("Authorization", "").partition(" ")
     return token.strip() if scheme.lower() == "bearer" else ""
+
+
+View = TypeVar("View", bound=Callable[..., Awaitable[HttpResponseBase]])
+
+
+def methods(
+    *allowed: str, refuse: Callable[[Rejected], HttpResponseBase]
+) -> Callable[[View], View]:
+    """Only `allowed` HTTP methods reach the (async) view; any other gets a 405 in the API's
+    own error shape (`refuse`), with an `Allow` header. A CORS preflight never gets here:
+    django-cors-headers answers it first."""
+
+    def decorate(view: View) -> View:
+        @functools.wraps(view)
+        async def checked(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            if request.method not in allowed:
+                message = f"Method {request.method} is not allowed here: use {', '.join(allowed)}."
+                response = refuse(Rejected(405, message, code="method_not_allowed"))
+                response["Allow"] = ", ".join(allowed)
+                return response
+            return await view(request, *args, **kwargs)
+
+        return cast(View, checked)
+
+    return decorate

@@ -19,7 +19,6 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..admission import admit, find_character, identify
@@ -34,7 +33,7 @@ from ..pipeline.events import (
 )
 from ..pipeline.sessions import run_session_turn
 from ..rate_limits import StreamSlot
-from .base import INTERNAL_ERROR, Rejected, problems, read_json
+from .base import INTERNAL_ERROR, Rejected, methods, problems, read_json
 from .sse import sse_response
 from .text import ID_MAX_LENGTH
 
@@ -45,7 +44,7 @@ SUPERSEDED = "A newer request in this conversation replaced this one."
 class ChatMessageRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    query: str = ""
+    query: str
     inputs: dict[str, str] | None = None
     user: str = Field(max_length=ID_MAX_LENGTH)
     conversation_id: str | None = None
@@ -202,7 +201,7 @@ async def _blocking(turn: TurnRequest) -> JsonResponse:
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=rejected_response)
 async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
     try:
         data: Any = read_json(request)

@@ -20,11 +20,10 @@ from asgiref.sync import sync_to_async
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..admission import admit, find_character, identify, reachable_characters
-from ..llm.base import INLINE_PARAMS
+from ..llm.base import INLINE_PARAMS, check_inline_params
 from ..pipeline.events import (
     TurnChunk,
     TurnDropped,
@@ -36,7 +35,7 @@ from ..pipeline.events import (
 from ..pipeline.sessions import run_session_turn
 from ..pipeline.tags import without_tags
 from ..rate_limits import StreamSlot
-from .base import INTERNAL_ERROR, Rejected, problems, read_json
+from .base import INTERNAL_ERROR, Rejected, methods, problems, read_json
 from .sse import sse_response
 from .text import ID_MAX_LENGTH
 
@@ -50,6 +49,9 @@ class CompletionRequest(BaseModel):
     messages: list[dict[str, Any]]
     stream: bool = False
     user: str | None = Field(None, max_length=ID_MAX_LENGTH)
+    n: int | None = None
+    tools: list[Any] | None = None
+    functions: list[Any] | None = None
 
 
 def _error_body(rejected: Rejected) -> dict[str, Any]:
@@ -118,6 +120,20 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, S
         payload = CompletionRequest.model_validate(data)
     except ValidationError as exc:
         raise Rejected(400, problems(exc), code="invalid_request") from None
+    if payload.n not in (None, 1):
+        raise Rejected(400, "n: only one choice per request is served.", code="unsupported_value")
+    if payload.tools or payload.functions:
+        raise Rejected(
+            400,
+            "tools: the character's own tools run on the server; client tools are not taken.",
+            code="unsupported_parameter",
+        )
+    # Sampling parameters of the request apply to this turn; `model` names the character.
+    params = {k: data[k] for k in INLINE_PARAMS - {"model"} if k in data}
+    try:
+        check_inline_params(params, where="body")
+    except ValueError as exc:
+        raise Rejected(400, str(exc), code="invalid_value") from None
     text, files = _last_user_message(payload.messages)
     try:
         character = find_character(caller, payload.model)
@@ -139,8 +155,7 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, S
         text=text,
         files=files,
         speak=False,
-        # Sampling parameters of the request apply to this turn; `model` names the character.
-        llm_params={k: data[k] for k in INLINE_PARAMS - {"model"} if k in data},
+        llm_params=params,
     )
     return turn, payload.model, caller.open_stream() if payload.stream else None
 
@@ -209,7 +224,7 @@ async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=rejected_response)
 async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     try:
         data: Any = read_json(request)
@@ -233,7 +248,7 @@ def _models(headers: Mapping[str, str]) -> list[dict[str, Any]]:
     ]
 
 
-@require_GET
+@methods("GET", refuse=rejected_response)
 async def models(request: HttpRequest) -> JsonResponse:
     try:
         listing = await sync_to_async(_models)(request.headers)

@@ -12,7 +12,6 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST
 
 from characters.models import Character
 
@@ -23,7 +22,7 @@ from ..speech.stt import STTError, UnsupportedLanguage
 from ..speech.tts import TTSError
 from ..speech.voices import recognizer_for, synthesizer_for
 from .aiavatar_wire import error_response
-from .base import Rejected, read_json, too_large
+from .base import Rejected, methods, read_json, too_large
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
@@ -88,7 +87,7 @@ async def _transcribe(request: HttpRequest, *, raw_body_allowed: bool) -> HttpRe
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=error_response)
 async def transcribe(request: HttpRequest) -> HttpResponse:
     """AIAvatarKit's code: multipart `audio` (raw PCM16 when declared
     application/octet-stream, else any audio file), optional `session_id`."""
@@ -96,7 +95,7 @@ async def transcribe(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=error_response)
 async def stt(request: HttpRequest) -> HttpResponse:
     """AIAvatarKit's README: the audio as the raw body (an audio file, or PCM declared as
     such), or the multipart form."""
@@ -126,7 +125,7 @@ def _synthesis_request(request: HttpRequest) -> tuple[str, str, str | None, floa
 
 
 @csrf_exempt
-@require_POST
+@methods("POST", refuse=error_response)
 async def synthesize(request: HttpRequest) -> HttpResponse:
     """`/synthesize` (AIAvatarKit's code) and `/tts` (its README): JSON in, one WAV out."""
     try:

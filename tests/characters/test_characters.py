@@ -111,6 +111,8 @@ def _character_form(**voice: str) -> dict[str, str]:
         "llm_provider": "openai",
         "llm_model": "gpt-4.1-mini",
         "llm_api_key_env": "OPENAI_API_KEY",
+        "llm_max_tokens": "4096",
+        "default_user_name": "あなた",
         "context_timeout_seconds": "3600",
         "artifact_catalog": "{}",
         "is_active": "on",

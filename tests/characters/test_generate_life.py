@@ -83,8 +83,9 @@ def test_overwrite_regenerates_every_day(fake_llm: FakeOpenAI, living: Character
         (["--character=hana", "--from=2026-01-05", "--to=2026-01-02"], "is after --to"),
         (["--character=hana", "--from=2024-01-01", "--to=2026-01-02"], "At most 366 days"),
         (["--character=nobody", "--from=2026-01-01", "--to=2026-01-02"], "No character"),
+        (["--character=hana", "--from=2998-12-31", "--to=2999-01-01"], "after hana's today"),
     ],
-    ids=["bad-date", "backwards", "too-long", "unknown-slug"],
+    ids=["bad-date", "backwards", "too-long", "unknown-slug", "future"],
 )
 def test_it_refuses_bad_input_and_writes_nothing(
     fake_llm: FakeOpenAI, living: Character, args: list[str], error: str

@@ -93,7 +93,12 @@ def test_backfill_asks_for_a_valid_range_then_enqueues_one_job(
         reverse(CHANGELIST), {**action, "apply": "1", "start": "2026-01-05", "end": "2026-01-01"}
     )
     assert form.status_code == backwards.status_code == 200
+    future = admin_client.post(
+        reverse(CHANGELIST), {**action, "apply": "1", "start": "2998-12-31", "end": "2999-01-01"}
+    )
+    assert form.status_code == backwards.status_code == future.status_code == 200
     assert "The range starts after it ends." in backwards.content.decode()
+    assert "After the character&#x27;s today: Hana (today " in future.content.decode()
     assert not GenerationJob.objects.exists()
 
     fake_llm.script(answers(life_reply(), 8))

@@ -57,3 +57,17 @@ def test_it_says_when_there_is_no_schedule_and_omits_an_unknown_name() -> None:
     assert prompt == (
         f"Hi from params\n\n{NO_SCHEDULE}\n\nIt is now 2026-01-16 (Friday) 09:00 (UTC)."
     )
+
+
+@pytest.mark.django_db
+def test_an_unknown_users_name_is_the_characters_default_never_the_placeholder() -> None:
+    character = Character.objects.create(
+        slug="yui", name="Yui", persona="{username}さん、{charactername}です。", language="ja-JP"
+    )
+    character.default_user_name = "あなた"
+    user = EndUser.objects.create()
+
+    prompt = compose(character, user, {}, datetime(2026, 1, 16, 9, 0, tzinfo=UTC))
+
+    assert prompt.startswith("あなたさん、Yuiです。")
+    assert "{username}" not in prompt

@@ -58,6 +58,8 @@ def admin_character_form(**fields: Any) -> dict[str, Any]:
         "timezone": "UTC",
         "llm_provider": "openai",
         "llm_model": "gpt-4o-mini",
+        "llm_max_tokens": 4096,
+        "default_user_name": "you",
         "context_timeout_seconds": 0,
         "artifact_catalog": "{}",
         "disabled_tools": "[]",

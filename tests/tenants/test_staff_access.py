@@ -161,6 +161,8 @@ def test_an_admin_adds_rows_to_their_own_tenant(world: World) -> None:
             "llm_provider": "echo",
             "llm_model": "echo",
             "llm_api_key_env": "OPENAI_API_KEY",
+            "llm_max_tokens": 4096,
+            "default_user_name": "you",
             "context_timeout_seconds": 0,
             "artifact_catalog": "{}",
             "disabled_tools": "[]",

@@ -12,6 +12,7 @@ from datetime import date
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
 
 from avatarsite.tenants.models import DEFAULT_TENANT_SLUG
 from characters.life import days
@@ -60,6 +61,10 @@ class Command(BaseCommand):
                 f"No character with the slug {options['character']!r} "
                 f"in the tenant {options['tenant']!r}."
             )
+        today = character.local_now(timezone.now()).date()
+        if end > today:
+            # A diary of a day that has not happened would be invented, not remembered.
+            raise CommandError(f"--to {end} is after {character.slug}'s today ({today}).")
 
         overwrite = frozenset({days.SCHEDULE, days.DIARY}) if options["overwrite"] else frozenset()
         done = 0

@@ -494,12 +494,14 @@ def test_it_records_events_it_does_not_handle(
 ) -> None:
     unknown = event("somethingNew")
     broken = {**text_event("x"), "message": {"type": "text"}}  # no id, text or quoteToken
+    standby = {**text_event("handed over"), "mode": "standby"}  # another module answers
 
-    response = post_webhook(line_stack.webhook_url(), [unknown, broken])
+    response = post_webhook(line_stack.webhook_url(), [unknown, broken, standby])
 
     assert response.status_code == 200
-    rows = wait_for_events(2)
-    assert [r.status for r in rows] == ["ignored", "ignored"]
+    rows = wait_for_events(3)
+    assert [r.status for r in rows] == ["ignored", "ignored", "ignored"]
+    assert rows[2].outcome.startswith("standby mode")
     assert fake_line.calls == []
 
 

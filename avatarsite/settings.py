@@ -46,6 +46,21 @@ SECRET_KEY = _secret_key()
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS, for deployments behind a TLS proxy (docs/operations.md#production). Off by default:
+# `make run` serves plain HTTP on loopback.
+if env.bool("DJANGO_BEHIND_TLS_PROXY", default=False):
+    # The proxy says which scheme the client used; only trust this behind a proxy that sets it.
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # load balancers probe over plain HTTP
+SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=False)
+# `manage.py check --deploy` warnings a deployment has decided about (e.g. security.W021 when
+# it sends HSTS without asking to be preloaded).
+SILENCED_SYSTEM_CHECKS = env.list("DJANGO_SILENCED_SYSTEM_CHECKS", default=[])
+
 INSTALLED_APPS = [
     "daphne",
     "django.contrib.admin",
@@ -228,6 +243,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Characters, end users, conversations and API keys.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The schema and its documentation pages are for staff, as the API itself is.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAdminUser"],
+    # The real schemes; BearerCredentialHint only explains that a Bearer credential is wrong.
+    "AUTHENTICATION_WHITELIST": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
     # Swagger UI and ReDoc assets from the sidecar package: no CDN at run time.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",

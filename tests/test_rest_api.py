@@ -86,7 +86,11 @@ def test_it_lists_conversations_and_their_messages(admin_client: Client) -> None
     assert bad_filter.status_code == 400
 
 
-def test_it_publishes_an_openapi_schema_and_docs(admin_client: Client) -> None:
+def test_it_publishes_an_openapi_schema_and_docs_to_staff_only(
+    admin_client: Client, client: Client
+) -> None:
+    for page in ("/api/schema/", "/api/docs/", "/api/redoc/"):
+        assert client.get(page).status_code in (401, 403), page
     schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
     docs = admin_client.get("/api/docs/")
 

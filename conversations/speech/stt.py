@@ -272,6 +272,13 @@ def _whisper_model(key: str) -> Any:
     return WhisperModel(key, device="cpu", compute_type="int8", local_files_only=True)
 
 
+def detect_language(audio: np.ndarray) -> tuple[str, dict[str, float]]:
+    """The most probable language of 16 kHz float audio (its first 30 s), and every
+    language's probability, by the multilingual model."""
+    detected, _, ranked = _whisper_model(MULTILINGUAL).detect_language(audio)
+    return str(detected), {str(code): float(p) for code, p in ranked}
+
+
 # Below this, a language the character understands is not the audio's language.
 LANGUAGE_FALLBACK_PROBABILITY = 0.2
 # Above this, Whisper itself says a segment holds no speech (music, noise, a cough).
@@ -307,10 +314,10 @@ class LocalWhisperRecognizer(SpeechRecognizer):
     def _language(self, audio: np.ndarray) -> str:
         if not self.multilingual:
             return self.languages[0]  # no detector: the character's one language
-        detected, probability, ranked = _whisper_model(MULTILINGUAL).detect_language(audio)
+        detected, probabilities = detect_language(audio)
+        probability = probabilities[detected]
         if detected in self.languages:
-            return str(detected)
-        probabilities = dict(ranked)
+            return detected
         best = max(self.languages, key=lambda code: probabilities.get(code, 0.0))
         if probabilities.get(best, 0.0) >= LANGUAGE_FALLBACK_PROBABILITY:
             return best

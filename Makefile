@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test bench bench-life bench-line bench-llm bench-speech bench-realtime bench-memory lint apikey clean
+.PHONY: run test fuzz bench bench-life bench-line bench-llm bench-speech bench-realtime bench-memory lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ test: $(VENV)/.installed-dev
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# The fuzz campaign (docs/testing.md#fuzzing): FUZZ_EXAMPLES inputs per endpoint (REST
+# operations: per operation and mode), no shrinking; inputs and failures per endpoint are
+# printed and written to var/fuzz-report.json. `make test` runs the same tests with a few dozen.
+# 10,000 per endpoint takes hours on a 2-core machine: FUZZ_EXAMPLES=500 make fuzz for a look.
+FUZZ_EXAMPLES ?= 10000
+fuzz: export DJANGO_SECRET_KEY ?= insecure-key-for-tests-only
+fuzz: $(VENV)/.installed-dev
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest tests/fuzz -p no:cacheprovider -q
 
 # Benchmarks (docs/benchmarks.md). BENCH_SMOKE=1 make bench-... runs any of them in a tiny
 # configuration; the test suite does that for every bench target (tests/test_benchmarks.py).

@@ -1,13 +1,15 @@
 """The chat endpoints outside the OpenAPI schema, fed hostile bodies over a real daphne.
 
 Hypothesis builds bodies from each endpoint's own fields with wrong types and junk nested in
-them, plus bare JSON values and bytes that are not JSON. No answer may be a 5xx; a 4xx must be
-JSON and must write nothing.
+them (lone surrogates and NUL included), plus bare JSON values and bytes that are not JSON. No
+answer may be a 5xx or a hang; a 4xx must be JSON and must write nothing; a stream must end
+with its API's terminal event. Every input is tried and counted (tests/fuzz/conftest.py).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from characters.models import Character
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI
+from tests.fuzz.conftest import examples, tally
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -51,8 +54,23 @@ FIELDS = {
     "/tts": ["text", "language", "style_info"],
 }
 
+# The events a stream of each endpoint may end with.
+TERMINAL = {
+    "/chat": {"final", "vision", "error", "cancelled", "canceled"},
+    "/start": {"connected"},
+    "/chat-messages": {"message_end", "error"},
+    "/v1/chat/completions": {"[DONE]", "error"},
+    "/tts": set(),
+}
+
 junk = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30),
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=30)
+    # What no column stores, and ids longer than their columns.
+    | st.sampled_from(["\udfff", "a\x00b", "\ud800\udc00\ud800", "x" * 300]),
     lambda inner: (
         st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
     ),
@@ -82,12 +100,33 @@ nested = {
 }
 
 
+# A body each endpoint accepts: one field of it made hostile reaches past validation, into
+# admission and the turn.
+VALID: dict[str, dict[str, Any]] = {
+    "/chat": {"type": "start", "session_id": "fz", "user_id": "fz", "text": "Hi"},
+    "/start": {"type": "start", "session_id": "fz", "user_id": "fz"},
+    "/chat-messages": {"query": "Hi", "user": "fz", "response_mode": "streaming"},
+    "/v1/chat/completions": {
+        "model": "mia",
+        "messages": [{"role": "user", "content": "Hi"}],
+        "stream": True,
+    },
+    "/tts": {"text": "Hi"},
+}
+
+
 def body_for(path: str) -> st.SearchStrategy[bytes]:
     fields = {name: nested.get(name, junk) | junk for name in FIELDS[path]}
-    objects = st.fixed_dictionaries({}, optional=fields).map(lambda body: json.dumps(body).encode())
+    objects = st.fixed_dictionaries({}, optional=fields)
+    one_bad_field = st.sampled_from(FIELDS[path]).flatmap(
+        lambda name: fields[name].map(lambda value: {**VALID[path], name: value})
+    )
     values = junk.map(lambda value: json.dumps(value).encode())
     return (
-        objects | values | st.binary(max_size=200) | st.just(b'{"text": "' + b"x" * 200_000 + b'"}')
+        (st.just(VALID[path]) | one_bad_field | objects).map(lambda b: json.dumps(b).encode())
+        | values
+        | st.binary(max_size=200)
+        | st.just(b'{"text": "' + b"x" * 200_000 + b'"}')
     )
 
 
@@ -96,15 +135,44 @@ def rows() -> dict[str, int]:
     return {model.__name__: model.objects.count() for model in models}
 
 
+def last_event(path: str, text: str) -> str | None:
+    """The stream's last event, as the API names its kind; None for a stream with none."""
+    events = [line[5:].strip() for line in text.splitlines() if line.startswith("data:")]
+    if not events:
+        return None
+    if events[-1] == "[DONE]":
+        return "[DONE]"
+    event = json.loads(events[-1])
+    if path == "/v1/chat/completions":
+        return "error" if "error" in event else "chunk"
+    return str(event.get("event") or event.get("type"))
+
+
+def problem(path: str, response: httpx.Response, before: dict[str, int]) -> str | None:
+    """What is wrong with the answer to one hostile body, or None."""
+    if response.status_code >= 500:
+        return f"{response.status_code}: {response.text[:200]}"
+    if response.status_code >= 400:
+        if not response.headers["content-type"].startswith("application/json"):
+            return f"{response.status_code} is not JSON"
+        response.json()
+        return "a refused request wrote rows" if rows() != before else None
+    streamed = response.headers["content-type"].startswith("text/event-stream")
+    if streamed and (end := last_event(path, response.text)) not in TERMINAL[path]:
+        return f"the stream ended without a terminal event (last: {end})"
+    return None
+
+
 @pytest.mark.parametrize("path", list(FIELDS))
 def test_it_answers_hostile_bodies_without_a_server_error(
     path: str, asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
+    counted = tally(f"POST {path}")
 
     @given(body=body_for(path), key=st.sampled_from([api_key] * 8 + ["none", "wrong"]))
     @settings(
-        max_examples=EXAMPLES_PER_ENDPOINT,
+        max_examples=examples(EXAMPLES_PER_ENDPOINT),
         derandomize=True,
         deadline=None,
         database=None,
@@ -113,16 +181,18 @@ def test_it_answers_hostile_bodies_without_a_server_error(
     )
     def run(body: bytes, key: str) -> None:
         before = rows()
-        with httpx.Client(timeout=20) as client:
-            response = client.post(
-                f"{asgi_server.url}{path}",
-                content=body,
-                headers={**headers, "Authorization": f"Bearer {key}" if key != "none" else ""},
-            )
-        assert response.status_code < 500, (body[:300], response.status_code, response.text[:300])
-        if response.status_code >= 400:
-            assert response.headers["content-type"].startswith("application/json"), body[:300]
-            response.json()
-            assert rows() == before, body[:300]
+        try:
+            with httpx.Client(timeout=20) as client:
+                response = client.post(
+                    f"{asgi_server.url}{path}",
+                    content=body,
+                    headers={**headers, "Authorization": f"Bearer {key}" if key != "none" else ""},
+                )
+        except httpx.TimeoutException:
+            counted.record("hang", f"no answer within 20 s: {body[:300]!r}")
+            return
+        found = problem(path, response, before)
+        counted.record(str(response.status_code), found and f"{found}: {body[:300]!r}")
 
     run()
+    assert counted.failures == 0, counted.examples

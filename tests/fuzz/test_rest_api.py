@@ -23,6 +23,7 @@ from channels_app.models import LiveSession
 from characters.models import Character
 from conversations.models import ApiKey, ChannelIdentity, Context, EndUser, Message
 from tests.conftest import AsgiServer
+from tests.fuzz.conftest import Tally, examples, tally
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,7 +49,9 @@ def staff_auth(django_user_model: type[User]) -> dict[str, str]:
     }
 
 
-def check_case(case: Any, base_url: str, auth: dict[str, str]) -> None:
+def check_case(case: Any, base_url: str, auth: dict[str, str]) -> int:
+    """The status of one generated request; AssertionError (or schemathesis' own failure)
+    when the answer breaks a rule."""
     before = row_counts()
 
     response = case.call(base_url=base_url, headers=auth, timeout=10)
@@ -66,6 +69,32 @@ def check_case(case: Any, base_url: str, auth: dict[str, str]) -> None:
         )
         response.json()
         assert row_counts() == before, case.as_curl_command()
+    return int(response.status_code)
+
+
+def fuzz_operation(
+    operation: Any, mode: GenerationMode, counted: Tally, base_url: str, auth: dict[str, str]
+) -> None:
+    """Send the operation's generated requests of `mode`, counting each answer."""
+
+    @given(case=operation.as_strategy(generation_mode=mode))
+    @hypothesis_settings(
+        max_examples=examples(EXAMPLES_PER_OPERATION),
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    def run(case: Any) -> None:
+        try:
+            status = check_case(case, base_url, auth)
+        except Exception as exc:  # counted, so the campaign tries every input
+            counted.record("failed", f"{type(exc).__name__}: {exc}")
+        else:
+            counted.record(str(status))
+
+    run()
 
 
 def test_it_answers_every_generated_request_without_a_server_error(
@@ -76,31 +105,17 @@ def test_it_answers_every_generated_request_without_a_server_error(
     EndUser.objects.create(display_name="Ada")
     schema = schemathesis.openapi.from_url(f"{asgi_server.url}/api/schema/", headers=staff_auth)
     schema.config.generation.update(allow_x00=True)
-    failures: dict[str, BaseException] = {}
     operations = 0
+    counted: dict[str, Tally] = {}
 
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @given(case=operation.as_strategy(generation_mode=mode))
-            @hypothesis_settings(
-                max_examples=EXAMPLES_PER_OPERATION,
-                derandomize=True,
-                deadline=None,
-                database=None,
-                # One failing example is enough to report; shrinking would resend hundreds.
-                phases=[Phase.explicit, Phase.generate],
-                suppress_health_check=list(HealthCheck),
-            )
-            def run(case: Any) -> None:
-                check_case(case, asgi_server.url, staff_auth)
-
-            try:
-                run()
-            except Exception as exc:
-                failures[f"{operation.label} ({mode})"] = exc
+            name = f"{operation.label} ({mode.value})"
+            counted[name] = tally(name)
+            fuzz_operation(operation, mode, counted[name], asgi_server.url, staff_auth)
 
     assert operations >= 20
-    assert not failures, "\n\n".join(f"{label}: {exc}" for label, exc in failures.items())
+    failures = {name: t.examples for name, t in counted.items() if t.failures}
+    assert not failures, failures

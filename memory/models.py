@@ -16,6 +16,7 @@ from django.db import models
 from django.utils import timezone
 
 from avatarsite.tenants.models import TenantOwned
+from avatarsite.tenants.provider_secrets import check_references, tenant_of
 from characters.models import Character
 from conversations.models import EndUser
 
@@ -146,3 +147,39 @@ class MemorySettings(TenantOwned):
 
     def __str__(self) -> str:
         return f"memory of {self.character}"
+
+
+class EmbeddingProvider(TenantOwned):
+    """A tenant's own embedding API (OpenAI's or any server speaking it) instead of the
+    deployment's offline model. Vectors of different models are never compared: switching
+    re-embeds the tenant's memories on the next memory ticks."""
+
+    name = models.CharField(max_length=100, default="OpenAI-compatible embeddings")
+    base_url = models.URLField(
+        max_length=500, blank=True, help_text="e.g. https://api.openai.com/v1 (blank: OpenAI)."
+    )
+    model = models.CharField(max_length=100, help_text="e.g. text-embedding-3-small.")
+    api_key_env = models.CharField(
+        "API key",
+        max_length=100,
+        blank=True,
+        help_text="The name of one of the tenant's provider secrets holding the key.",
+    )
+    is_active = models.BooleanField(default=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["tenant"],
+                condition=models.Q(is_active=True),
+                name="one_active_embedding_provider_per_tenant",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    def clean(self) -> None:
+        check_references(
+            tenant_of(self), [self.api_key_env], endpoint=self.base_url, field="api_key_env"
+        )

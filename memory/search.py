@@ -31,7 +31,7 @@ from datetime import date, datetime, time, timedelta, tzinfo
 import numpy as np
 from django.db.models import Q
 
-from .embeddings import Embedder, EmbeddingFailed, default_embedder
+from .embeddings import Embedder, EmbeddingFailed, embedder_for
 from .models import MemoryItem
 
 logger = logging.getLogger("avatarsite.memory")
@@ -211,7 +211,7 @@ def search(
     candidates = list(rows.order_by("-occurred_at")[:MAX_CANDIDATES])
     if not candidates:
         return []
-    embedder = embedder if embedder is not None else default_embedder()
+    embedder = embedder if embedder is not None else embedder_for(tenant_id)
     lexical = bm25(query, [item.search_text() for item in candidates])
     matched = lexical > 0
     fused = lexical.copy()

@@ -20,7 +20,7 @@ from characters.life.bridge import LLMFailed, Prompt, connected, run, strip_fenc
 from characters.models import Character
 from conversations.models import EndUser
 
-from .embeddings import EmbeddingFailed, default_embedder
+from .embeddings import Embedder, EmbeddingFailed, embedder_for
 from .models import MemoryItem, MemorySettings
 from .store import Owner, upsert_knowledge
 
@@ -33,16 +33,29 @@ SUMMARY_SCAN = 1000
 
 
 def index_pending(limit: int | None = None) -> int:
-    """Embed rows that wait for a vector (or whose model changed); returns how many."""
-    embedder = default_embedder()
-    if embedder is None:
-        return 0
+    """Embed rows waiting for a vector, or embedded by another model than their tenant's now,
+    up to `limit` (MEMORY_INDEX_BATCH); returns how many were embedded."""
+    budget = limit or settings.MEMORY_INDEX_BATCH
+    embedded = 0
+    tenants = MemoryItem.objects.order_by().values_list("tenant_id", flat=True).distinct()
+    for tenant_id in list(tenants):
+        if embedded >= budget:
+            break
+        embedder = embedder_for(tenant_id)
+        if embedder is not None:
+            embedded += _index(tenant_id, embedder, budget - embedded)
+    return embedded
+
+
+def _index(tenant_id: int, embedder: Embedder, limit: int) -> int:
     rows = list(
-        MemoryItem.objects.filter(
+        MemoryItem.objects.filter(tenant_id=tenant_id)
+        .filter(
             Q(index_state=MemoryItem.Index.PENDING)
             | Q(index_state=MemoryItem.Index.FAILED, index_attempts__lt=MAX_INDEX_ATTEMPTS)
             | (Q(index_state=MemoryItem.Index.INDEXED) & ~Q(embedding_model=embedder.name))
-        ).order_by("created_at")[: limit or settings.MEMORY_INDEX_BATCH]
+        )
+        .order_by("created_at")[:limit]
     )
     if not rows:
         return 0

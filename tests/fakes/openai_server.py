@@ -1,5 +1,5 @@
-"""A fake OpenAI-compatible server (chat completions, transcription, speech) for tests and
-benchmarks.
+"""A fake OpenAI-compatible server (chat completions, transcription, speech, embeddings) for
+tests and benchmarks.
 
 Why a real HTTP server instead of mocking the SDK: the project talks to the LLM
 through the `openai` SDK (httpx underneath), and the behaviours worth testing —
@@ -23,10 +23,13 @@ reached the LLM without scripting anything.
 The audio endpoints have their own script (`script_audio`): `/v1/audio/transcriptions`
 parses the multipart upload the SDK sends and answers `{"text": ...}`;
 `/v1/audio/speech` answers a WAV tone whose length grows with the input text. Both record
-what they received in `audio_requests`.
+what they received in `audio_requests`. `/v1/embeddings` shares that script and record: it
+answers each input with a deterministic unit vector of its words (hashed into
+EMBEDDING_DIMENSIONS), so texts sharing words are near each other.
 """
 
 import contextlib
+import hashlib
 import io
 import json
 import math
@@ -63,12 +66,15 @@ _CHAT_PATH = "/v1/chat/completions"
 _MODELS_PATH = "/v1/models"
 _TRANSCRIPTIONS_PATH = "/v1/audio/transcriptions"
 _SPEECH_PATH = "/v1/audio/speech"
+_EMBEDDINGS_PATH = "/v1/embeddings"
 _ROUTES = {
     ("POST", _CHAT_PATH),
     ("GET", _MODELS_PATH),
     ("POST", _TRANSCRIPTIONS_PATH),
     ("POST", _SPEECH_PATH),
+    ("POST", _EMBEDDINGS_PATH),
 }
+EMBEDDING_DIMENSIONS = 64
 # What the speech endpoint answers: a 440 Hz tone at OpenAI's WAV rate, 40 ms per character.
 SPEECH_SAMPLE_RATE = 24000
 _SPEECH_SECONDS_PER_CHARACTER = 0.04
@@ -473,6 +479,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._transcription(raw)
         elif path == _SPEECH_PATH:
             self._speech(raw)
+        elif path == _EMBEDDINGS_PATH:
+            self._embeddings(raw)
         else:
             self._chat_completions(raw)
 
@@ -517,6 +525,32 @@ class _Handler(BaseHTTPRequestHandler):
             return
         text = reply.text if reply.text is not None else f"{len(upload['data'])} bytes heard."
         self._send_json(200, {"text": text})
+
+    def _embeddings(self, raw: bytes) -> None:
+        """JSON in ({"model", "input": str or [str]}), one hashed bag-of-words vector out per
+        input, in OpenAI's list shape."""
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        inputs = body.get("input") if isinstance(body, dict) else None
+        inputs = [inputs] if isinstance(inputs, str) else inputs
+        if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
+            self._send_json(400, error_body(400, "`input` must be a string or strings."))
+            return
+        reply = self._openai_fake()._accept_audio({"path": _EMBEDDINGS_PATH, **body})
+        self._hold(reply)
+        if reply.status != 200:
+            self._send_json(reply.status, error_body(reply.status), _RETRY_HEADERS)
+            return
+        data = [
+            {"object": "embedding", "index": index, "embedding": _bag_of_words(text)}
+            for index, text in enumerate(inputs)
+        ]
+        usage = {"prompt_tokens": 0, "total_tokens": 0}
+        self._send_json(
+            200, {"object": "list", "data": data, "model": body["model"], "usage": usage}
+        )
 
     def _speech(self, raw: bytes) -> None:
         """JSON in, a WAV tone out (40 ms per input character)."""
@@ -816,8 +850,8 @@ class FakeOpenAI(ScriptedFake):
     def __init__(self, default_chunk_delay: float = 0.0) -> None:
         super().__init__(default_chunk_delay)
         self.audio_requests: list[JSON] = []
-        """Transcription uploads (form fields plus filename, content_type, data) and
-        speech bodies, each with its `path`, in arrival order."""
+        """Transcription uploads (form fields plus filename, content_type, data), speech and
+        embeddings bodies, each with its `path`, in arrival order."""
         self.journal: Journal | None = None
         """When set, every streamed content delta is added as ("llm", piece)."""
         self._audio_script: deque[_Queued] = deque()
@@ -828,8 +862,8 @@ class FakeOpenAI(ScriptedFake):
         return f"{self.url}/v1"
 
     def script_audio(self, *replies: ScriptedReply) -> None:
-        """Queue replies for the audio endpoints: `status`, `delay` and `repeat` apply;
-        `text` is the transcript to return."""
+        """Queue replies for the audio and embeddings endpoints: `status`, `delay` and
+        `repeat` apply; `text` is the transcript to return."""
         with self._lock:
             self._audio_script.extend(_Queued(reply, reply.repeat) for reply in replies)
 
@@ -845,6 +879,15 @@ class FakeOpenAI(ScriptedFake):
         with self._lock:
             self.audio_requests.append(request)
             return _take(self._audio_script, self.default_reply)
+
+
+def _bag_of_words(text: str) -> list[float]:
+    vector = [0.0] * EMBEDDING_DIMENSIONS
+    for word in text.casefold().split():
+        digest = hashlib.sha256(word.strip(".,!?").encode()).digest()
+        vector[digest[0] % EMBEDDING_DIMENSIONS] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector)) or 1.0
+    return [v / norm for v in vector]
 
 
 def _take(script: deque[_Queued], default: ScriptedReply) -> ScriptedReply:

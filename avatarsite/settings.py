@@ -376,6 +376,9 @@ TTS_CACHE_DIR = env.str("TTS_CACHE_DIR", default=str(VAR_DIR / "tts-cache"))
 # Sentences synthesised ahead of the one being sent, while the LLM keeps writing.
 TTS_LOOKAHEAD = env.int("TTS_LOOKAHEAD", default=3)
 ESPEAK_BINARY = env.str("ESPEAK_BINARY", default="espeak-ng")
+# An audio-to-ARKit ONNX model for avatar faces ([1, N] 16 kHz audio in, [1, T, 52] out);
+# blank: the built-in engine, driven by loudness and phonemes (docs/avatar.md).
+AVATAR_ONNX_MODEL_PATH = env.str("AVATAR_ONNX_MODEL_PATH", default="")
 # LINE Messaging API. Blank base URLs use line-bot-sdk's own hosts (api.line.me for messages,
 # api-data.line.me for content); tests and benchmarks point both at a loopback fake.
 LINE_API_BASE_URL = env.str("LINE_API_BASE_URL", default="")

@@ -156,7 +156,10 @@ class EmbeddingProvider(TenantOwned):
 
     name = models.CharField(max_length=100, default="OpenAI-compatible embeddings")
     base_url = models.URLField(
-        max_length=500, blank=True, help_text="e.g. https://api.openai.com/v1 (blank: OpenAI)."
+        "base URL",
+        max_length=500,
+        blank=True,
+        help_text="e.g. https://api.openai.com/v1 (blank: OpenAI).",
     )
     model = models.CharField(max_length=100, help_text="e.g. text-embedding-3-small.")
     api_key_env = models.CharField(

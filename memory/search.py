@@ -222,7 +222,10 @@ def search(
         rescaled = np.where(embedded, (vector - low) / ((high - low) or 1.0), 0.0)
         fused = rescaled + LEXICAL_WEIGHT * lexical
         matched |= embedded
-    # Pinned rows win ties; a row that neither ranking matched is no answer at all.
+    if window is not None and (window.since or window.until):
+        # Asked about a time ("what did we do on Sunday?"): the window is what is relevant.
+        matched[:] = True
+    # Pinned rows win ties; otherwise a row that neither ranking matched is no answer.
     order = sorted(
         (i for i in range(len(candidates)) if matched[i]),
         key=lambda i: (-fused[i], not candidates[i].pinned, -candidates[i].occurred_at.timestamp()),

@@ -5,12 +5,13 @@ become summaries and knowledge, corrected rather than duplicated."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
 
-from characters.models import Character
+from characters.models import Character, Diary
 from conversations.line.handling import process_events
 from conversations.line.models import LineChannel
 from conversations.models import ChannelIdentity, EndUser
@@ -175,3 +176,30 @@ def test_a_summary_that_fails_is_tried_again_next_tick(
     fake_llm.reset()
     fake_llm.script(ScriptedReply(text='{"summary": "A new job on Monday.", "facts": []}'))
     assert summarise_quiet(timezone.now()) == 1
+
+
+def test_the_diary_of_a_day_is_found_when_asked_about_that_day(
+    app: InProcessApp,
+    api_key: str,
+    character: Character,
+    fake_llm: FakeOpenAI,
+    django_capture_on_commit_callbacks: Any,
+) -> None:
+    character.timezone = "Asia/Tokyo"
+    character.save()
+    with django_capture_on_commit_callbacks(execute=True):
+        for day, text in ((2, "Went to the fireworks with Yui."), (3, "Read all day at home.")):
+            Diary.objects.create(character=character, diary_date=date(2026, 8, day), content=text)
+    question = {"query": "what did you do", "since": "2026-08-02", "until": "2026-08-02"}
+    fake_llm.script(
+        ScriptedReply(tool_calls=[{"name": "search_memory", "arguments": question}]),
+        ScriptedReply(text="Fireworks!"),
+    )
+
+    chat(app, api_key, "hana-web", "What did you do on August 2nd?")
+
+    result = json.loads(fake_llm.requests[-1]["messages"][-1]["content"])
+    assert result == {
+        "answer": "Diary (2026-08-02): Went to the fireworks with Yui.",
+        "retrieved_data": None,
+    }

@@ -85,6 +85,10 @@ class Context(TenantOwned):
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="contexts")
     end_user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="contexts")
     channel = models.CharField(max_length=32)
+    # What Dify clients see: a name they may set, and the inputs it started with, which later
+    # turns keep feeding to the system prompt (Dify's conversation variables).
+    name = models.CharField(max_length=255, blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
     message_count = models.PositiveIntegerField(default=0, editable=False)
     provider_state = models.JSONField(
         default=dict,
@@ -152,6 +156,10 @@ class TurnRecord(TenantOwned):
         INTERRUPTED = "interrupted"
         CANCELLED = "cancelled"  # refused before the LLM: a validator, or not awake
 
+    class Rating(models.TextChoices):
+        LIKE = "like"
+        DISLIKE = "dislike"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="turns")
     end_user = models.ForeignKey(
@@ -178,6 +186,9 @@ class TurnRecord(TenantOwned):
     )
     total_ms = models.FloatField("total (ms)", null=True, blank=True)
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The end user's verdict on the answer (Dify's message feedback).
+    feedback_rating = models.CharField(max_length=8, choices=Rating.choices, blank=True)
+    feedback_content = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-started_at"]

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from .transports import aiavatar, dify_api, openai_api, speech_api
+from .transports import aiavatar, dify_api, dify_app, openai_api, speech_api
 
 urlpatterns = [
     path("chat", aiavatar.chat, name="chat"),
@@ -17,4 +17,9 @@ urlpatterns = [
     path("stt", speech_api.stt, name="stt"),
     path("synthesize", speech_api.synthesize, name="synthesize"),
     path("tts", speech_api.synthesize, name="tts"),
+] + [
+    # The rest of Dify's app API, under the same three roots as /chat-messages.
+    path(f"{root}{route}", view, name=name if not root else None)
+    for root in ("", "v1/", "characters/<slug:slug>/")
+    for route, view, name in dify_app.ROUTES
 ]

@@ -32,6 +32,9 @@ class TurnRequest:
     speak: bool = True  # False for text-only channels (LINE, OpenAI and Dify APIs): no TTS
     allow_merge: bool = True  # may join the session's previous request (merge window)
     speech_speed: float | None = None  # this session's TTS speed; None: the character's
+    # The turn record's id, known before the turn runs so a transport can name it (Dify's
+    # message id, which feedback and stop requests refer to).
+    turn_id: uuid.UUID = field(default_factory=uuid.uuid4)
 
 
 @dataclass(slots=True)

@@ -14,6 +14,8 @@ from characters.models import Character, DailySchedule
 from conversations.models import EndUser
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Placeholders the server fills itself (compose_system_prompt); any other is the request's.
+BUILT_IN_PLACEHOLDERS = frozenset({"username", "charactername", "today", "now"})
 
 SCHEDULE_INTRO = (
     "Your schedule for today. Compare it with the current time to know what you are doing "

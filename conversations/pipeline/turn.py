@@ -174,6 +174,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     character = request.character
     provider = provider_for(character)
     record = TurnRecord(
+        id=request.turn_id,
         character=character,
         end_user=request.end_user,
         session_id=request.session_id,

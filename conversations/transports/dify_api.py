@@ -1,9 +1,12 @@
 """Dify-compatible `POST /chat-messages`, for Dify frontends and SDKs
 (docs/wire-protocols.md#dify-chat-messages).
 
-`conversation_id` is our context id; `answer` carries the raw chunk text (control tags
-included, as AIAvatarKit sends it). Streaming emits `message` per sentence and `message_end`,
-or `error` when the turn fails; `blocking` returns one JSON object.
+`conversation_id` is our context id; `message_id` and `task_id` are the turn record's id;
+`answer` carries the raw chunk text (control tags included, as AIAvatarKit sends it).
+Streaming emits `message` per sentence and `message_end` (its metadata saying `interrupted`
+when a stop or a newer request cut the answer short), or `error` when the turn fails;
+`blocking` returns one JSON object. A conversation keeps the `inputs` it started with
+(Dify's conversation variables, conversations/transports/dify_app.py).
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.core.cache import cache
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..admission import admit, find_character, identify
+from ..models import Context
 from ..pipeline.events import (
     TurnCancelled,
     TurnChunk,
@@ -39,6 +44,8 @@ from .text import ID_MAX_LENGTH
 
 CHANNEL = "dify"
 SUPERSEDED = "A newer request in this conversation replaced this one."
+# How long `POST /chat-messages/{task_id}/stop` can find a stream after it started.
+TASK_TTL_SECONDS = 3600
 
 
 class ChatMessageRequest(BaseModel):
@@ -115,6 +122,10 @@ def _prepare(
         context_id=payload.conversation_id,
         context_field="conversation_id",
     )
+    # A conversation's own inputs win over the request's: front-ends resend the first ones
+    # with every message, and a variable changed through the API must stay changed.
+    stored = Context.objects.filter(id=context.context_id).values_list("inputs", flat=True)
+    inputs = {**(payload.inputs or {}), **(stored.first() or {})}
     files = [
         {"type": f.get("type", "image"), "url": f["url"]}
         for f in payload.files or []
@@ -124,11 +135,35 @@ def _prepare(
         context,
         text=payload.query,
         files=files,
-        system_prompt_params=payload.inputs or {},
+        system_prompt_params=inputs,
         speak=False,
     )
     streaming = payload.response_mode == "streaming"
     return turn, caller.open_stream() if streaming else None
+
+
+def _task_key(task_id: str) -> str:
+    return f"dify-task:{task_id}"
+
+
+async def _remember_task(turn: TurnRequest) -> None:
+    """Let a stop request find a stream's session, from any server process, for a while."""
+    value = (str(turn.end_user.pk), turn.session_key)
+    await cache.aset(_task_key(str(turn.turn_id)), value, timeout=TASK_TTL_SECONDS)
+
+
+def task_session(task_id: str) -> tuple[str, str] | None:
+    """The end user id and session key of a stream started lately, by its task id."""
+    found = cache.get(_task_key(task_id))
+    return (str(found[0]), str(found[1])) if found else None
+
+
+async def _keep_inputs(turn: TurnRequest) -> None:
+    """A new conversation keeps the inputs its first turn was given."""
+    if turn.system_prompt_params:
+        await Context.objects.filter(id=turn.context.context_id, inputs={}).aupdate(
+            inputs=turn.system_prompt_params
+        )
 
 
 def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> dict[str, Any]:
@@ -145,6 +180,7 @@ def _event(name: str, message_id: str, conversation_id: str, **fields: Any) -> d
 async def _stream(turn: TurnRequest, message_id: str) -> AsyncIterator[str]:
     conversation_id = str(turn.context.context_id)
     created_at = int(time.time())
+    await _remember_task(turn)
     async for event in run_session_turn(turn):
         match event:
             case TurnChunk():
@@ -159,13 +195,14 @@ async def _stream(turn: TurnRequest, message_id: str) -> AsyncIterator[str]:
                     ensure_ascii=False,
                 )
             case TurnFinished():
+                await _keep_inputs(turn)
                 yield json.dumps(
                     _event(
                         "message_end",
                         message_id,
                         conversation_id,
                         answer=None,
-                        metadata={},
+                        metadata={"interrupted": True} if event.interrupted else {},
                         created_at=created_at,
                     )
                 )
@@ -179,12 +216,13 @@ def _error_event(failure: Rejected, message_id: str, conversation_id: str) -> st
 
 
 async def _blocking(turn: TurnRequest) -> JsonResponse:
-    message_id = f"message_{uuid.uuid4()}"
+    message_id = str(turn.turn_id)
     conversation_id = str(turn.context.context_id)
     async for event in run_session_turn(turn):
         if failure := _failure(event):
             return rejected_response(failure)
         if isinstance(event, TurnFinished):
+            await _keep_inputs(turn)
             return JsonResponse(
                 _event(
                     "message",
@@ -192,7 +230,7 @@ async def _blocking(turn: TurnRequest) -> JsonResponse:
                     conversation_id,
                     mode="chat",
                     answer=event.text,
-                    metadata={},
+                    metadata={"interrupted": True} if event.interrupted else {},
                     created_at=int(time.time()),
                 ),
                 json_dumps_params={"ensure_ascii": False},
@@ -213,7 +251,7 @@ async def chat_messages(request: HttpRequest, slug: str | None = None) -> HttpRe
         return rejected_response(rejected)
     if slot is None:
         return await _blocking(turn)
-    message_id = f"message_{uuid.uuid4()}"
+    message_id = str(turn.turn_id)
     failed = functools.partial(
         _error_event,
         Rejected(500, INTERNAL_ERROR, code="internal_error"),

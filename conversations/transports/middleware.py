@@ -8,9 +8,10 @@ from collections.abc import Awaitable, Callable
 
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
+from django.urls import Resolver404, resolve
 from django.utils.decorators import async_only_middleware
 
-from . import dify_api, openai_api
+from . import dify_api, dify_app, openai_api
 from .aiavatar_wire import error_response
 from .base import Rejected
 from .text import text_problem
@@ -31,8 +32,17 @@ def _problem(request: HttpRequest) -> tuple[list[str], str] | None:
     return None
 
 
+def _is_dify(path: str) -> bool:
+    """Dify's routes share /v1/ with OpenAI's: the view tells them apart."""
+    try:
+        view = resolve(path).func
+    except Resolver404:
+        return False
+    return view.__module__ in (dify_api.__name__, dify_app.__name__)
+
+
 def _render(path: str, rejected: Rejected) -> JsonResponse:
-    if path.endswith("chat-messages"):
+    if _is_dify(path):
         return dify_api.rejected_response(rejected)
     if path.startswith("/v1/"):
         return openai_api.rejected_response(rejected)

@@ -49,7 +49,7 @@ def test_it_streams_messages_and_continues_the_conversation(
     assert [e["answer"] for e in first[:-1]] == ["[face:joy]Hello!", " Nice to meet you."]
     assert uuid.UUID(conversation_id)
     assert {e["message_id"] for e in first} == {first[0]["message_id"]}
-    assert first[0]["message_id"].startswith("message_")
+    assert TurnRecord.objects.filter(id=first[0]["message_id"]).exists()
     assert first[0]["task_id"] == first[0]["id"] == first[0]["message_id"]
     assert first[-1]["metadata"] == {}
     assert {e["conversation_id"] for e in second} == {conversation_id}

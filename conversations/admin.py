@@ -18,6 +18,7 @@ from avatarsite.tenants.scoping import TenantScopedAdmin, TenantScopedTabularInl
 from characters.admin import CharacterAdmin as LifeCharacterAdmin
 from characters.models import Character
 
+from .console.views import dashboard
 from .models import (
     ApiKey,
     ChannelIdentity,
@@ -110,6 +111,17 @@ class TurnRecordAdmin(ReadOnlyAdmin):
     date_hierarchy = "started_at"
     list_select_related = ("character",)
 
+    def get_urls(self) -> list[URLPattern]:
+        view = path(
+            "dashboard/",
+            self.admin_site.admin_view(self.dashboard),
+            name="conversations_turnrecord_dashboard",
+        )
+        return [view, *super().get_urls()]
+
+    def dashboard(self, request: HttpRequest) -> HttpResponse:
+        return dashboard(request, self)
+
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(TenantScopedAdmin):
@@ -196,8 +208,14 @@ class CharacterAdmin(LifeCharacterAdmin):
         if obj.pk is None:
             return "-"
         preview = reverse("admin:characters_character_preview_prompt", args=[obj.pk])
+        board = reverse("admin:conversations_turnrecord_dashboard")
         return format_html(
-            '<a href="{}">Preview the system prompt</a> · {}', preview, super().life_links(obj)
+            '<a href="{}">Preview the system prompt</a> · <a href="{}?character={}">Dashboard</a>'
+            " · {}",
+            preview,
+            board,
+            obj.pk,
+            super().life_links(obj),
         )
 
     def get_urls(self) -> list[URLPattern]:

@@ -192,6 +192,11 @@ class TurnRecord(TenantOwned):
 
     class Meta:
         ordering = ["-started_at"]
+        # The dashboard selects a tenant's or a character's turns in a window of time.
+        indexes = [
+            models.Index(fields=["tenant", "started_at"], name="turn_tenant_started"),
+            models.Index(fields=["character", "started_at"], name="turn_character_started"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.character} {self.status} {self.started_at:%Y-%m-%d %H:%M:%S}"

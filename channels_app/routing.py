@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from django.urls import path, re_path
 
+from .avatar.consumer import AvatarConsumer
 from .consumers import VoiceConsumer
 
 if TYPE_CHECKING:
@@ -20,4 +21,5 @@ def route(pattern: str, app: Any, *, regex: bool = False) -> _ExtendedURLPattern
 
 websocket_urlpatterns: list[_ExtendedURLPattern | URLRouter] = [
     route("ws", VoiceConsumer.as_asgi()),
+    route("avatar/ws", AvatarConsumer.as_asgi()),
 ]

@@ -5,6 +5,7 @@ header, else the default) decides which recognizer and voice are used."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,10 @@ from ..speech.tts import TTSError
 from ..speech.voices import recognizer_for, synthesizer_for
 from .aiavatar_wire import error_response
 from .base import Rejected, methods, read_json, too_large
+
+# One request is one utterance; a whole book would outlast the synthesizer's timeout (a 502).
+MAX_SYNTHESIS_CHARS = 5000
+LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}")
 
 
 def _admit(headers: Mapping[str, str]) -> Character:
@@ -109,8 +114,12 @@ def _synthesis_request(request: HttpRequest) -> tuple[str, str, str | None, floa
     text, language = body.get("text"), body.get("language")
     if not isinstance(text, str) or not text.strip():
         raise Rejected(400, "text is required.", code="text")
-    if language is not None and not isinstance(language, str):
-        raise _invalid(["body", "language"], "Expected text")
+    if len(text) > MAX_SYNTHESIS_CHARS:
+        raise _invalid(["body", "text"], f"At most {MAX_SYNTHESIS_CHARS} characters per request")
+    if language is not None and not (
+        isinstance(language, str) and LANGUAGE_TAG.fullmatch(language)
+    ):
+        raise _invalid(["body", "language"], "Expected a language tag such as en-US or ja-JP")
     style: Any = body.get("style_info") or {}
     if not isinstance(style, dict):
         raise _invalid(["body", "style_info"], "Expected object")

@@ -148,3 +148,20 @@ def test_chat_endpoints_answer_other_methods_with_a_json_405(
 
     assert (status, allowed) == (405, allow)
     assert shape in body
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"text": "Hi", "language": "not a language"}, "language"),
+        ({"text": "Hi", "language": "-x"}, "language"),  # would reach the synthesizer as an option
+        ({"text": "x" * 5001}, "text"),
+    ],
+)
+def test_tts_refuses_what_the_synthesizer_would_fail_on(
+    app: InProcessApp, character: Character, api_key: str, body: dict[str, Any], field: str
+) -> None:
+    result = app.post_sse("/tts", body, key=api_key)
+
+    assert result.status == 422
+    assert result.body["detail"][0]["loc"] == ["body", field]

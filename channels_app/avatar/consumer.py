@@ -1,0 +1,348 @@
+"""The avatar socket: one connection, one admitted session, turns spoken as sync frames.
+
+Auth like avatar-chat-server's: an API key as `Authorization: Bearer`, or a browser token as
+`?token=`; `?character=<slug>` picks the character (else the credential's default). A wrong
+credential refuses the handshake; an unknown (or another tenant's) character is an `error`
+then close 4404.
+
+Each turn runs in one task that reads the pipeline's events and sends, in order:
+`avatar_state{Responding}`, `audio_start`, `transcript_delta`s and paced `sync_frame`s,
+`audio_end`, `transcript_done`, `avatar_state{Listening}`. An interrupt cancels that task
+first, so no frame of the turn can follow the `interrupt` message, whose `offsetMs` is the
+frames sent x 1000 / 30: audio and face stop at the same instant.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import json
+import logging
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from characters.models import Character
+from conversations.admission import AdmittedSession, admit_session, find_character, identify
+from conversations.avatar.animator import FPS, SAMPLE_RATE
+from conversations.avatar.speaking import FramePacer, face_track, sentence_frames
+from conversations.pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnStarted
+from conversations.pipeline.sessions import interrupt_session, run_session_turn
+from conversations.pipeline.voice import Listener
+from conversations.rate_limits import StreamSlot
+from conversations.transports.base import Rejected
+from conversations.transports.text import json_problem
+
+from . import wire
+
+logger = logging.getLogger(__name__)
+
+CHANNEL = "avatar"
+POLICY_VIOLATION = 1008
+MAX_TEXT_CHARS = 4000
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+@dataclass(slots=True)
+class _Turn:
+    turn_id: str
+    task: asyncio.Task[None] | None = None
+    frames_sent: int = 0
+    done: bool = False  # everything of it was sent
+    text: list[tuple[str, int, int]] = field(default_factory=list)  # delta, start, end ms
+
+
+def _admit(scope: Mapping[str, Any]) -> tuple[AdmittedSession, StreamSlot] | None:
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    headers = {k.decode("latin-1").title(): v.decode("latin-1") for k, v in scope["headers"]}
+    try:
+        caller = identify(headers, (query.get("token") or [""])[0] or None)
+    except Rejected as rejected:
+        if rejected.status == 401:
+            return None
+        raise
+    character: Character = find_character(caller, (query.get("character") or [""])[0] or None)
+    slot = caller.open_stream()
+    try:
+        session = admit_session(
+            caller,
+            character,
+            channel=CHANNEL,
+            user_id=caller.user(None),
+            session_id=str(uuid.uuid4()),
+        )
+    except Exception:
+        slot.release()
+        raise
+    return session, slot
+
+
+class AvatarConsumer(AsyncWebsocketConsumer):
+    session: AdmittedSession | None = None
+    slot: StreamSlot | None = None
+
+    async def connect(self) -> None:
+        self.send_lock = asyncio.Lock()
+        self.turn: _Turn | None = None
+        self.listener: Listener | None = None
+        self.streaming = False
+        self.context_id: uuid.UUID | None = None
+        try:
+            admitted = await sync_to_async(_admit)(self.scope)
+        except Rejected as rejected:
+            await self.accept()
+            await self.send(wire.error(rejected.code, rejected.message))
+            await self.close(code=4000 + rejected.status)
+            return
+        if admitted is None:
+            await self.close(code=POLICY_VIOLATION)  # before accept: the handshake fails
+            return
+        self.session, self.slot = admitted
+        await self.accept()
+        engine = face_track().engine.name
+        await self._send(wire.config(settings.SPEECH_SAMPLE_RATE, engine))
+
+    async def disconnect(self, code: int) -> None:
+        await self._cancel_turn()
+        if self.listener is not None:
+            self.listener.close()
+        if self.slot is not None:
+            await sync_to_async(self.slot.release)()
+
+    # --- client messages -----------------------------------------------------------------
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.session is None:
+            return
+        try:
+            if text_data is None:
+                raise ProtocolError(
+                    "INVALID_MESSAGE", "Binary frames are not supported: send JSON."
+                )
+            if len(text_data) > settings.REALTIME_MAX_MESSAGE_BYTES:
+                raise ProtocolError(
+                    "MESSAGE_TOO_LARGE",
+                    f"Message is larger than {settings.REALTIME_MAX_MESSAGE_BYTES} bytes.",
+                )
+            await self._handle(self._parse(text_data))
+        except ProtocolError as exc:
+            await self._send(wire.error(exc.code, str(exc)))
+
+    def _parse(self, text: str) -> dict[str, Any]:
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise ProtocolError("INVALID_MESSAGE", "Message is not valid JSON.") from None
+        if not isinstance(raw, dict) or not isinstance(raw.get("type"), str):
+            raise ProtocolError("INVALID_MESSAGE", "Message must be a JSON object with a type.")
+        if (problem := json_problem(raw, "message")) is not None:
+            raise ProtocolError("INVALID_MESSAGE", f"Invalid message: {problem}")
+        return raw
+
+    async def _handle(self, message: dict[str, Any]) -> None:
+        match message["type"]:
+            case "ping":
+                await self._send(wire.message("pong"))
+            case "text":
+                text = message.get("data")
+                if not isinstance(text, str) or not text.strip():
+                    raise ProtocolError("INVALID_MESSAGE", "text needs data: a non-empty string.")
+                if len(text) > MAX_TEXT_CHARS:
+                    raise ProtocolError(
+                        "INVALID_MESSAGE", f"text is over {MAX_TEXT_CHARS} characters."
+                    )
+                await self._start_turn(text=text)
+            case "audio_stream_start":
+                self.streaming = True
+                if self.listener is None:
+                    self.listener = Listener(self.channel_name)
+            case "audio_stream_end":
+                self.streaming = False
+            case "audio":
+                await self._audio(message.get("data"))
+            case "interrupt":
+                await self._interrupt()
+            case other:
+                raise ProtocolError("UNKNOWN_TYPE", f"Unknown message type {other[:40]!r}.")
+
+    async def _audio(self, data: Any) -> None:
+        if not self.streaming or self.listener is None:
+            raise ProtocolError("AUDIO_NOT_STARTED", "Send audio_stream_start before audio.")
+        try:
+            pcm = base64.b64decode(data, validate=True) if isinstance(data, str) else b""
+        except (binascii.Error, ValueError):
+            raise ProtocolError("INVALID_AUDIO", "audio data is not valid base64.") from None
+        if not pcm or len(pcm) % 2:
+            raise ProtocolError("INVALID_AUDIO", "audio data must be base64 PCM16 samples.")
+        heard = await self.listener.hear(pcm)
+        for utterance in heard.utterances:
+            await self._start_turn(audio=utterance.pcm)
+
+    # --- turns ---------------------------------------------------------------------------
+
+    async def _start_turn(self, **inputs: Any) -> None:
+        if self.turn is not None:
+            await self._interrupt()  # a new request while speaking cuts the reply short
+        turn = _Turn(turn_id=f"turn_{wire.now_ms()}_{uuid.uuid4().hex[:8]}")
+        turn.task = asyncio.create_task(self._speak(turn, inputs))
+        self.turn = turn
+
+    async def _speak(self, turn: _Turn, inputs: dict[str, Any]) -> None:
+        session = self.session
+        assert session is not None
+        track = face_track(seed=hash(turn.turn_id))
+        pacer = FramePacer()
+        started = False
+        spoken: list[str] = []
+        try:
+            context = await sync_to_async(session.reopen)(self.context_id)
+            request = session.turn(context, **inputs)
+            async for event in run_session_turn(request):
+                if isinstance(event, TurnStarted):
+                    self.context_id = event.context_id
+                    if inputs.get("audio") is not None:
+                        await self._send(
+                            wire.message(
+                                "transcript_done",
+                                text=event.recognized_text,
+                                role="user",
+                                turnId=f"user_{wire.now_ms()}",
+                            )
+                        )
+                elif isinstance(event, TurnChunk):
+                    if not started:
+                        started = True
+                        await self._begin(turn, track.engine.name)
+                    before = track.samples_in
+                    frames = await sentence_frames(track, event)
+                    if event.voice_text:
+                        spoken.append(event.voice_text)
+                        offsets = (
+                            round(before * 1000 / SAMPLE_RATE),
+                            round(track.samples_in * 1000 / SAMPLE_RATE),
+                        )
+                        turn.text.append((event.voice_text, *offsets))
+                        await self._send(
+                            wire.message(
+                                "transcript_delta",
+                                text=event.voice_text,
+                                role="assistant",
+                                turnId=turn.turn_id,
+                                sessionId=session.session_id,
+                                startOffset=offsets[0],
+                                endOffset=offsets[1],
+                            )
+                        )
+                    await self._frames(turn, pacer, frames)
+                elif isinstance(event, TurnFailed):
+                    await self._send(wire.error("TURN_FAILED", event.error, turn.turn_id))
+                elif isinstance(event, TurnFinished):
+                    spoken = [event.voice_text]
+            if started:
+                await self._frames(turn, pacer, track.finish())
+                await self._send(
+                    wire.message(
+                        "audio_end",
+                        sessionId=session.session_id,
+                        turnId=turn.turn_id,
+                        frames=turn.frames_sent,
+                        durationMs=round(turn.frames_sent * 1000 / FPS),
+                    )
+                )
+            await self._send(
+                wire.message(
+                    "transcript_done", text=" ".join(spoken), role="assistant", turnId=turn.turn_id
+                )
+            )
+            await self._send(wire.message("avatar_state", state="Listening"))
+            turn.done = True
+        except Exception:
+            logger.exception("avatar turn failed unexpectedly")
+            await self._send(
+                wire.error(
+                    "INTERNAL_ERROR", "Internal error in the conversation pipeline", turn.turn_id
+                )
+            )
+        finally:
+            if self.turn is turn:
+                self.turn = None
+
+    async def _begin(self, turn: _Turn, engine: str) -> None:
+        assert self.session is not None
+        await self._send(wire.message("avatar_state", state="Responding"))
+        await self._send(
+            wire.message(
+                "audio_start",
+                sessionId=self.session.session_id,
+                turnId=turn.turn_id,
+                sampleRate=SAMPLE_RATE,
+                format=wire.PCM_FORMAT,
+                fps=FPS,
+                engine=engine,
+            )
+        )
+
+    async def _frames(self, turn: _Turn, pacer: FramePacer, frames: list[Any]) -> None:
+        assert self.session is not None
+        for frame in frames:
+            await pacer.wait()
+            await self._send(wire.sync_frame(frame, self.session.session_id, turn.turn_id))
+            turn.frames_sent += 1
+
+    async def _cancel_turn(self) -> _Turn | None:
+        turn, self.turn = self.turn, None
+        if turn is not None and turn.task is not None:
+            turn.task.cancel()
+            await asyncio.gather(turn.task, return_exceptions=True)
+        return turn
+
+    async def _interrupt(self) -> None:
+        """Only a turn in progress is interrupted; with none, the message is a no-op."""
+        if self.turn is None or self.session is None:
+            return
+        await interrupt_session(self.session.key)  # the pipeline records it as interrupted
+        turn = await self._cancel_turn()
+        if turn is None or turn.done:
+            return
+        offset = round(turn.frames_sent * 1000 / FPS)
+        await self._send(wire.message("interrupt", turnId=turn.turn_id, offsetMs=offset))
+        await self._send(wire.message("avatar_state", state="Listening"))
+        await self._send(
+            wire.message(
+                "transcript_done",
+                text=_heard(turn.text, offset),
+                role="assistant",
+                turnId=turn.turn_id,
+                interrupted=True,
+            )
+        )
+
+    async def _send(self, text: str) -> None:
+        async with self.send_lock:
+            await self.send(text)
+
+
+def _heard(deltas: list[tuple[str, int, int]], offset_ms: int) -> str:
+    """What was said up to `offset_ms`: whole sentences that ended by then, and the share of
+    the sentence being spoken that its time covers, to the last whole word."""
+    said = []
+    for text, start, end in deltas:
+        if end <= offset_ms:
+            said.append(text)
+        elif start < offset_ms:
+            part = text[: math.floor(len(text) * (offset_ms - start) / max(1, end - start))]
+            said.append(part.rsplit(" ", 1)[0] if " " in part else part)
+    return " ".join(s for s in said if s)

@@ -157,6 +157,7 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
                     "artifact_catalog",
                     "disabled_tools",
                     "dynamic_tools",
+                    "openai_history",
                 )
             },
         ),

@@ -41,6 +41,7 @@ class CharacterSerializer(serializers.ModelSerializer):
             "diary_hour",
             "news_country",
             "dynamic_tools",
+            "openai_history",
             "is_default",
             "is_active",
             "created_at",

@@ -211,6 +211,15 @@ class Character(TenantOwned):
         "calls it, up to five fitting tools are chosen and offered. For characters with many "
         "tools (MCP servers).",
     )
+    openai_history = models.CharField(
+        max_length=8,
+        choices=[("server", "server keeps it"), ("client", "client sends it")],
+        default="server",
+        help_text="On /v1/chat/completions: 'server' continues the user's latest conversation "
+        "from the last user message; 'client' takes the request's messages as the whole "
+        "conversation and keeps nothing but the turn record (OpenAI front-ends' New chat). "
+        "An API key may choose for its own requests.",
+    )
     greeting = models.TextField(
         blank=True,
         help_text="Said when someone starts following the character (e.g. a LINE friend add). "

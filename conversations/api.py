@@ -120,6 +120,7 @@ class ApiKeySerializer(serializers.ModelSerializer):
             "name",
             "prefix",
             "key",
+            "openai_history",
             "requests_per_minute",
             "concurrent_streams",
             "created_at",

@@ -304,6 +304,17 @@ class ApiKey(TenantOwned):
         help_text="Blank: every character of its tenant. Otherwise only these (another "
         "tenant's character on the list reaches nothing).",
     )
+    openai_history = models.CharField(
+        max_length=8,
+        choices=[
+            ("", "as the character says"),
+            ("server", "server keeps it"),
+            ("client", "client sends it"),
+        ],
+        blank=True,
+        help_text="Who keeps the conversation on /v1/chat/completions for this key's requests; "
+        "blank: the character's choice.",
+    )
     requests_per_minute = models.PositiveIntegerField(
         null=True,
         blank=True,

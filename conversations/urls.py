@@ -13,6 +13,7 @@ urlpatterns = [
     path("characters/<slug:slug>/chat-messages", dify_api.chat_messages),
     path("v1/chat/completions", openai_api.chat_completions, name="openai-chat-completions"),
     path("v1/models", openai_api.models, name="openai-models"),
+    path("v1/models/<str:model_id>", openai_api.model, name="openai-model"),
     path("transcribe", speech_api.transcribe, name="transcribe"),
     path("stt", speech_api.stt, name="stt"),
     path("synthesize", speech_api.synthesize, name="synthesize"),

@@ -11,7 +11,15 @@ from characters.models import Character
 from characters.models import LLMProvider as ProviderChoice
 
 from .anthropic import AnthropicProvider
-from .base import ChatMessage, LLMError, LLMProvider, LLMRequest, ToolCallRequest, ToolSpec
+from .base import (
+    ChatMessage,
+    LLMError,
+    LLMProvider,
+    LLMRequest,
+    ToolCallRequest,
+    ToolSpec,
+    Usage,
+)
 from .dify import DifyProvider
 from .echo import ECHO_MARK, EchoProvider
 from .openai_compat import OpenAICompatibleProvider
@@ -24,6 +32,7 @@ __all__ = [
     "LLMRequest",
     "ToolCallRequest",
     "ToolSpec",
+    "Usage",
     "key_variable",
     "provider_for",
     "warn_about_unconfigured_providers",

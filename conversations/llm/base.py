@@ -40,6 +40,24 @@ class ToolCallRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class Usage:
+    """Tokens an LLM call used, as the provider counted them."""
+
+    prompt_tokens: int
+    completion_tokens: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class LLMRequest:
     messages: list[ChatMessage]
     model: str
@@ -126,6 +144,7 @@ class LLMError(Exception):
 class LLMProvider(Protocol):
     name: str
 
-    def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
-        """Yield text deltas, then any tool calls; raise LLMError when the provider fails."""
+    def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest | Usage]:
+        """Yield text deltas, then any tool calls and, from providers that count them, the
+        call's `Usage`; raise LLMError when the provider fails."""
         ...

@@ -14,7 +14,7 @@ import openai
 from django.conf import settings
 from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
-from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest
+from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, Usage
 from .sdk import LLM, broke_off, failure_message, loop_client
 
 
@@ -79,11 +79,13 @@ class OpenAICompatibleProvider:
         self.base_url = base_url
         self.name = name  # what turn records show: "gemini" speaks this protocol too
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest | Usage]:
         params: dict[str, Any] = {
             "model": request.model,
             "messages": [to_openai_message(m) for m in request.messages],
             "stream": True,
+            # The counts come in one last chunk with no choices.
+            "stream_options": {"include_usage": True},
         }
         if request.temperature is not None:
             params["temperature"] = request.temperature
@@ -102,6 +104,7 @@ class OpenAICompatibleProvider:
             ]
         # Tool calls arrive in pieces keyed by index (id and name first, then the arguments).
         calls: dict[int, dict[str, str]] = {}
+        usage: Usage | None = None
         streaming = finished = False
         try:
             # `client.post` is the SDK's documented raw-body call: same auth, retries, timeouts
@@ -118,6 +121,8 @@ class OpenAICompatibleProvider:
             streaming = True
             async with stream:
                 async for chunk in stream:
+                    if chunk.usage is not None:
+                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
                     # Azure's content-filter chunks and usage chunks carry no choices.
                     if not chunk.choices:
                         continue
@@ -140,3 +145,5 @@ class OpenAICompatibleProvider:
             raise broke_off()
         for _, call in sorted(calls.items()):
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])
+        if usage is not None:
+            yield usage

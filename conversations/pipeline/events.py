@@ -8,6 +8,7 @@ from typing import Any
 
 from characters.models import Character
 from conversations.history import OpenedContext
+from conversations.llm import Usage
 from conversations.models import EndUser
 from conversations.tools import ToolResult
 
@@ -35,6 +36,10 @@ class TurnRequest:
     # The turn record's id, known before the turn runs so a transport can name it (Dify's
     # message id, which feedback and stop requests refer to).
     turn_id: uuid.UUID = field(default_factory=uuid.uuid4)
+    # A client that sends the whole conversation (OpenAI's "client keeps it" mode): its own
+    # system text, added after the character's, and no history kept but the turn record.
+    client_system: str = ""
+    keep_history: bool = True
 
 
 @dataclass(slots=True)
@@ -80,6 +85,7 @@ class TurnFinished:
     voice_text: str
     vision_source: str | None  # set when the reply asks for an image: the turn ends as `vision`
     interrupted: bool = False  # a newer request in the session cut the reply short
+    usage: Usage | None = None  # tokens of all the turn's LLM calls, when the provider counts
 
 
 @dataclass(slots=True)

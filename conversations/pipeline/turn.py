@@ -25,7 +25,14 @@ from django.utils import timezone
 
 from characters.models import Character
 from conversations.history import save_turn
-from conversations.llm import ChatMessage, LLMError, LLMRequest, ToolCallRequest, provider_for
+from conversations.llm import (
+    ChatMessage,
+    LLMError,
+    LLMRequest,
+    ToolCallRequest,
+    Usage,
+    provider_for,
+)
 from conversations.models import Guardrail, Message, TurnRecord
 from conversations.speech.stt import STTError, Transcript
 from conversations.speech.tts import SpeechSynthesizer, TTSError
@@ -277,6 +284,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     system = await compose_system_prompt(
         character, request.end_user, request.system_prompt_params, text=text
     )
+    if request.client_system:
+        system = f"{system}\n\n{request.client_system}" if system else request.client_system
     prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
     # What this turn adds to the history: the user message, any tool rounds, the answer.
     added: list[ChatMessage] = [user_message]
@@ -296,8 +305,11 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             record.first_chunk_ms = timer.ms()
         return chunks
 
+    usage: Usage | None = None
+
     async def llm_events() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
         """The reply as chunks, with tool rounds in between, until the model answers."""
+        nonlocal usage
         for round_number in range(MAX_TOOL_ROUNDS + 1):
             # The last round offers no tools, so a model stuck calling them must answer.
             offered = offer.next_round() if round_number < MAX_TOOL_ROUNDS else []
@@ -317,6 +329,9 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                     record.llm_first_token_ms = timer.ms()
                 if isinstance(item, ToolCallRequest):
                     calls.append(item)
+                    continue
+                if isinstance(item, Usage):
+                    usage = item if usage is None else usage + item
                     continue
                 for chunk in chunks_of(splitter.feed(item)):
                     yield chunk
@@ -418,12 +433,13 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     if blocked is not None:  # nothing of a blocked request enters the history
         await finish(TurnRecord.Status.CANCELLED, error=f"Blocked by guardrail {blocked.name}")
     else:
-        await finish(TurnRecord.Status.COMPLETED, messages=added)
+        await finish(TurnRecord.Status.COMPLETED, messages=added if request.keep_history else None)
     yield TurnFinished(
         context_id=opened.context_id,
         text=reply,
         voice_text=composer.full_voice_text(character.language),
         vision_source=vision_source(reply),
+        usage=usage,
     )
 
 

@@ -1,10 +1,13 @@
 """OpenAI-compatible `POST /v1/chat/completions` and `GET /v1/models`
 (docs/wire-protocols.md#openai-chat-completions).
 
-`model` names the character. History lives on the server, so only the last user message of
-the request is read. The API key (never the raw token) plus the optional `user` field name the
-end user; each user continues their latest conversation with the character. Replies carry the
-text without control tags.
+`model` names the character. Who keeps the conversation is the API key's choice, else the
+character's (`openai_history`): the server (only the last user message of the request is
+read; each end user continues their latest conversation with the character) or the client
+(the request's messages are the whole conversation, its system messages follow the
+character's, and nothing but the turn record is stored, so a front-end's "New chat" starts
+afresh). The API key (never the raw token) plus the optional `user` field name the end user.
+Replies carry the text without control tags, and `usage` when the provider counted tokens.
 """
 
 from __future__ import annotations
@@ -14,16 +17,20 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..admission import admit, find_character, identify, reachable_characters
-from ..llm.base import INLINE_PARAMS, check_inline_params
+from ..history import OpenedContext
+from ..llm.base import INLINE_PARAMS, ChatMessage, Usage, check_inline_params
+from ..models import ApiKey
 from ..pipeline.events import (
     TurnChunk,
     TurnDropped,
@@ -42,12 +49,19 @@ from .text import ID_MAX_LENGTH
 CHANNEL = "openai"
 
 
+class StreamOptions(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
 class CompletionRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str
     messages: list[dict[str, Any]]
     stream: bool = False
+    stream_options: StreamOptions | None = None
     user: str | None = Field(None, max_length=ID_MAX_LENGTH)
     n: int | None = None
     tools: list[Any] | None = None
@@ -83,12 +97,8 @@ def _failure(event: TurnEvent) -> Rejected | None:
     return None
 
 
-def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[str, str]]]:
-    """Text and images of the last user message (the server keeps the history itself)."""
-    message = next((m for m in reversed(messages) if m.get("role") == "user"), None)
-    if message is None:
-        raise Rejected(400, "messages must contain a user message", code="invalid_messages")
-    content = message.get("content")
+def _read_content(content: Any) -> tuple[str, list[dict[str, str]]]:
+    """The text and images of one message's content (a string or a list of parts)."""
     if isinstance(content, str):
         return content, []
     if not isinstance(content, list):
@@ -111,8 +121,63 @@ def _last_user_message(messages: list[dict[str, Any]]) -> tuple[str, list[dict[s
     return "\n".join(texts), files
 
 
-def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, StreamSlot | None]:
-    """The turn, the model it names and, to stream it, the key's stream slot."""
+def _last_user_index(messages: list[dict[str, Any]]) -> int:
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        raise Rejected(400, "messages must contain a user message", code="invalid_messages")
+    return users[-1]
+
+
+@dataclass(slots=True)
+class ClientConversation:
+    """What a client that keeps the conversation sent: its system text and the history
+    before its last user message."""
+
+    system: str
+    history: list[ChatMessage]
+
+
+def _client_conversation(messages: list[dict[str, Any]], last: int) -> ClientConversation:
+    systems: list[str] = []
+    history: list[ChatMessage] = []
+    for index, message in enumerate(messages):
+        role = message.get("role")
+        if role in ("system", "developer"):
+            systems.append(_read_content(message.get("content"))[0])
+        elif index > last:
+            raise Rejected(
+                400, "messages must end with the user's message", code="invalid_messages"
+            )
+        elif role in ("user", "assistant") and index < last:
+            text, files = _read_content(message.get("content") or "")
+            history.append(ChatMessage(role=str(role), content=text, files=files))
+        elif index < last:
+            raise Rejected(
+                400,
+                f"messages[{index}].role: {str(role)[:40]!r} is not taken: the character's "
+                "own tools run on the server.",
+                code="invalid_messages",
+            )
+    # The same window as a server-kept conversation, starting with a user message.
+    history = history[-settings.CONTEXT_HISTORY_LIMIT :]
+    while history and history[0].role != "user":
+        history.pop(0)
+    return ClientConversation("\n\n".join(s for s in systems if s.strip()), history)
+
+
+def _history_mode(caller_key_id: int | None, character_mode: str) -> str:
+    """The API key's choice of who keeps the conversation, else the character's."""
+    if caller_key_id is None:
+        return character_mode
+    chosen = ApiKey.objects.filter(pk=caller_key_id).values_list("openai_history", flat=True)
+    return chosen.first() or character_mode
+
+
+Prepared = tuple[TurnRequest, CompletionRequest, StreamSlot | None]
+
+
+def _prepare(headers: Mapping[str, str], data: Any) -> Prepared:
+    """The turn, the request and, to stream it, the key's stream slot."""
     caller = identify(headers)
     if isinstance(data, Rejected):
         raise data
@@ -134,13 +199,17 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, S
         check_inline_params(params, where="body")
     except ValueError as exc:
         raise Rejected(400, str(exc), code="invalid_value") from None
-    text, files = _last_user_message(payload.messages)
+    last = _last_user_index(payload.messages)
+    text, files = _read_content(payload.messages[last].get("content"))
     try:
         character = find_character(caller, payload.model)
     except Rejected:
         raise Rejected(
             404, f"The model {payload.model!r} does not exist.", code="model_not_found"
         ) from None
+    client = None
+    if _history_mode(caller.api_key_id, character.openai_history) == "client":
+        client = _client_conversation(payload.messages, last)
     session, context = admit(
         caller,
         character,
@@ -148,27 +217,59 @@ def _prepare(headers: Mapping[str, str], data: Any) -> tuple[TurnRequest, str, S
         # The key's id, not its secret, names the user; `user` tells apart people sharing it.
         user_id=f"key-{caller.api_key_id}:{caller.user(payload.user) or ''}",
         session_id=f"openai_{uuid.uuid4()}",
-        resume=True,
+        resume=client is None,
     )
+    if client is not None:
+        context = OpenedContext(context.context_id, client.history)
     turn = session.turn(
         context,
         text=text,
         files=files,
         speak=False,
         llm_params=params,
+        client_system=client.system if client else "",
+        keep_history=client is None,
     )
-    return turn, payload.model, caller.open_stream() if payload.stream else None
+    return turn, payload, caller.open_stream() if payload.stream else None
 
 
-def _chunk(completion_id: str, created: int, model: str, **choice: Any) -> str:
-    body = {
-        "id": completion_id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, **choice}],
+def _usage(usage: Usage | None) -> dict[str, int] | None:
+    if usage is None:
+        return None
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
     }
-    return json.dumps(body, ensure_ascii=False)
+
+
+@dataclass(slots=True)
+class _Chunks:
+    """The chunks of one streamed completion; with `include_usage`, every chunk has a null
+    `usage` and one last chunk without choices carries the counts, as OpenAI streams them."""
+
+    model: str
+    include_usage: bool
+    completion_id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4()}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def _body(self, choices: list[dict[str, Any]], **extra: Any) -> str:
+        body = {
+            "id": self.completion_id,
+            "object": "chat.completion.chunk",
+            "created": self.created,
+            "model": self.model,
+            "choices": choices,
+            **({"usage": None} if self.include_usage else {}),
+            **extra,
+        }
+        return json.dumps(body, ensure_ascii=False)
+
+    def choice(self, **choice: Any) -> str:
+        return self._body([{"index": 0, **choice}])
+
+    def usage(self, usage: Usage | None) -> str:
+        return self._body([], usage=_usage(usage))
 
 
 def _content(chunk: TurnChunk, voice_tags: bool, first: bool) -> str:
@@ -185,20 +286,21 @@ def _error_event(failure: Rejected) -> str:
     return json.dumps(_error_body(failure), ensure_ascii=False)
 
 
-async def _stream(turn: TurnRequest, model: str) -> AsyncIterator[str]:
-    completion_id, created = f"chatcmpl-{uuid.uuid4()}", int(time.time())
+async def _stream(turn: TurnRequest, chunks: _Chunks) -> AsyncIterator[str]:
     voice_tags = bool(turn.character.voice_tag_names())
     first = True
-    yield _chunk(completion_id, created, model, delta={"role": "assistant", "content": ""})
+    yield chunks.choice(delta={"role": "assistant", "content": ""})
     async for event in run_session_turn(turn):
         if failure := _failure(event):
             yield _error_event(failure)
         elif isinstance(event, TurnFinished):
-            yield _chunk(completion_id, created, model, delta={}, finish_reason="stop")
+            yield chunks.choice(delta={}, finish_reason="stop")
+            if chunks.include_usage:
+                yield chunks.usage(event.usage)
             yield "[DONE]"
         elif isinstance(event, TurnChunk) and (content := _content(event, voice_tags, first)):
             first = False
-            yield _chunk(completion_id, created, model, delta={"content": content})
+            yield chunks.choice(delta={"content": content})
 
 
 async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
@@ -216,7 +318,7 @@ async def _complete(turn: TurnRequest, model: str) -> JsonResponse:
                     "created": int(time.time()),
                     "model": model,
                     "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
-                    "usage": None,
+                    "usage": _usage(event.usage),
                 },
                 json_dumps_params={"ensure_ascii": False},
             )
@@ -231,20 +333,24 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     except Rejected as rejected:
         data = rejected
     try:
-        turn, model, slot = await sync_to_async(_prepare)(request.headers, data)
+        turn, payload, slot = await sync_to_async(_prepare)(request.headers, data)
     except Rejected as rejected:
         return rejected_response(rejected)
     if slot is not None:
         failed = functools.partial(_error_event, Rejected(500, INTERNAL_ERROR, code="internal"))
-        return sse_response(_stream(turn, model), failed=failed, slot=slot)
-    return await _complete(turn, model)
+        options = payload.stream_options or StreamOptions()
+        chunks = _Chunks(payload.model, options.include_usage)
+        return sse_response(_stream(turn, chunks), failed=failed, slot=slot)
+    return await _complete(turn, payload.model)
 
 
-def _models(headers: Mapping[str, str]) -> list[dict[str, Any]]:
-    characters = reachable_characters(identify(headers)).values_list("slug", "created_at")
+def _models(headers: Mapping[str, str], slug: str | None = None) -> list[dict[str, Any]]:
+    characters = reachable_characters(identify(headers))
+    if slug is not None:
+        characters = characters.filter(slug=slug)
     return [
         {"id": slug, "object": "model", "created": int(at.timestamp()), "owned_by": "avatarsite"}
-        for slug, at in characters
+        for slug, at in characters.values_list("slug", "created_at")
     ]
 
 
@@ -255,3 +361,16 @@ async def models(request: HttpRequest) -> JsonResponse:
     except Rejected as rejected:
         return rejected_response(rejected)
     return JsonResponse({"object": "list", "data": listing})
+
+
+@methods("GET", refuse=rejected_response)
+async def model(request: HttpRequest, model_id: str) -> JsonResponse:
+    """One of the caller's characters as a model; another tenant's is as unknown as none."""
+    try:
+        found = await sync_to_async(_models)(request.headers, model_id)
+    except Rejected as rejected:
+        return rejected_response(rejected)
+    if not found:
+        message = f"The model {model_id[:100]!r} does not exist."
+        return rejected_response(Rejected(404, message, code="model_not_found"))
+    return JsonResponse(found[0])

@@ -17,6 +17,7 @@ from conversations.llm import (
     LLMError,
     LLMRequest,
     ToolCallRequest,
+    Usage,
     key_variable,
     provider_for,
 )
@@ -51,11 +52,13 @@ def provider(fake: FakeAnthropic) -> AnthropicProvider:
     return AnthropicProvider(api_key=fake.api_key, base_url=fake.base_url)
 
 
-async def collect(provider: ProviderProtocol, request: LLMRequest) -> list[str | ToolCallRequest]:
+async def collect(
+    provider: ProviderProtocol, request: LLMRequest
+) -> list[str | ToolCallRequest | Usage]:
     return [item async for item in provider.stream(request)]
 
 
-def text_of(items: list[str | ToolCallRequest]) -> str:
+def text_of(items: list[str | ToolCallRequest | Usage]) -> str:
     return "".join(i for i in items if isinstance(i, str))
 
 

@@ -11,6 +11,7 @@ from characters.models import Character, LLMProvider
 from conversations.llm import (
     ChatMessage,
     LLMRequest,
+    Usage,
     provider_for,
 )
 from conversations.llm.echo import EchoProvider
@@ -34,10 +35,14 @@ def provider(fake: FakeOpenAI) -> OpenAICompatibleProvider:
 async def test_it_streams_text_deltas(fake_llm: FakeOpenAI) -> None:
     fake_llm.script(ScriptedReply(text="Hi there. How are you?"))
 
-    deltas: list[Any] = [d async for d in provider(fake_llm).stream(HELLO)]
+    items: list[Any] = [d async for d in provider(fake_llm).stream(HELLO)]
+    deltas = [d for d in items if isinstance(d, str)]
 
     assert "".join(deltas) == "Hi there. How are you?" and len(deltas) > 1
+    # The call's token counts come last, as the API reported them.
+    assert items[-1] == Usage(prompt_tokens=items[-1].prompt_tokens, completion_tokens=len(deltas))
     sent = fake_llm.requests[-1]
+    assert sent["stream_options"] == {"include_usage": True}
     assert (sent["model"], sent["temperature"], sent["stream"]) == ("gpt-4o-mini", 0.3, True)
     assert sent["messages"][1]["content"][0] == {
         "type": "image_url",

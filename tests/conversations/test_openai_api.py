@@ -8,8 +8,9 @@ import httpx
 import openai
 import pytest
 
+from avatarsite.tenants.models import Tenant
 from characters.models import Character
-from conversations.models import ChannelIdentity, Context, TurnRecord
+from conversations.models import ApiKey, ChannelIdentity, Context, TurnRecord
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
@@ -170,3 +171,112 @@ def test_it_refuses_an_image_url_part_that_is_not_an_object(
     assert response.status_code == 400
     assert "image_url" in response.json()["error"]["message"]
     assert not TurnRecord.objects.exists() and not ChannelIdentity.objects.exists()
+
+
+def test_it_shows_one_model_and_refuses_an_unknown_or_foreign_one(
+    asgi_server: AsgiServer, character: Character, api_key: str
+) -> None:
+    other = Tenant.named("globex")
+    Character.objects.create(tenant=other, slug="kai", name="Kai")
+
+    with client(asgi_server, api_key) as sdk:
+        model = sdk.models.retrieve("mia")
+        for unknown in ("kai", "nobody"):
+            with pytest.raises(openai.NotFoundError, match="does not exist") as refused:
+                sdk.models.retrieve(unknown)
+            assert refused.value.body["code"] == "model_not_found"
+
+    assert (model.id, model.object, model.owned_by) == ("mia", "model", "avatarsite")
+
+
+def test_a_client_kept_conversation_starts_fresh_on_new_chat(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    character.openai_history = "client"
+    character.save()
+    chat: list[Any] = [
+        {"role": "system", "content": "Answer in haiku."},
+        {"role": "user", "content": "My name is Ken."},
+        {"role": "assistant", "content": "Hello Ken."},
+        {"role": "user", "content": "What is my name?"},
+    ]
+
+    with client(asgi_server, api_key) as sdk:
+        ongoing = sdk.chat.completions.create(model="mia", messages=chat)
+        new_chat = ask(sdk, "Who am I?")
+
+    sent = fake_llm.requests[0]["messages"]
+    assert sent[0]["role"] == "system"
+    assert sent[0]["content"].startswith("You are Mia.")
+    assert sent[0]["content"].endswith("Answer in haiku.")
+    assert [m["content"] for m in sent[1:]] == ["My name is Ken.", "Hello Ken.", "What is my name?"]
+    assert ongoing.choices[0].message.content.endswith("I have seen 2 user messages.")
+    assert new_chat is not None and new_chat.endswith("I have seen 1 user messages.")
+    # Nothing but the turn records is kept.
+    assert not Context.objects.exists()
+    assert TurnRecord.objects.filter(status="completed").count() == 2
+
+
+def test_an_api_key_chooses_who_keeps_the_conversation(
+    asgi_server: AsgiServer, character: Character, fake_llm: FakeOpenAI
+) -> None:
+    key, raw = ApiKey.issue("front-end")
+    key.openai_history = "client"
+    key.save()
+
+    with client(asgi_server, raw) as sdk:
+        ask(sdk, "One")
+        answer = ask(sdk, "Two")
+
+    assert answer is not None and answer.endswith("I have seen 1 user messages.")
+    assert not Context.objects.exists()
+
+
+def test_it_refuses_client_tool_messages_in_a_client_kept_conversation(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    character.openai_history = "client"
+    character.save()
+
+    with client(asgi_server, api_key) as sdk, pytest.raises(openai.BadRequestError, match="tool"):
+        sdk.chat.completions.create(
+            model="mia",
+            messages=[
+                {"role": "user", "content": "Hi"},
+                {"role": "tool", "content": "42", "tool_call_id": "c1"},
+                {"role": "user", "content": "And?"},
+            ],
+        )
+
+    assert not TurnRecord.objects.exists()
+
+
+def test_it_reports_usage_in_the_answer_and_the_last_chunk(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    with client(asgi_server, api_key) as sdk:
+        completion = sdk.chat.completions.create(
+            model="mia", messages=[{"role": "user", "content": "Hi"}]
+        )
+        chunks = list(
+            sdk.chat.completions.create(
+                model="mia",
+                messages=[{"role": "user", "content": "Hi"}],
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        )
+        plain = list(
+            sdk.chat.completions.create(
+                model="mia", messages=[{"role": "user", "content": "Hi"}], stream=True
+            )
+        )
+
+    assert completion.usage is not None and completion.usage.completion_tokens > 0
+    assert completion.usage.total_tokens == (
+        completion.usage.prompt_tokens + completion.usage.completion_tokens
+    )
+    assert all(c.usage is None for c in chunks[:-1])
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.prompt_tokens > 0
+    assert all(c.usage is None for c in plain) and plain[-1].choices

@@ -24,6 +24,7 @@ from conversations.llm import (
     LLMError,
     LLMRequest,
     ToolCallRequest,
+    Usage,
     provider_for,
 )
 from conversations.llm.base import LLMProvider as Provider
@@ -137,11 +138,11 @@ def subject(
     yield Subject(case, fake, character, monkeypatch)
 
 
-async def collect(provider: Provider, request: LLMRequest) -> list[str | ToolCallRequest]:
+async def collect(provider: Provider, request: LLMRequest) -> list[str | ToolCallRequest | Usage]:
     return [item async for item in provider.stream(request)]
 
 
-def text_of(items: list[str | ToolCallRequest]) -> str:
+def text_of(items: list[str | ToolCallRequest | Usage]) -> str:
     return "".join(i for i in items if isinstance(i, str))
 
 

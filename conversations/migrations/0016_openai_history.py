@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0014_dify_conversation_fields"),
+        ("conversations", "0015_turn_record_dashboard_indexes"),
     ]
 
     operations = [

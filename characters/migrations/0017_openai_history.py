@@ -4,15 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('characters', '0016_request_limits_and_default_user_name'),
+        ("characters", "0016_request_limits_and_default_user_name"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='character',
-            name='openai_history',
-            field=models.CharField(choices=[('server', 'server keeps it'), ('client', 'client sends it')], default='server', help_text="On /v1/chat/completions: 'server' continues the user's latest conversation from the last user message; 'client' takes the request's messages as the whole conversation and keeps nothing but the turn record (OpenAI front-ends' New chat). An API key may choose for its own requests.", max_length=8),
+            model_name="character",
+            name="openai_history",
+            field=models.CharField(
+                choices=[("server", "server keeps it"), ("client", "client sends it")],
+                default="server",
+                help_text="On /v1/chat/completions: 'server' continues the user's latest conversation from the last user message; 'client' takes the request's messages as the whole conversation and keeps nothing but the turn record (OpenAI front-ends' New chat). An API key may choose for its own requests.",
+                max_length=8,
+            ),
         ),
     ]

@@ -24,7 +24,7 @@ import hashlib
 import logging
 import uuid
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -141,15 +141,13 @@ class SessionTurns:
         self.interrupt_locally(key, cancel_waiting=cancel_waiting)
         layer = get_channel_layer()
         if layer is not None:
-            await layer.group_send(
-                _group(key),
-                {
-                    "type": "turns.interrupt",
-                    "key": key,
-                    "origin": self.process_id,
-                    "cancel_waiting": cancel_waiting,
-                },
-            )
+            message = {
+                "type": "turns.interrupt",
+                "key": key,
+                "origin": self.process_id,
+                "cancel_waiting": cancel_waiting,
+            }
+            await _tolerated("interrupt", layer.group_send(_group(key), message))
 
     async def interrupt(self, key: str) -> None:
         await self._interrupt(key, cancel_waiting=False)
@@ -170,12 +168,12 @@ class SessionTurns:
         if self._channel is None:
             self._channel = await layer.new_channel()
             self._listener = asyncio.create_task(self._listen(self._channel))
-        await layer.group_add(_group(key), self._channel)
+        await _tolerated("watch", layer.group_add(_group(key), self._channel))
 
     async def _unwatch(self, key: str) -> None:
         layer = get_channel_layer()
         if layer is not None and self._channel is not None:
-            await layer.group_discard(_group(key), self._channel)
+            await _tolerated("unwatch", layer.group_discard(_group(key), self._channel))
 
     async def _listen(self, channel: str) -> None:
         layer = get_channel_layer()
@@ -191,6 +189,15 @@ class SessionTurns:
                 continue
             if message.get("type") == "turns.interrupt" and message["origin"] != self.process_id:
                 self.interrupt_locally(message["key"], cancel_waiting=message["cancel_waiting"])
+
+
+async def _tolerated(what: str, call: Awaitable[None]) -> None:
+    """A channel-layer call that may fail (Redis unreachable): the turn goes on, and turns of
+    this process still coordinate; only other processes miss the message until it is back."""
+    try:
+        await call
+    except Exception as exc:
+        logger.warning("channel layer unavailable (%s: %r); sessions coordinate locally", what, exc)
 
 
 _per_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SessionTurns] = (

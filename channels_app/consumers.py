@@ -162,6 +162,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.barge_in = False
         self.send_voiced = False
         self.send_partial = False
+        self.avatar_frames = False
         self.recognizer: SpeechRecognizer | None = None
         self.partial_task: asyncio.Task[None] | None = None
         self.partial_heard = 0
@@ -304,6 +305,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.send_voiced = metadata["send_voiced"]
         if isinstance(metadata.get("send_partial_text"), bool):
             self.send_partial = metadata["send_partial_text"]
+        if isinstance(metadata.get("avatar_frames"), bool):
+            self.avatar_frames = metadata["avatar_frames"]
         db = metadata.get("volume_db_threshold")
         if self.listener is not None and isinstance(db, int | float) and db:
             self.listener.set_volume_threshold(float(db))
@@ -391,6 +394,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             "audio": audio,
             "files": files or [],
             "system_prompt_params": params or {},
+            "face_frames": self.avatar_frames,
         }
         events = self._turn_events(turn, wait_in_queue)
         self._spawn(self._relay(transaction, events, stop_first=not (waits or barging_in)))

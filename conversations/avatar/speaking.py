@@ -24,12 +24,16 @@ def face_track(seed: int = 0) -> FaceTrack:
     return FaceTrack(mouth_engine(settings.AVATAR_ONNX_MODEL_PATH), seed=seed)
 
 
-async def sentence_frames(track: FaceTrack, chunk: TurnChunk) -> list[FaceFrame]:
-    """The frames one synthesized sentence completes (none for a silent one)."""
-    if not chunk.audio:
+async def sentence_frames(
+    track: FaceTrack, chunk: TurnChunk, audio: bytes | None = None
+) -> list[FaceFrame]:
+    """The frames one synthesized sentence (`audio`, else the chunk's own) completes; none
+    for a silent one."""
+    audio = chunk.audio if audio is None else audio
+    if not audio:
         return []
     try:
-        wav = to_mono(read_wav(chunk.audio))
+        wav = to_mono(read_wav(audio))
     except AudioError:
         return []  # the synthesizer already refuses non-WAV audio; nothing to animate
     shapes = await visemes(chunk.voice_text or "", chunk.language)
@@ -37,6 +41,14 @@ async def sentence_frames(track: FaceTrack, chunk: TurnChunk) -> list[FaceFrame]
     seconds = chunk.avatar_control.face_duration
     # numpy work off the event loop: other sessions' frames keep their clock.
     return await asyncio.to_thread(track.add, wav.pcm, wav.sample_rate, shapes, face, seconds)
+
+
+async def chunk_face(chunk: TurnChunk, audio: bytes) -> list[list[float]]:
+    """One sentence's face on its own clock, for protocols that send audio by sentence: frame
+    i covers [i/30 s, (i+1)/30 s) of `audio`, weights rounded to 3 decimals."""
+    track = face_track()
+    frames = await sentence_frames(track, chunk, audio) + track.finish()
+    return [[round(float(w), 3) for w in frame.weights] for frame in frames]
 
 
 class FramePacer:

@@ -33,6 +33,7 @@ class TurnRequest:
     speak: bool = True  # False for text-only channels (LINE, OpenAI and Dify APIs): no TTS
     allow_merge: bool = True  # may join the session's previous request (merge window)
     speech_speed: float | None = None  # this session's TTS speed; None: the character's
+    face_frames: bool = False  # each spoken chunk also carries its avatar face frames
     # The turn record's id, known before the turn runs so a transport can name it (Dify's
     # message id, which feedback and stop requests refer to).
     turn_id: uuid.UUID = field(default_factory=uuid.uuid4)
@@ -65,6 +66,8 @@ class TurnChunk:
     audio: bytes | None = None
     guardrail: str = ""  # the guardrail whose message this chunk is, if any
     speed: float | None = None  # the session's speech speed for this sentence; None: the voice's
+    # With TurnRequest.face_frames: 52 ARKit weights per 1/30 s of `audio`, from its start.
+    face: list[list[float]] | None = None
 
 
 @dataclass(slots=True)

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from characters.models import Character
+from conversations.avatar.speaking import chunk_face
 from conversations.history import save_turn
 from conversations.llm import (
     ChatMessage,
@@ -394,6 +395,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         assert synthesizer is not None
         started = time.perf_counter()
         audio = await _speak(synthesizer, character, chunk)
+        if request.face_frames:
+            chunk.face = await chunk_face(chunk, audio)
         record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
         return audio
 

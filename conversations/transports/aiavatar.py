@@ -98,6 +98,7 @@ def _prepare_chat(
         llm_params=payload.llm_params(),
         allow_merge=payload.allow_merge,
         speech_speed=payload.speech_speed(),
+        face_frames=payload.avatar_frames(),
     )
     return turn, payload, caller.open_stream()
 

@@ -16,6 +16,7 @@ from typing import Any
 from django.http import JsonResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..avatar.animator import FPS
 from ..llm.base import check_inline_params
 from ..pipeline.events import (
     TurnCancelled,
@@ -144,6 +145,10 @@ class AIAvatarRequest(BaseModel):
         """This request's own LLM parameters, sent as `metadata.inline_llm_params`."""
         return dict((self.metadata or {}).get("inline_llm_params") or {})
 
+    def avatar_frames(self) -> bool:
+        """Whether spoken chunks carry face frames (`metadata.avatar_frames: true`)."""
+        return (self.metadata or {}).get("avatar_frames") is True
+
     def speech_speed(self) -> float | None:
         """The session's TTS speed from now on, sent as `metadata.speech_speed` or, as in
         AIAvatarKit's session data, `metadata.tts_speed` (0.25 to 4)."""
@@ -218,6 +223,7 @@ def _audio_data(audio: bytes | None) -> str | None:
 
 
 def _chunk_fields(chunk: TurnChunk, audio_data: str | None) -> dict[str, Any]:
+    face = {"avatar_frames": {"fps": FPS, "frames": chunk.face}} if chunk.face is not None else {}
     return {
         "context_id": str(chunk.context_id) if chunk.context_id else None,
         "text": chunk.text,
@@ -229,6 +235,7 @@ def _chunk_fields(chunk: TurnChunk, audio_data: str | None) -> dict[str, Any]:
         "metadata": {
             "is_first_chunk": chunk.is_first,
             "is_guardrail_triggered": bool(chunk.guardrail),
+            **face,
         },
     }
 

@@ -10,12 +10,14 @@ calls the provider, checks that the answer is a WAV, resamples it when asked, an
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -45,6 +47,10 @@ ESPEAK_WORDS_PER_MINUTE = 175  # espeak-ng's own default rate, scaled by speed
 
 class TTSError(Exception):
     """Synthesis failed; the message is safe to show to a client."""
+
+
+class NoVoiceForLanguage(TTSError):
+    """The language is a well-formed tag, but no installed voice speaks it."""
 
 
 class Preprocessor(Protocol):
@@ -321,6 +327,22 @@ def espeak_voice(language: str) -> str:
     return tag if tag in {"en-us", "en-gb", "pt-br"} else tag.split("-")[0]
 
 
+@functools.cache
+def espeak_languages(binary: str) -> frozenset[str]:
+    """Every language name espeak-ng answers to: each voice's own and its aliases, e.g.
+    `(zh 5)` on the Mandarin line. Asked once per process; it does not change while we run."""
+    listing = subprocess.run(
+        [binary, "--voices"], capture_output=True, text=True, timeout=10, check=True
+    ).stdout
+    names: set[str] = set()
+    for line in listing.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) > 1:
+            names.add(fields[1].lower())
+        names.update(alias.lower() for alias in re.findall(r"\(([^\s()]+) \d+\)", line))
+    return frozenset(names)
+
+
 class EspeakSynthesizer(SpeechSynthesizer):
     """espeak-ng, locally: robotic but instant, offline and in a hundred languages. With no
     voice set, each sentence is read by the voice of its language."""
@@ -332,7 +354,10 @@ class EspeakSynthesizer(SpeechSynthesizer):
         self.binary = binary
 
     async def generate(self, text: str, voice: str, language: str | None, speed: float) -> bytes:
-        voice = voice or espeak_voice(language or "en")
+        if not voice:
+            voice = espeak_voice(language or "en")
+            if voice not in await asyncio.to_thread(espeak_languages, self.binary):
+                raise NoVoiceForLanguage(f"No voice here speaks the language {language!r}.")
         rate = str(round(ESPEAK_WORDS_PER_MINUTE * speed))
         # Text goes through stdin, never argv: it cannot be mistaken for an option.
         process = await asyncio.create_subprocess_exec(

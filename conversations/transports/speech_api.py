@@ -20,7 +20,7 @@ from ..admission import find_character, identify
 from ..pipeline.tags import language_of, voice_text
 from ..speech.audio import AudioError, speech_input
 from ..speech.stt import STTError, UnsupportedLanguage
-from ..speech.tts import TTSError
+from ..speech.tts import NoVoiceForLanguage, TTSError
 from ..speech.voices import recognizer_for, synthesizer_for
 from .aiavatar_wire import error_response
 from .base import Rejected, methods, read_json, too_large
@@ -155,6 +155,8 @@ async def synthesize(request: HttpRequest) -> HttpResponse:
         )
         if not audio:  # only preprocessors can empty a non-blank text
             raise Rejected(400, "Nothing to say after preprocessing.", code="text")
+    except NoVoiceForLanguage as exc:
+        return error_response(Rejected(422, str(exc), code="language"))
     except TTSError as exc:
         return error_response(Rejected(502, str(exc), code="tts_failed"))
     except Rejected as rejected:

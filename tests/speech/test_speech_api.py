@@ -418,6 +418,21 @@ def test_it_refuses_bad_synthesis_requests(
         assert response.json() == {"error": "text is required."}
 
 
+@pytest.mark.parametrize(
+    "body", [{"text": "hello", "language": "zz"}, {"text": "[language:zz-QQ]hello"}]
+)
+def test_it_says_no_voice_speaks_a_well_formed_language_nobody_has(
+    asgi_server: AsgiServer, character: Character, api_key: str, body: dict[str, str]
+) -> None:
+    response = post_stt(asgi_server, api_key, "/tts", json=body)
+    spoken = post_stt(asgi_server, api_key, "/tts", json={"text": "hello", "language": "zh"})
+
+    assert response.status_code == 422
+    [problem] = response.json()["detail"]
+    assert problem["type"] == "language" and "No voice here speaks" in problem["msg"]
+    assert spoken.status_code == 200  # an alias espeak-ng lists (zh for Mandarin) still speaks
+
+
 def test_it_reports_a_synthesizer_that_is_down(
     asgi_server: AsgiServer, character: Character, api_key: str, fake_voicevox: FakeVoicevox
 ) -> None:

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import sys
 import types
 
 import httpx
 import pytest
+from aiavatar.adapter import AIAvatarException, AIAvatarRequest, AIAvatarResponse
+from aiavatar.adapter.http.client import AIAvatarHttpClient
+from aiavatar.sts.vad import StandardSpeechDetector
 
 from characters.models import Character
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-
-# aiavatar imports torch at module level for its Silero VAD only; these tests give the client
-# a volume-based VAD and never build Silero, so a bare module stands in when torch is absent
-# (its real dependency would pull torch and CUDA into the test environment).
-if importlib.util.find_spec("torch") is None:
-    sys.modules["torch"] = types.ModuleType("torch")
-
-from aiavatar.adapter import AIAvatarException, AIAvatarRequest, AIAvatarResponse
-from aiavatar.adapter.http.client import AIAvatarHttpClient
-from aiavatar.sts.vad import StandardSpeechDetector
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

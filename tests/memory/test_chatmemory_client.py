@@ -4,25 +4,17 @@ person finds the character's diary too (AIAvatarKit's own ChatMemory never does)
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-import types
 from datetime import datetime
 
 import pytest
+from aiavatar.character.memory import MemoryClient
+from aiavatar.sts.models import STSRequest, STSResponse
 from asgiref.sync import sync_to_async
 
 from characters.models import Character
 from memory.models import MemoryItem
 from tests.conftest import AsgiServer
 from tests.waiting import wait_until_async
-
-# aiavatar imports torch for its VAD only (see tests/conversations/test_aiavatar_client.py).
-if importlib.util.find_spec("torch") is None:
-    sys.modules["torch"] = types.ModuleType("torch")
-
-from aiavatar.character.memory import MemoryClient
-from aiavatar.sts.models import STSRequest, STSResponse
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -360,6 +360,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         it cuts a reply short), then run it in a task so this socket keeps reading."""
         waits = wait_in_queue and self.character.use_turn_queue
         transaction = next(self.transactions)
+        turn_id = uuid.uuid4()  # AIAvatarKit's transaction_id, from `accepted` on
         barging_in = bool(self.running) and not waits
         async with self.send_lock:
             if self.had_turn:
@@ -382,6 +383,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                     "accepted",
                     session_id=self.session_id,
                     user_id=None,
+                    transaction_id=str(turn_id),
                     metadata={"block_barge_in": False},
                 )
             )
@@ -390,6 +392,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if not self.barge_in and self.listener is not None:
             self.listener.forget_speech()
         turn = {
+            "turn_id": turn_id,
             "text": text,
             "audio": audio,
             "files": files or [],
@@ -401,7 +404,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
 
     async def _turn_events(
         self, turn: dict[str, Any], wait_in_queue: bool
-    ) -> AsyncIterator[TurnEvent]:
+    ) -> AsyncIterator[tuple[str | None, TurnEvent]]:
+        """The turn's events, each with the turn's id (AIAvatarKit's `transaction_id`)."""
         session = self.session
         assert session is not None
         context = await sync_to_async(session.reopen)(self.context_id)
@@ -410,15 +414,19 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             if isinstance(event, TurnStarted):
                 # Later voice turns continue this conversation.
                 self.context_id = event.context_id
-            yield event
+            yield str(request.turn_id), event
 
     async def _relay(
-        self, transaction: int, events: AsyncIterator[TurnEvent], *, stop_first: bool
+        self,
+        transaction: int,
+        events: AsyncIterator[tuple[str | None, TurnEvent]],
+        *,
+        stop_first: bool,
     ) -> None:
         """Send one turn's events while it is the session's current transaction."""
         self.running.add(transaction)
         try:
-            async for event in events:
+            async for turn_id, event in events:
                 if isinstance(event, TurnStarted) and stop_first:
                     await self._send(transaction, self._stop())
                 if isinstance(event, TurnChunk) and self.pcm_slice_bytes > 0:
@@ -427,13 +435,19 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                         session_id=self.session_id or "",
                         user_id=self.user_id,
                         slice_bytes=self.pcm_slice_bytes,
+                        transaction_id=turn_id,
                     ):
                         if not await self._send(transaction, piece):
                             break  # superseded mid-chunk: the rest is stale
                     continue
                 await self._send(
                     transaction,
-                    event_envelope(event, session_id=self.session_id or "", user_id=self.user_id),
+                    event_envelope(
+                        event,
+                        session_id=self.session_id or "",
+                        user_id=self.user_id,
+                        transaction_id=turn_id,
+                    ),
                 )
         except Exception:
             # The pipeline reports its own failures as events; this is a bug, not a fault.
@@ -495,11 +509,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.live_transactions = {transaction}
             await self.send(self._stop())
         await interrupt_session(self.session.key)
-        self._spawn(
-            self._relay(
-                transaction, announce(self.character, text, self.context_id), stop_first=False
-            )
-        )
+        spoken = _no_turn_id(announce(self.character, text, self.context_id))
+        self._spawn(self._relay(transaction, spoken, stop_first=False))
 
     async def live_interrupt(self, message: dict[str, Any]) -> None:
         """Stop the current reply (an operator's command, or the user's own `interrupt`): the
@@ -543,3 +554,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = []
+
+
+async def _no_turn_id(events: AsyncIterator[TurnEvent]) -> AsyncIterator[tuple[None, TurnEvent]]:
+    """Events of something said outside any turn (an operator's text): no transaction id."""
+    async for event in events:
+        yield None, event

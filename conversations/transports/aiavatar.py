@@ -122,7 +122,9 @@ async def _events(
     turn: TurnRequest, user_id: str | None, wait_in_queue: bool
 ) -> AsyncIterator[str]:
     async for event in run_session_turn(turn, wait_in_queue=wait_in_queue):
-        yield event_envelope(event, session_id=turn.session_id, user_id=user_id)
+        yield event_envelope(
+            event, session_id=turn.session_id, user_id=user_id, transaction_id=str(turn.turn_id)
+        )
 
 
 @csrf_exempt

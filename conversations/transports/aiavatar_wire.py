@@ -39,6 +39,7 @@ RESPONSE_KEYS = (
     "session_id",
     "user_id",
     "context_id",
+    "transaction_id",
     "text",
     "voice_text",
     "language",
@@ -205,7 +206,12 @@ def envelope(type_: str, *, session_id: str | None, user_id: str | None, **field
 
 
 def error_envelope(
-    message: str, *, session_id: str | None, user_id: str | None, context_id: str | None
+    message: str,
+    *,
+    session_id: str | None,
+    user_id: str | None,
+    context_id: str | None,
+    transaction_id: str | None = None,
 ) -> str:
     """The `error` response that ends a turn, over SSE and the WebSocket alike."""
     return envelope(
@@ -213,6 +219,7 @@ def error_envelope(
         session_id=session_id,
         user_id=user_id,
         context_id=context_id,
+        transaction_id=transaction_id,
         metadata={"error": message},
     )
 
@@ -241,18 +248,26 @@ def _chunk_fields(chunk: TurnChunk, audio_data: str | None) -> dict[str, Any]:
 
 
 def pcm_chunk_envelopes(
-    chunk: TurnChunk, *, session_id: str, user_id: str | None, slice_bytes: int
+    chunk: TurnChunk,
+    *,
+    session_id: str,
+    user_id: str | None,
+    slice_bytes: int,
+    transaction_id: str | None = None,
 ) -> Iterator[str]:
     """A chunk in the WebSocket's raw-PCM mode: a header with the text fields, no audio and
     `pcm_format`, then the WAV's samples in slices of `slice_bytes`. A chunk without speech goes
     out whole, as in WAV mode (docs/wire-protocols.md#realtime-voice-ws)."""
     if not chunk.audio:
-        yield event_envelope(chunk, session_id=session_id, user_id=user_id)
+        yield event_envelope(
+            chunk, session_id=session_id, user_id=user_id, transaction_id=transaction_id
+        )
         return
     wav = read_wav(chunk.audio)
     pcm_format = {"sample_rate": wav.sample_rate, "channels": wav.channels, "sample_width": 2}
     header = _chunk_fields(chunk, None)
     header["metadata"]["pcm_format"] = pcm_format
+    header["transaction_id"] = transaction_id
     yield envelope("chunk", session_id=session_id, user_id=user_id, **header)
     for start in range(0, len(wav.pcm), slice_bytes):
         yield envelope(
@@ -260,13 +275,18 @@ def pcm_chunk_envelopes(
             session_id=session_id,
             user_id=user_id,
             context_id=header["context_id"],
+            transaction_id=transaction_id,
             audio_data=base64.b64encode(wav.pcm[start : start + slice_bytes]).decode(),
             metadata={"pcm_format": pcm_format},
         )
 
 
-def event_envelope(event: TurnEvent, *, session_id: str, user_id: str | None) -> str:
-    ids = {"session_id": session_id, "user_id": user_id}
+def event_envelope(
+    event: TurnEvent, *, session_id: str, user_id: str | None, transaction_id: str | None = None
+) -> str:
+    """A turn's event as AIAvatarKit sends it; `transaction_id` names the turn (its record's
+    id), on every response of that turn."""
+    ids = {"session_id": session_id, "user_id": user_id, "transaction_id": transaction_id}
     context_id = str(event.context_id) if event.context_id else None
     match event:
         case TurnStarted():

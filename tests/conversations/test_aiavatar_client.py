@@ -12,6 +12,7 @@ from aiavatar.adapter.http.client import AIAvatarHttpClient
 from aiavatar.sts.vad import StandardSpeechDetector
 
 from characters.models import Character
+from conversations.models import TurnRecord
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
@@ -66,6 +67,11 @@ async def test_it_holds_a_two_turn_conversation(
     assert first[-1].text == "[face:joy]Hello! Nice to meet you."
     assert second[0].context_id == context_id
     assert second[-1].text == "You said: Who am I?. I have seen 2 user messages."
+    # One transaction per turn, on each of its responses, naming the turn's record.
+    transactions = [{r.transaction_id for r in responses} for responses in (first, second)]
+    assert all(len(ids) == 1 and None not in ids for ids in transactions)
+    assert transactions[0] != transactions[1]
+    assert await TurnRecord.objects.filter(id=first[-1].transaction_id).aexists()
 
 
 async def test_it_raises_the_servers_error_message(

@@ -65,3 +65,6 @@ async def test_it_completes_a_voice_turn(
     # The client decoded each chunk's base64 itself: a complete WAV file per sentence.
     assert all(c.audio_data[:4] == b"RIFF" for c in chunks)
     assert responses[-1].voice_text.startswith("Paris!")
+    # The turn's id from `accepted` to `final`, as AIAvatarKit's transaction_id.
+    turn_ids = {r.transaction_id for r in responses[1:] if r.type != "stop"}
+    assert len(turn_ids) == 1 and None not in turn_ids

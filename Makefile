@@ -83,6 +83,10 @@ bench-memory: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-memory: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.memory
 
+bench-avatar: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-avatar: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.avatar
+
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)
 

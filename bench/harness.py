@@ -135,6 +135,12 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def children_cpu_seconds(pid: int) -> float:
+    """CPU of a process's finished, waited-for children (subprocesses such as espeak-ng)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+
+
 def machine_cpu_ticks() -> tuple[int, int]:
     """(busy, total) jiffies over all cores, from /proc/stat."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test fuzz bench bench-life bench-line bench-llm bench-speech bench-realtime bench-memory lint apikey clean
+.PHONY: run test fuzz bench bench-life bench-line bench-llm bench-speech bench-realtime bench-memory bench-dashboard lint apikey clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,10 @@ bench-memory: $(VENV)/.installed-dev
 bench-avatar: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-avatar: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.avatar
+
+bench-dashboard: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
+bench-dashboard: $(VENV)/.installed-dev
+	$(BIN)/python -m bench.dashboard
 
 apikey: $(VENV)/.installed
 	$(BIN)/python manage.py createapikey $(or $(NAME),local)

@@ -8,6 +8,7 @@ from avatarsite.tenants.api import ProviderSecretViewSet, TenantOriginViewSet
 from channels_app.api import LiveSessionViewSet
 from characters.api import CharacterViewSet
 from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
+from conversations.console.api import UsageViewSet
 from conversations.transports.token_api import tokens
 from memory.api import MemoryItemViewSet
 
@@ -20,6 +21,7 @@ router.register("live-sessions", LiveSessionViewSet, basename="live-session")
 router.register("provider-secrets", ProviderSecretViewSet)
 router.register("allowed-origins", TenantOriginViewSet)
 router.register("memories", MemoryItemViewSet, basename="memory")
+router.register("usage", UsageViewSet, basename="usage")
 
 urlpatterns = [
     # Not the staff API: tenants' servers call it with an API key (transports/token_api.py).

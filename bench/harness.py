@@ -107,6 +107,21 @@ def database_url(sqlite_name: str) -> tuple[str, bool]:
     return f"sqlite:///{path}", True
 
 
+def fresh_postgres(server: str, database: str) -> str | None:
+    """The URL of database `database` on `server` (postgres://user@host:port), dropped and
+    created anew; None, with a note, when the server is not there."""
+    import psycopg
+
+    try:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as connection:
+            connection.execute(f"DROP DATABASE IF EXISTS {database}")
+            connection.execute(f"CREATE DATABASE {database}")
+    except psycopg.OperationalError as exc:
+        print(f"PostgreSQL skipped: {exc}".strip(), file=sys.stderr)
+        return None
+    return f"{server}/{database}"
+
+
 def manage(env: dict[str, str], *args: str) -> str:
     """Run `manage.py` in a subprocess with the server's environment; its stdout."""
     done = subprocess.run(

@@ -37,6 +37,7 @@ from bench.harness import (
     DEFAULT_SECRET_KEY,
     VAR_DIR,
     add_smoke_flag,
+    fresh_postgres,
     machine_description,
     percentile,
 )
@@ -49,17 +50,7 @@ SMOKE_PEOPLE = 3
 
 
 def _fresh_postgres() -> str | None:
-    """A URL of a freshly created benchmark database, or None when the server is not there."""
-    import psycopg
-
-    try:
-        with psycopg.connect(f"{POSTGRES_SERVER}/postgres", autocommit=True) as connection:
-            connection.execute(f"DROP DATABASE IF EXISTS {POSTGRES_DATABASE}")
-            connection.execute(f"CREATE DATABASE {POSTGRES_DATABASE}")
-    except psycopg.OperationalError as exc:
-        print(f"PostgreSQL skipped: {exc}".strip(), file=sys.stderr)
-        return None
-    return f"{POSTGRES_SERVER}/{POSTGRES_DATABASE}"
+    return fresh_postgres(POSTGRES_SERVER, POSTGRES_DATABASE)
 
 
 def _fresh_sqlite() -> str:

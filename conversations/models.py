@@ -185,6 +185,14 @@ class TurnRecord(TenantOwned):
         "text-to-speech (ms)", null=True, blank=True, help_text="Synthesis time of all sentences."
     )
     total_ms = models.FloatField("total (ms)", null=True, blank=True)
+    # Usage, where the provider reports it (null: not reported), and the audio heard and spoken.
+    tokens_in = models.PositiveIntegerField("input tokens", null=True, blank=True)
+    tokens_out = models.PositiveIntegerField("output tokens", null=True, blank=True)
+    speech_in_seconds = models.FloatField("speech heard (s)", null=True, blank=True)
+    speech_out_seconds = models.FloatField("speech spoken (s)", null=True, blank=True)
+    api_key = models.ForeignKey(
+        "ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="turns"
+    )
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
     # The end user's verdict on the answer (Dify's message feedback).
     feedback_rating = models.CharField(max_length=8, choices=Rating.choices, blank=True)

@@ -20,6 +20,7 @@ from characters.models import Character
 
 from . import charts
 from .figures import PHASES, QUANTILES, figures
+from .usage import daily_usage, totals
 
 WINDOW_HOURS = {"1h": 1, "24h": 24, "7d": 24 * 7, "30d": 24 * 30}
 WINDOW_CHOICES = [
@@ -68,7 +69,9 @@ def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> HttpR
     # About one character: its own clock; otherwise UTC, and the zone is always printed.
     zone = character.zone if character is not None else ZoneInfo("UTC")
     end = timezone.now().astimezone(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    found = figures(turns, end - timedelta(hours=WINDOW_HOURS[window]), end, zone)
+    start = end - timedelta(hours=WINDOW_HOURS[window])
+    found = figures(turns, start, end, zone)
+    usage = daily_usage(turns, start, end, zone)
 
     subject = str(character or tenant or "all my tenants")
     return TemplateResponse(
@@ -83,6 +86,8 @@ def dashboard(request: HttpRequest, model_admin: admin.ModelAdmin[Any]) -> HttpR
             "window_label": dict(WINDOW_CHOICES)[window],
             "zone_name": zone.key,
             "hours_chart": charts.turns_per_hour(found.hours),
+            "usage": usage,
+            "usage_totals": totals(usage),
             "channels": [
                 {"figures": channel, "chart": charts.phase_latencies(channel)}
                 for channel in found.channels

@@ -18,6 +18,7 @@ from django.utils import timezone
 from avatarsite.tenants.models import Membership, Tenant
 from characters.models import Character
 from conversations.console.figures import PHASES, QUANTILES, figures
+from conversations.console.usage import MEASURES, daily_usage
 from conversations.models import TurnRecord
 
 pytestmark = pytest.mark.django_db
@@ -42,9 +43,14 @@ def turn(character: Character, rng: random.Random, at: datetime) -> TurnRecord:
         column: (None if rng.random() < 0.2 else round(rng.lognormvariate(5, 1), 3))
         for column, _ in PHASES
     }
+    reported = rng.random() < 0.7  # some providers report no usage
     return TurnRecord(
         tenant_id=character.tenant_id,
         character=character,
+        tokens_in=rng.randrange(10, 4000) if reported else None,
+        tokens_out=rng.randrange(1, 800) if reported else None,
+        speech_in_seconds=round(rng.uniform(0.5, 9), 2) if rng.random() < 0.3 else None,
+        speech_out_seconds=round(rng.uniform(0.5, 20), 2) if rng.random() < 0.5 else None,
         context_id=uuid.uuid4(),
         channel=rng.choice(CHANNELS),
         status=rng.choice(STATUSES),
@@ -206,3 +212,56 @@ def test_only_staff_with_a_view_role_see_it(world: World) -> None:
 
     assert outsider.get(DASHBOARD).status_code == 403
     assert Client().get(DASHBOARD).status_code == 302  # to the login page
+
+
+def test_daily_usage_equals_a_direct_sum_per_day_and_character(world: World) -> None:
+    start, end = END - timedelta(days=2), END
+    zone = ZoneInfo("Asia/Tokyo")
+    turns = TurnRecord.objects.filter(tenant=world.acme)
+    records = [r for r in turns if start <= r.started_at < end]
+
+    rows = daily_usage(turns, start, end, zone, "character")
+
+    expected: dict[tuple[str, str], dict[str, float]] = {}
+    for r in records:
+        key = (r.started_at.astimezone(zone).date().isoformat(), str(r.character_id))
+        sums = expected.setdefault(key, {"turns": 0, **{m: 0 for m in MEASURES}})
+        sums["turns"] += 1
+        for m in MEASURES:
+            sums[m] += getattr(r, m) or 0
+    assert {(row["day"], row["character"]): row for row in rows}.keys() == expected.keys()
+    for row in rows:
+        want = expected[(row["day"], row["character"])]
+        assert row["turns"] == want["turns"]
+        for m in MEASURES:
+            assert row[m] == pytest.approx(want[m])
+
+
+def test_the_usage_api_counts_only_the_staff_users_tenant(world: World) -> None:
+    recent(world)
+    alice = staff("alice", world.acme)
+    mine = list(TurnRecord.objects.filter(tenant=world.acme))  # all within the last 366 days
+
+    everything = alice.get("/api/usage/", {"days": "366"}).json()
+    per_key = alice.get("/api/usage/", {"days": "366", "group": "api_key"}).json()
+    foreign = alice.get("/api/usage/", {"character": "kai", "days": "366"}).json()
+    tokyo = alice.get("/api/usage/", {"character": "ren"}).json()
+
+    assert everything["totals"]["turns"] == len(mine)
+    assert everything["totals"]["tokens_in"] == sum(r.tokens_in or 0 for r in mine)
+    assert {row["api_key"] for row in per_key["days"]} == {None}
+    assert foreign["totals"]["turns"] == 0 and foreign["days"] == []
+    assert tokyo["timezone"] == "Asia/Tokyo"
+
+
+def test_the_usage_api_refuses_bad_parameters(world: World) -> None:
+    alice = staff("alice", world.acme)
+
+    answers = [
+        alice.get("/api/usage/", {"days": "0"}),
+        alice.get("/api/usage/", {"days": "99999999999999999999"}),
+        alice.get("/api/usage/", {"group": "everything"}),
+    ]
+
+    assert [a.status_code for a in answers] == [400, 400, 400]
+    assert [next(iter(a.json())) for a in answers] == ["days", "days", "group"]

@@ -232,6 +232,8 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     transcript = Transcript(text=None)
     try:
         if not recognized and request.audio:
+            # PCM16 mono: two bytes a sample.
+            record.speech_in_seconds = len(request.audio) / (2 * settings.SPEECH_SAMPLE_RATE)
             transcript = await _transcribe(request, record, timer)
             recognized = record.request_text = transcript.text or ""
             if not recognized:
@@ -333,6 +335,10 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
                     continue
                 if isinstance(item, Usage):
                     usage = item if usage is None else usage + item
+                    record.tokens_in, record.tokens_out = (
+                        usage.prompt_tokens,
+                        usage.completion_tokens,
+                    )
                     continue
                 for chunk in chunks_of(splitter.feed(item)):
                     yield chunk

@@ -20,6 +20,8 @@ from characters.models import Character
 from conversations.console.figures import PHASES, QUANTILES, figures
 from conversations.console.usage import MEASURES, daily_usage
 from conversations.models import TurnRecord
+from tests.fakes.openai_server import FakeOpenAI, ScriptedReply, message_text
+from tests.inprocess import InProcessApp
 
 pytestmark = pytest.mark.django_db
 
@@ -265,3 +267,23 @@ def test_the_usage_api_refuses_bad_parameters(world: World) -> None:
 
     assert [a.status_code for a in answers] == [400, 400, 400]
     assert [next(iter(a.json())) for a in answers] == ["days", "days", "group"]
+
+
+def test_a_turn_records_the_tokens_its_provider_reported(
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(ScriptedReply(chunks=["Hello ", "there, ", "friend."]))
+
+    result = app.post_sse(
+        "/chat",
+        {"type": "start", "session_id": "s1", "user_id": "u1", "text": "Count my tokens"},
+        key=api_key,
+    )
+
+    assert result.status == 200
+    record = TurnRecord.objects.get()
+    sent = fake_llm.requests[-1]["messages"]
+    # The fake counts words of what it was sent, and one token per streamed piece.
+    assert record.tokens_in == sum(len(message_text(m).split()) for m in sent) > 0
+    assert record.tokens_out == 3
+    assert record.speech_in_seconds is None  # a text turn heard nothing

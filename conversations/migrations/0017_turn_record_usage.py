@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0015_turn_record_dashboard_indexes"),
+        ("conversations", "0016_openai_history"),
     ]
 
     operations = [

@@ -333,6 +333,17 @@ LIFE_BUSY_RETRY_SECONDS = env.int("LIFE_BUSY_RETRY_SECONDS", default=60)
 LIFE_BUSY_RETRIES = env.int("LIFE_BUSY_RETRIES", default=30)
 # Queued jobs older than this are taken for lost (their worker died) and enqueued again.
 LIFE_JOB_STALE_SECONDS = env.int("LIFE_JOB_STALE_SECONDS", default=3600)
+# Redis, unlike RabbitMQ, cannot tell that a worker died: the message it held comes back only
+# after the visibility timeout (kombu's default: an hour). It follows the generation lease, the
+# same "no sign of life for this long" promise, so a killed worker's job is handed on when its
+# claims can be taken over (not earlier: a live but slow job would run twice), and never before
+# a busy job's own retry is due. Unacked messages are looked for every 10 s (kombu: ~100 s).
+if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "visibility_timeout": max(LIFE_LEASE_SECONDS, 2 * LIFE_BUSY_RETRY_SECONDS),
+        "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", default=10),
+        "unacked_restore_throttle": 1,
+    }
 # The beat's own succeeded jobs are deleted after this many days.
 LIFE_JOB_RETENTION_DAYS = env.int("LIFE_JOB_RETENTION_DAYS", default=30)
 # About how many characters a diary has.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -92,10 +93,15 @@ def stop_process(process: subprocess.Popen[bytes]) -> None:
 
 
 def start_celery_worker(
-    env: dict[str, str], log_path: Path, concurrency: int = 2, niceness: int = 0
+    env: dict[str, str],
+    log_path: Path,
+    concurrency: int = 2,
+    niceness: int = 0,
+    pool: str = "prefork",
 ) -> subprocess.Popen[bytes]:
     """Start a Celery worker (prefork, as in production) and wait until it is ready;
-    `niceness` lowers its CPU priority below the web server's."""
+    `niceness` lowers its CPU priority below the web server's. The `solo` pool runs tasks in
+    the worker's own process, so killing that one process kills the task with it."""
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [
@@ -107,6 +113,8 @@ def start_celery_worker(
                 "worker",
                 "--loglevel",
                 "INFO",
+                "--pool",
+                pool,
                 "--concurrency",
                 str(concurrency),
                 "--without-gossip",
@@ -121,3 +129,22 @@ def start_celery_worker(
         )
     wait_for_start(process, lambda: b" ready." in log_path.read_bytes(), log_path, "Celery worker")
     return process
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A Redis server of the test's own on a free loopback port (never the shared one), with
+    nothing saved to disk; returns it and its URL."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is not installed")
+    port = free_port()
+    log_path = directory / f"redis-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", ""],
+            cwd=directory,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_port(process, port, log_path, "Redis")
+    return process, f"redis://127.0.0.1:{port}/0"

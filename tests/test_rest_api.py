@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth.models import User
 from django.test import Client
 
+from avatarsite.tenants.models import ProviderSecret, Tenant
 from characters.models import Character
 from conversations.models import ApiKey, Context, EndUser, Message
 
@@ -116,3 +117,62 @@ def test_it_caps_a_huge_page_limit(admin_client: Client) -> None:
 
     assert response.status_code == 200
     assert [c["slug"] for c in response.json()["results"]] == ["mia"]
+
+
+# A value other than the default for every field the REST API writes.
+EVERY_FIELD = {
+    "slug": "mia-2",
+    "name": "ミア",
+    "persona": "You are Mia, talking about {topic}.",
+    "default_user_name": "お客さま",
+    "language": "ja-JP",
+    "timezone": "Asia/Tokyo",
+    "llm_provider": "gemini",
+    "llm_model": "gemini-2.5-flash",
+    "llm_temperature": 0.3,
+    "llm_allowed_models": "gemini-2.5-flash, gemini-2.5-pro",
+    "llm_max_tokens": 512,
+    "llm_base_url": "https://llm.example.com/v1",
+    "llm_api_key_env": "MIA_LLM_KEY",
+    "context_timeout_seconds": 120,
+    "use_turn_queue": True,
+    "merge_window_seconds": 2.5,
+    "wake_words": "ねえミア, hey mia",
+    "wake_timeout_seconds": 30,
+    "timestamp_interval_seconds": 600,
+    "greeting": "[face:joy]こんにちは!",
+    "apology": "ごめんなさい。",
+    "face_icons": {"joy": "https://example.com/joy.png"},
+    "voice_text_tags": "answer",
+    "terminal_voice_tag": "answer",
+    "artifact_catalog": {"menu": {"url": "https://example.com/menu.png"}},
+    "disabled_tools": ["get_diary"],
+    "schedule_hour": 6,
+    "diary_hour": 22,
+    "news_country": "JP",
+    "dynamic_tools": True,
+    "openai_history": "client",
+    "is_default": True,
+    "is_active": False,
+}
+
+
+def test_a_patch_of_every_character_field_round_trips(admin_client: Client) -> None:
+    admin_client.post("/api/characters/", MIA, content_type="application/json")
+    secret = ProviderSecret(tenant=Tenant.default(), name="MIA_LLM_KEY")
+    secret.set_value("sk-mia")
+    secret.save()
+    written = {
+        f.name
+        for f in Character._meta.concrete_fields
+        if f.editable and not f.primary_key and f.name != "tenant"
+    }
+
+    patched = admin_client.patch(
+        "/api/characters/mia/", EVERY_FIELD, content_type="application/json"
+    )
+    read = admin_client.get("/api/characters/mia-2/").json()
+
+    assert set(EVERY_FIELD) == written  # a new model field needs a value here, and the API
+    assert patched.status_code == 200, patched.json()
+    assert {name: read[name] for name in EVERY_FIELD} == EVERY_FIELD

@@ -118,6 +118,7 @@ def _character_form(**voice: str) -> dict[str, str]:
         "is_active": "on",
         "schedule_hour": "6",
         "apology": "Sorry, something went wrong.",
+        "openai_history": "server",
         "diary_hour": "23",
         # The character-life inlines, left empty.
         **{

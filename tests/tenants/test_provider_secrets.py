@@ -66,6 +66,7 @@ def admin_character_form(**fields: Any) -> dict[str, Any]:
         "schedule_hour": 6,
         "diary_hour": 23,
         "apology": "Sorry.",
+        "openai_history": "server",
     }
     for prefix in ("voice", "weekly_schedule", "schedules", "diaries"):
         form |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}

@@ -169,6 +169,7 @@ def test_an_admin_adds_rows_to_their_own_tenant(world: World) -> None:
             "schedule_hour": 6,
             "diary_hour": 23,
             "apology": "Sorry.",
+            "openai_history": "server",
             "voice-TOTAL_FORMS": 0,
             "voice-INITIAL_FORMS": 0,
             "weekly_schedule-TOTAL_FORMS": 0,

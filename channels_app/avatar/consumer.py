@@ -5,11 +5,12 @@ Auth like avatar-chat-server's: an API key as `Authorization: Bearer`, or a brow
 credential refuses the handshake; an unknown (or another tenant's) character is an `error`
 then close 4404.
 
-Each turn runs in one task that reads the pipeline's events and sends, in order:
-`avatar_state{Responding}`, `audio_start`, `transcript_delta`s and paced `sync_frame`s,
-`audio_end`, `transcript_done`, `avatar_state{Listening}`. An interrupt cancels that task
-first, so no frame of the turn can follow the `interrupt` message, whose `offsetMs` is the
-frames sent x 1000 / 30: audio and face stop at the same instant.
+Each turn is one task that sends, in order: `avatar_state{Responding}`, `audio_start`,
+`transcript_delta`s and paced `sync_frame`s, `audio_end`, `transcript_done`,
+`avatar_state{Listening}`; a producer task of its own reads the pipeline's events and animates
+the next sentence meanwhile (a bounded queue between them). An interrupt cancels the turn's
+task (and with it the producer) first, so no frame of the turn can follow the `interrupt`
+message, whose `offsetMs` is the frames sent x 1000 / 30: audio and face stop together.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from django.conf import settings
 
 from characters.models import Character
 from conversations.admission import AdmittedSession, admit_session, find_character, identify
-from conversations.avatar.animator import FPS, SAMPLE_RATE
+from conversations.avatar.animator import FPS, SAMPLE_RATE, FaceFrame
 from conversations.avatar.speaking import FramePacer, face_track, sentence_frames
 from conversations.pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnStarted
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
@@ -48,6 +49,8 @@ logger = logging.getLogger(__name__)
 CHANNEL = "avatar"
 POLICY_VIOLATION = 1008
 MAX_TEXT_CHARS = 4000
+# Messages and frames prepared ahead of the clock: about 4 s of frames, then the pipeline waits.
+QUEUED_ITEMS = 120
 
 
 class ProtocolError(Exception):
@@ -201,10 +204,34 @@ class AvatarConsumer(AsyncWebsocketConsumer):
         self.turn = turn
 
     async def _speak(self, turn: _Turn, inputs: dict[str, Any]) -> None:
+        """Send the turn's messages and paced frames while `_produce` prepares the next
+        sentence's, so a sentence's phonemes and weights never hold up the frame clock."""
+        assert self.session is not None
+        session_id = self.session.session_id
+        queue: asyncio.Queue[str | FaceFrame | None] = asyncio.Queue(maxsize=QUEUED_ITEMS)
+        producer = asyncio.create_task(self._produce(turn, inputs, queue))
+        pacer = FramePacer()
+        try:
+            while (item := await queue.get()) is not None:
+                if isinstance(item, FaceFrame):
+                    await pacer.wait()
+                    await self._send(wire.sync_frame(item, session_id, turn.turn_id))
+                    turn.frames_sent += 1
+                else:
+                    await self._send(item)
+            turn.done = True
+        finally:
+            producer.cancel()
+            await asyncio.gather(producer, return_exceptions=True)
+            if self.turn is turn:
+                self.turn = None
+
+    async def _produce(
+        self, turn: _Turn, inputs: dict[str, Any], queue: asyncio.Queue[str | FaceFrame | None]
+    ) -> None:
         session = self.session
         assert session is not None
         track = face_track(seed=hash(turn.turn_id))
-        pacer = FramePacer()
         started = False
         spoken: list[str] = []
         try:
@@ -214,7 +241,7 @@ class AvatarConsumer(AsyncWebsocketConsumer):
                 if isinstance(event, TurnStarted):
                     self.context_id = event.context_id
                     if inputs.get("audio") is not None:
-                        await self._send(
+                        await queue.put(
                             wire.message(
                                 "transcript_done",
                                 text=event.recognized_text,
@@ -225,7 +252,8 @@ class AvatarConsumer(AsyncWebsocketConsumer):
                 elif isinstance(event, TurnChunk):
                     if not started:
                         started = True
-                        await self._begin(turn, track.engine.name)
+                        for message in self._begin(turn, track.engine.name):
+                            await queue.put(message)
                     before = track.samples_in
                     frames = await sentence_frames(track, event)
                     if event.voice_text:
@@ -235,7 +263,7 @@ class AvatarConsumer(AsyncWebsocketConsumer):
                             round(track.samples_in * 1000 / SAMPLE_RATE),
                         )
                         turn.text.append((event.voice_text, *offsets))
-                        await self._send(
+                        await queue.put(
                             wire.message(
                                 "transcript_delta",
                                 text=event.voice_text,
@@ -246,44 +274,43 @@ class AvatarConsumer(AsyncWebsocketConsumer):
                                 endOffset=offsets[1],
                             )
                         )
-                    await self._frames(turn, pacer, frames)
+                    for frame in frames:
+                        await queue.put(frame)
                 elif isinstance(event, TurnFailed):
-                    await self._send(wire.error("TURN_FAILED", event.error, turn.turn_id))
+                    await queue.put(wire.error("TURN_FAILED", event.error, turn.turn_id))
                 elif isinstance(event, TurnFinished):
                     spoken = [event.voice_text]
             if started:
-                await self._frames(turn, pacer, track.finish())
-                await self._send(
+                for frame in track.finish():
+                    await queue.put(frame)
+                await queue.put(
                     wire.message(
                         "audio_end",
                         sessionId=session.session_id,
                         turnId=turn.turn_id,
-                        frames=turn.frames_sent,
-                        durationMs=round(turn.frames_sent * 1000 / FPS),
+                        frames=track.frames_out,
+                        durationMs=round(track.frames_out * 1000 / FPS),
                     )
                 )
-            await self._send(
+            await queue.put(
                 wire.message(
                     "transcript_done", text=" ".join(spoken), role="assistant", turnId=turn.turn_id
                 )
             )
-            await self._send(wire.message("avatar_state", state="Listening"))
-            turn.done = True
+            await queue.put(wire.message("avatar_state", state="Listening"))
         except Exception:
             logger.exception("avatar turn failed unexpectedly")
-            await self._send(
+            await queue.put(
                 wire.error(
                     "INTERNAL_ERROR", "Internal error in the conversation pipeline", turn.turn_id
                 )
             )
-        finally:
-            if self.turn is turn:
-                self.turn = None
+        await queue.put(None)
 
-    async def _begin(self, turn: _Turn, engine: str) -> None:
+    def _begin(self, turn: _Turn, engine: str) -> list[str]:
         assert self.session is not None
-        await self._send(wire.message("avatar_state", state="Responding"))
-        await self._send(
+        return [
+            wire.message("avatar_state", state="Responding"),
             wire.message(
                 "audio_start",
                 sessionId=self.session.session_id,
@@ -292,15 +319,8 @@ class AvatarConsumer(AsyncWebsocketConsumer):
                 format=wire.PCM_FORMAT,
                 fps=FPS,
                 engine=engine,
-            )
-        )
-
-    async def _frames(self, turn: _Turn, pacer: FramePacer, frames: list[Any]) -> None:
-        assert self.session is not None
-        for frame in frames:
-            await pacer.wait()
-            await self._send(wire.sync_frame(frame, self.session.session_id, turn.turn_id))
-            turn.frames_sent += 1
+            ),
+        ]
 
     async def _cancel_turn(self) -> _Turn | None:
         turn, self.turn = self.turn, None

@@ -22,6 +22,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
 
 from avatarsite.tenants.scoping import (
     TenantScopedAdmin,
@@ -41,6 +43,7 @@ from .models import (
     WeeklySchedule,
 )
 from .tasks import enqueue_job
+from .times import with_zone
 
 # Inlines on the character page show the recent past; the full history has its own pages.
 INLINE_DAYS = 14
@@ -290,17 +293,53 @@ class NewsDigestAdmin(TenantScopedAdmin):
 
 @admin.register(GenerationJob)
 class GenerationJobAdmin(TenantScopedAdmin):
-    list_display = ("character", "kind", "date_from", "date_to", "status", "created_at")
+    """Jobs with their progress (dates done of dates asked), their times on the character's
+    clock, and their error."""
+
+    list_display = (
+        "character",
+        "kind",
+        "date_from",
+        "date_to",
+        "status",
+        "progress",
+        "started",
+        "finished",
+        "error_summary",
+    )
     list_filter = ("status", "kind", "character")
     list_select_related = ("character",)
     date_hierarchy = "created_at"
-    readonly_fields = [f.name for f in GenerationJob._meta.fields]
+    readonly_fields = [
+        *(f.name for f in GenerationJob._meta.fields),
+        "progress",
+        "started",
+        "finished",
+    ]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
+
+    @admin.display(description="progress")
+    def progress(self, job: GenerationJob) -> str:
+        asked = (job.date_to - job.date_from).days + 1
+        done = len(job.result)
+        return f"{done} / {asked} days ({100 * done // max(asked, 1)} %)"
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, job: GenerationJob) -> SafeString | str:
+        return with_zone(job.started_at, job.character.zone)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, job: GenerationJob) -> SafeString | str:
+        return with_zone(job.finished_at, job.character.zone)
+
+    @admin.display(description="error")
+    def error_summary(self, job: GenerationJob) -> str:
+        return Truncator(job.error).chars(120) or "-"
 
 
 @admin.register(GenerationClaim)

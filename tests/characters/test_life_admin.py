@@ -194,3 +194,29 @@ def test_a_rolled_back_diary_is_never_announced(
         diary_saved.disconnect(receiver)
 
     assert received == [] and not Diary.objects.exists()
+
+
+def test_generation_jobs_show_progress_times_on_the_characters_clock_and_errors(
+    admin_client: Client, living: Character
+) -> None:
+    started = timezone.now().replace(year=2026, month=3, day=1, hour=15, minute=30, second=0)
+    GenerationJob.objects.create(
+        tenant=living.tenant,
+        character=living,
+        kind=GenerationJob.Kind.RANGE,
+        date_from=date(2026, 2, 20),
+        date_to=date(2026, 2, 23),
+        status=GenerationJob.Status.FAILED,
+        result=[{"date": "2026-02-20"}, {"date": "2026-02-21"}, {"date": "2026-02-22"}],
+        error="The LLM answered 500 three times. " + "x" * 500,
+        started_at=started,
+        finished_at=started.replace(minute=45),
+    )
+
+    page = admin_client.get(reverse("admin:characters_generationjob_changelist")).content.decode()
+
+    assert "3 / 4 days (75 %)" in page
+    # 15:30 UTC is half past midnight the next day in Tokyo.
+    assert '<span title="Asia/Tokyo">2026-03-02 00:30 JST</span>' in page
+    assert '<span title="Asia/Tokyo">2026-03-02 00:45 JST</span>' in page
+    assert "The LLM answered 500 three times." in page and "x" * 200 not in page

@@ -34,10 +34,10 @@ from conversations.admission import (
     find_character,
     identify,
 )
+from conversations.pipeline.announcing import announce
 from conversations.pipeline.events import TurnChunk, TurnEvent, TurnStarted
 from conversations.pipeline.session_data import remember_speed
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
-from conversations.pipeline.turn import announce
 from conversations.pipeline.voice import Listener
 from conversations.rate_limits import StreamSlot
 from conversations.speech.audio import AudioError, speech_input

@@ -15,10 +15,10 @@ class ConversationsConfig(AppConfig):
 
         from .life_bridge import ConversationsBridge
         from .tools import registry
-        from .tools.mcp_servers import tools_for
+        from .tools.mcp_servers import sessions
         from .tools.offer import load_selector
 
-        registry.add_source(tools_for)
+        registry.add_source(sessions.load)
         # Tools register themselves when their module is imported: every character's own
         # (diary, user name) first, then the deployment's.
         import_module(f"{self.name}.tools.builtin")

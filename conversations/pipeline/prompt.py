@@ -7,6 +7,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.utils import timezone
 
 from characters.life.prompts import date_label
@@ -50,14 +51,14 @@ def render_persona(persona: str, params: Mapping[str, Any] | None) -> str:
     )
 
 
-async def compose_system_prompt(
+def system_prompt(
     character: Character,
     end_user: EndUser | None,
     params: Mapping[str, Any] | None,
     now: datetime | None = None,
-    text: str = "",
 ) -> str:
-    """Persona, today's schedule, the user's name and the local time, read fresh every turn.
+    """Persona, today's schedule, the user's name and the local time, read fresh every turn
+    (plain ORM: one query, for the schedule).
 
     "Today" and the time are the character's own (its timezone), not the server's. Nothing is
     cached, so an edit in the admin shows on the next turn. The parts are ordered from the
@@ -65,13 +66,12 @@ async def compose_system_prompt(
     that cache prompt prefixes keep caching the persona and the schedule. The persona may use
     `{username}` (the character's default user name while the user's is unknown),
     `{charactername}`, `{today}` and `{now}`; the request's params win.
-    Registered sections (add_prompt_section) about the user's `text` come last.
     """
     local = character.local_now(now or timezone.now())
     schedule = (
-        await DailySchedule.objects.filter(character=character, schedule_date=local.date())
+        DailySchedule.objects.filter(character=character, schedule_date=local.date())
         .values_list("content", flat=True)
-        .afirst()
+        .first()
     )
     username = end_user.display_name if end_user else ""
     filled = {
@@ -88,6 +88,25 @@ async def compose_system_prompt(
             f"The user's name is {username}. Follow any request about how to address them."
         )
     parts.append(f"It is now {date_label(local.date())} {local:%H:%M} ({character.timezone}).")
-    for section in _sections:
-        parts.append(await section(character, end_user, text))
     return "\n\n".join(part for part in parts if part)
+
+
+async def with_sections(
+    prompt: str, character: Character, end_user: EndUser | None, text: str
+) -> str:
+    """`prompt` with the registered sections (add_prompt_section) about the user's `text`
+    after it."""
+    parts = [prompt, *[await section(character, end_user, text) for section in _sections]]
+    return "\n\n".join(part for part in parts if part)
+
+
+async def compose_system_prompt(
+    character: Character,
+    end_user: EndUser | None,
+    params: Mapping[str, Any] | None,
+    now: datetime | None = None,
+    text: str = "",
+) -> str:
+    """The whole system prompt for a user's `text`, from async code."""
+    prompt = await sync_to_async(system_prompt)(character, end_user, params, now)
+    return await with_sections(prompt, character, end_user, text)

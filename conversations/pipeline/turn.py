@@ -1,34 +1,33 @@
-"""The one path every turn takes, whatever transport it came from.
-
-(Longer than our usual module: the turn's stages share its record, composer and timer, and
-splitting them would pass those around everywhere; `announce` reuses the same composer.)
+"""The one path every turn takes, whatever transport it came from (docs/turn.md#inside-run_turn).
 
 `run_turn` takes a TurnRequest and yields TurnEvents: started, chunk*, then finished (or
-failed). History is written only for a completed turn, in one transaction with its
-TurnRecord; failed and interrupted turns leave a TurnRecord and nothing else.
+failed), through the stages of the `Turn` it hands on: prepare (one database hop), listen,
+admit, guard, generate (tool rounds in conversations/tools/rounds.py), speak and record. Only
+a completed turn writes history, with its TurnRecord; the others leave only their TurnRecord.
+`announce` speaks an operator's text with the same speak stage and closing event.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 from contextlib import aclosing
+from dataclasses import dataclass, field
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.utils import timezone
 
 from characters.models import Character
-from conversations.avatar.speaking import chunk_face
 from conversations.history import save_turn
 from conversations.llm import (
     ChatMessage,
     LLMError,
+    LLMProvider,
     LLMRequest,
     ToolCallRequest,
     Usage,
@@ -36,19 +35,14 @@ from conversations.llm import (
 )
 from conversations.models import Guardrail, Message, TurnRecord
 from conversations.speech.stt import STTError, Transcript
-from conversations.speech.tts import SpeechSynthesizer, TTSError
-from conversations.speech.voices import recognizer_for, synthesizer_for
-from conversations.tools.base import (
-    Tool,
-    ToolContext,
-    ToolResult,
-    parse_arguments,
-    registry,
-    run_tool,
-)
-from conversations.tools.guardrails import check, guardrails_for
+from conversations.speech.tts import TTSError
+from conversations.speech.voices import recognizer_for
+from conversations.tools.base import CharacterTools, Tool, ToolContext, registry
+from conversations.tools.guardrails import GuardrailHit, check, guardrails_for
 from conversations.tools.offer import ToolOffer
+from conversations.tools.rounds import MAX_TOOL_ROUNDS, ToolRound, offered
 
+from .composing import ChunkComposer, sentences
 from .events import (
     TurnChunk,
     TurnDropped,
@@ -59,459 +53,350 @@ from .events import (
     TurnStarted,
     TurnToolCall,
 )
-from .prompt import compose_system_prompt
-from .session_data import remember_speed, session_speed, valid_speed
+from .prompt import system_prompt, with_sections
+from .session_data import remember_speed
 from .shaping import ShapedRequest, needs_shaping, refusal, shape
-from .speaking import speak_ahead
+from .speaking import Events, Voice
 from .splitter import SentenceSplitter
-from .tags import (
-    VoiceTags,
-    avatar_control,
-    control_tags,
-    language_of,
-    speed_of,
-    vision_source,
-    voice_text,
-)
+from .tags import vision_source
 
 logger = logging.getLogger("avatarsite.turn")
-
-# Tool rounds per turn before the model must answer in words.
-MAX_TOOL_ROUNDS = 8
-# Languages written without spaces between sentences.
-UNSPACED_LANGUAGES = ("ja", "zh", "ko", "th")
+# The TurnRecord's timings, in the order the turn's log line gives them.
+TIMINGS = "stt_ms llm_first_token_ms first_chunk_ms first_audio_ms tool_ms llm_ms tts_ms total_ms"
 
 
-class _Timer:
-    """Milliseconds since the turn began, for the per-phase timings of a TurnRecord."""
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a turn reads from the database before it starts, in one hop. The character, its
+    voice settings and its tenant's secrets arrive loaded with the admitted request."""
 
-    def __init__(self) -> None:
-        self._start = time.perf_counter()
+    guardrails: list[Guardrail]
+    system_prompt: str
+    tools: CharacterTools
+
+
+@dataclass(slots=True)
+class Turn:
+    """One turn's state, handed from stage to stage."""
+
+    request: TurnRequest
+    provider: LLMProvider
+    record: TurnRecord
+    composer: ChunkComposer
+    started: float  # time.perf_counter() when the turn began
+    splitter: SentenceSplitter = field(default_factory=SentenceSplitter)
+    voice: Voice | None = None  # None: the turn is not spoken
+    transcript: Transcript = field(default_factory=lambda: Transcript(text=None))
+    usage: Usage | None = None  # tokens of all the turn's LLM calls, when the provider counts
+    # What this turn adds to the history: the user message, any tool rounds, the answer.
+    added: list[ChatMessage] = field(default_factory=list)
+
+    @classmethod
+    def begin(cls, request: TurnRequest) -> Turn:
+        started = time.perf_counter()
+        character = request.character
+        provider = provider_for(character)
+        context_id = request.context.context_id
+        record = TurnRecord(
+            id=request.turn_id,
+            character=character,
+            end_user=request.end_user,
+            session_id=request.session_id,
+            channel=request.channel,
+            context_id=context_id,
+            request_text=request.text,
+            provider=provider.name,
+            model=character.llm_model,
+            started_at=timezone.now(),
+        )
+        return cls(request, provider, record, ChunkComposer(character, context_id), started)
 
     def ms(self) -> float:
-        return round((time.perf_counter() - self._start) * 1000, 2)
+        """Milliseconds since the turn began, for the TurnRecord's timings."""
+        return round((time.perf_counter() - self.started) * 1000, 2)
 
+    @property
+    def character(self) -> Character:
+        return self.request.character
 
-class _ChunkComposer:
-    """Turns split segments into chunks; remembers the turn's language once a tag sets it."""
+    @property
+    def context_id(self) -> uuid.UUID:
+        return self.request.context.context_id
 
-    def __init__(self, character: Character, context_id: uuid.UUID | None) -> None:
-        self.catalog = character.artifact_catalog
-        self.context_id = context_id
-        self.language: str | None = None
-        self.speed: float | None = None  # the session's, until a speed tag changes it
-        self.tag_speed: float | None = None  # the last speed a tag in this reply set
-        self.texts: list[str] = []
-        self.voice_texts: list[str] = []
-        names = character.voice_tag_names()
-        self.voice_tags = VoiceTags(names, character.terminal_voice_tag) if names else None
+    def heard_audio(self, event: TurnEvent) -> None:
+        if isinstance(event, TurnChunk) and event.audio and self.record.first_audio_ms is None:
+            self.record.first_audio_ms = self.ms()
 
-    def compose(self, segment: str) -> TurnChunk | None:
-        """The chunk for a segment; None when the reply already ended at its terminal tag."""
-        spoken: str | None
-        if self.voice_tags is None:
-            spoken = voice_text(segment)
-        else:
-            segment = self.voice_tags.cut(segment)
-            if not segment:
-                return None
-            spoken = self.voice_tags.speak(segment)
-        return self._chunk(segment, spoken)
-
-    def said(self, segment: str, guardrail: str = "") -> TurnChunk:
-        """A chunk of what the pipeline says itself: an apology, or a guardrail's message
-        (flagged with the guardrail's name)."""
-        chunk = self._chunk(segment, voice_text(segment))
-        chunk.guardrail = guardrail
-        return chunk
-
-    def fallback(self) -> TurnChunk | None:
-        """A reply that used none of the voice tags is spoken whole, in one extra chunk."""
-        if self.voice_tags is None or self.voice_tags.seen or not self.texts:
-            return None
-        return self._chunk("", voice_text("".join(self.texts)))
-
-    def _chunk(self, segment: str, spoken: str | None) -> TurnChunk:
-        self.language = language_of(segment) or self.language
-        if (tagged := valid_speed(speed_of(segment))) is not None:
-            self.speed = self.tag_speed = tagged
-        self.texts.append(segment)
-        if spoken:
-            self.voice_texts.append(spoken)
-        return TurnChunk(
-            context_id=self.context_id,
-            text=segment,
-            voice_text=spoken,
-            language=self.language,
-            control_tags=control_tags(segment, self.catalog),
-            avatar_control=avatar_control(segment),
-            is_first=len(self.texts) == 1,
-            speed=self.speed,
-        )
-
-    def full_voice_text(self, character_language: str) -> str:
-        language = (self.language or character_language).lower()
-        separator = "" if language.startswith(UNSPACED_LANGUAGES) else " "
-        return separator.join(self.voice_texts)
-
-
-def _sentences(text: str) -> list[str]:
-    splitter = SentenceSplitter()
-    return [*splitter.feed(text), *splitter.flush()]
-
-
-async def _call_tool(
-    tool: Tool | None, call: ToolCallRequest, context: ToolContext
-) -> AsyncIterator[ToolResult | str]:
-    """Run one tool call; an unknown tool or unreadable arguments become an error result the
-    model can explain, rather than a failed turn."""
-    if tool is None:
-        yield ToolResult({"error": f"There is no tool named {call.name!r}."})
-        return
-    try:
-        arguments = parse_arguments(call.arguments)
-    except ValueError as exc:
-        yield ToolResult({"error": f"Arguments are not a JSON object: {exc}"})
-        return
-    async for output in run_tool(tool, context, arguments):
-        yield output
+    def chunks_of(self, segments: list[str]) -> list[TurnChunk]:
+        chunks = [c for c in map(self.composer.compose, segments) if c is not None]
+        if chunks and self.record.first_chunk_ms is None:
+            self.record.first_chunk_ms = self.ms()
+        return chunks
 
 
 async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
-    timer = _Timer()
-    character = request.character
-    provider = provider_for(character)
-    record = TurnRecord(
-        id=request.turn_id,
-        character=character,
-        end_user=request.end_user,
-        session_id=request.session_id,
-        channel=request.channel,
-        request_text=request.text,
-        provider=provider.name,
-        model=character.llm_model,
-        started_at=timezone.now(),
-    )
-
-    opened = request.context
-    record.context_id = opened.context_id
-    splitter = SentenceSplitter()
-    composer = _ChunkComposer(character, opened.context_id)
-
-    async def finish(
-        status: str, *, error: str = "", messages: list[ChatMessage] | None = None
-    ) -> None:
-        """Record the turn; a completed one also writes its messages and provider state."""
-        record.status = status
-        record.error = error
-        record.response_text = "".join(composer.texts)
-        record.total_ms = timer.ms()
-        if composer.tag_speed is not None:  # later turns of the session keep it
-            await remember_speed(request.session_key, composer.tag_speed)
-        await sync_to_async(save_turn)(record, request.end_user, messages, opened.provider_state)
-        logger.info(
-            "turn id=%s character=%s status=%s provider=%s stt_ms=%s llm_first_token_ms=%s "
-            "first_chunk_ms=%s first_audio_ms=%s tool_ms=%s llm_ms=%s tts_ms=%s total_ms=%s%s",
-            record.id,
-            character.slug,
-            status,
-            provider.name,
-            record.stt_ms,
-            record.llm_first_token_ms,
-            record.first_chunk_ms,
-            record.first_audio_ms,
-            record.tool_ms,
-            record.llm_ms,
-            record.tts_ms,
-            record.total_ms,
-            f" error={error!r}" if error else "",
-        )
-
-    recognized = request.text
-    synthesizer = None
-    transcript = Transcript(text=None)
+    turn = Turn.begin(request)
     try:
-        if not recognized and request.audio:
-            # PCM16 mono: two bytes a sample.
-            record.speech_in_seconds = len(request.audio) / (2 * settings.SPEECH_SAMPLE_RATE)
-            transcript = await _transcribe(request, record, timer)
-            recognized = record.request_text = transcript.text or ""
-            if not recognized:
-                drop = "No speech recognized."
-                await finish(TurnRecord.Status.CANCELLED, error=drop)
-                yield TurnDropped(context_id=opened.context_id, reason=drop)
-                return
-        synthesizer = synthesizer_for(character) if request.speak else None
-        if request.speech_speed is not None:  # set once, kept for the session's later turns
-            await remember_speed(request.session_key, request.speech_speed)
-        if synthesizer is not None:
-            composer.speed = request.speech_speed or await session_speed(request.session_key)
-        reason = await refusal(request, recognized)
-        shaped = ShapedRequest(recognized, request.files, awake=True)
-        if reason is None and needs_shaping(request):
-            shaped = await sync_to_async(shape)(request, recognized, timezone.now())
+        prepared = await prepare(request)
+        heard = await listen(turn)
+        if heard is None:
+            drop = "No speech recognized."
+            await record(turn, TurnRecord.Status.CANCELLED, error=drop)
+            yield TurnDropped(context_id=turn.context_id, reason=drop)
+            return
+        turn.voice = await Voice.for_turn(request, turn.composer)
+        admitted = await admit(turn, heard)
     except (STTError, TTSError) as exc:
-        await finish(TurnRecord.Status.FAILED, error=str(exc))
-        yield TurnFailed(context_id=opened.context_id, error=str(exc))
+        await record(turn, TurnRecord.Status.FAILED, error=str(exc))
+        yield TurnFailed(context_id=turn.context_id, error=str(exc))
         return
     except asyncio.CancelledError:
-        await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
+        await asyncio.shield(record(turn, TurnRecord.Status.INTERRUPTED))
         raise
-    if reason is not None:
-        await finish(TurnRecord.Status.CANCELLED, error=reason)
-        yield TurnDropped(context_id=opened.context_id, reason=reason)
+    if isinstance(admitted, str):  # a validator's reason to refuse
+        await record(turn, TurnRecord.Status.CANCELLED, error=admitted)
+        yield TurnDropped(context_id=turn.context_id, reason=admitted)
         return
 
-    text = shaped.text
-    record.request_text = text
+    turn.record.request_text = admitted.text
     yield TurnStarted(
-        context_id=opened.context_id,
-        request_text=text,
-        recognized_text=recognized,
-        preprocess_metadata=transcript.preprocess_metadata,
-        postprocess_metadata=transcript.postprocess_metadata,
+        turn.context_id,
+        request_text=admitted.text,
+        recognized_text=heard,
+        preprocess_metadata=turn.transcript.preprocess_metadata,
+        postprocess_metadata=turn.transcript.postprocess_metadata,
     )
-    if not shaped.awake:
+    if not admitted.awake:
         # Asleep: the turn is acknowledged but nothing is paid for, nothing remembered.
-        await finish(TurnRecord.Status.CANCELLED, error="Not awake: no wake word yet.")
-        yield TurnFinished(opened.context_id, text="", voice_text="", vision_source=None)
+        await record(turn, TurnRecord.Status.CANCELLED, error="Not awake: no wake word yet.")
+        yield TurnFinished(turn.context_id, text="", voice_text="", vision_source=None)
         return
 
-    guardrails = await sync_to_async(guardrails_for)(character)
-    hit = await check(guardrails, character, text, "request")
-    if hit is not None and hit.action == Guardrail.Action.REPLACE:
-        text = record.request_text = hit.message  # the corrected text is what is kept
-    blocked = hit if hit is not None and hit.action == Guardrail.Action.BLOCK else None
-
-    user_message = ChatMessage(role=Message.Role.USER, content=text, files=shaped.files)
-    system = await compose_system_prompt(
-        character, request.end_user, request.system_prompt_params, text=text
-    )
-    if request.client_system:
-        system = f"{system}\n\n{request.client_system}" if system else request.client_system
-    prompt = [*([ChatMessage(role="system", content=system)] if system else []), *opened.history]
-    # What this turn adds to the history: the user message, any tool rounds, the answer.
-    added: list[ChatMessage] = [user_message]
-    offer = ToolOffer(character, await registry.for_character(character), lambda: [*prompt, *added])
-    tools = offer.callable
-    tool_context = ToolContext(
-        character=character,
-        end_user=request.end_user,
-        context_id=opened.context_id,
-        session_id=request.session_id,
-        channel=request.channel,
-    )
-
-    def chunks_of(segments: list[str]) -> list[TurnChunk]:
-        chunks = [c for c in map(composer.compose, segments) if c is not None]
-        if chunks and record.first_chunk_ms is None:
-            record.first_chunk_ms = timer.ms()
-        return chunks
-
-    usage: Usage | None = None
-
-    async def llm_events() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
-        """The reply as chunks, with tool rounds in between, until the model answers."""
-        nonlocal usage
-        for round_number in range(MAX_TOOL_ROUNDS + 1):
-            # The last round offers no tools, so a model stuck calling them must answer.
-            offered = offer.next_round() if round_number < MAX_TOOL_ROUNDS else []
-            round_start = len(composer.texts)
-            calls: list[ToolCallRequest] = []
-            llm_request = LLMRequest(
-                messages=[*prompt, *added],
-                model=character.llm_model,
-                temperature=character.llm_temperature,
-                tools=offered,
-                user=str(request.end_user.id),
-                state=opened.provider_state,
-                options=request.llm_params,
-            )
-            async for item in provider.stream(llm_request):
-                if record.llm_first_token_ms is None:
-                    record.llm_first_token_ms = timer.ms()
-                if isinstance(item, ToolCallRequest):
-                    calls.append(item)
-                    continue
-                if isinstance(item, Usage):
-                    usage = item if usage is None else usage + item
-                    record.tokens_in, record.tokens_out = (
-                        usage.prompt_tokens,
-                        usage.completion_tokens,
-                    )
-                    continue
-                for chunk in chunks_of(splitter.feed(item)):
-                    yield chunk
-            for chunk in chunks_of(splitter.flush()):
-                yield chunk
-            if not calls:
-                break
-            tool_started = time.perf_counter()
-            results: list[ChatMessage] = []
-            for call in calls:
-                yield TurnToolCall(opened.context_id, call.id, call.name, call.arguments)
-                final: ToolResult | None = None
-                async for output in _call_tool(tools.get(call.name), call, tool_context):
-                    if isinstance(output, str):  # spoken at once, like the model's own text
-                        for chunk in chunks_of([*splitter.feed(output), *splitter.flush()]):
-                            yield chunk
-                        continue
-                    yield TurnToolCall(
-                        opened.context_id, call.id, call.name, call.arguments, output
-                    )
-                    if final is None or not final.is_final:
-                        final = output
-                results.append(
-                    ChatMessage(
-                        role=Message.Role.TOOL,
-                        content=json.dumps(final.data if final else {}, ensure_ascii=False),
-                        tool_call_id=call.id,
-                    )
-                )
-            record.tool_ms = (record.tool_ms or 0) + (time.perf_counter() - tool_started) * 1000
-            added.append(
-                ChatMessage(
-                    role=Message.Role.ASSISTANT,
-                    content="".join(composer.texts[round_start:]),
-                    tool_calls=[
-                        {"id": c.id, "name": c.name, "arguments": c.arguments} for c in calls
-                    ],
-                )
-            )
-            added.extend(results)
-        if (spoken_whole := composer.fallback()) is not None:
-            yield spoken_whole
-        record.llm_ms = timer.ms()
-        answer = "".join(composer.texts[round_start:]).strip()
-        corrected = await check(guardrails, character, answer, "response")
-        if corrected is not None:
-            # Already streamed; say the correction, and keep only it in the history.
-            for sentence in _sentences(corrected.message):
-                yield composer.said(sentence, corrected.name)
-            answer = corrected.message
-        added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
-
-    async def guardrail_answer() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
-        """A blocked request is answered with the guardrail's message, and no LLM call."""
-        assert blocked is not None
-        for sentence in _sentences(blocked.message):
-            yield composer.said(sentence, blocked.name)
-
-    async def synthesize(chunk: TurnChunk) -> bytes:
-        assert synthesizer is not None
-        started = time.perf_counter()
-        audio = await _speak(synthesizer, character, chunk)
-        if request.face_frames:
-            chunk.face = await chunk_face(chunk, audio)
-        record.tts_ms = round((record.tts_ms or 0) + (time.perf_counter() - started) * 1000, 2)
-        return audio
-
-    events = llm_events() if blocked is None else guardrail_answer()
-    if synthesizer is not None:
-        events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
+    blocked = await guard(turn, prepared, admitted)
+    events = generate(turn, prepared) if blocked is None else say(turn, blocked)
     try:
-        async with aclosing(events):
-            async for event in events:
-                if isinstance(event, TurnChunk) and event.audio and record.first_audio_ms is None:
-                    record.first_audio_ms = timer.ms()
+        async with aclosing(speak(turn.voice, events)) as spoken:
+            async for event in spoken:
+                turn.heard_audio(event)
                 yield event
     except (LLMError, TTSError) as exc:
-        await finish(TurnRecord.Status.FAILED, error=str(exc))
-        if isinstance(exc, LLMError):
-            # Say sorry rather than fall silent; the apology is not kept in the history.
-            for sentence in _sentences(character.apology):
-                chunk = composer.said(sentence)
-                if synthesizer is not None and chunk.voice_text:
-                    with contextlib.suppress(TTSError):
-                        chunk.audio = await _speak(synthesizer, character, chunk)
-                yield chunk
-        yield TurnFailed(context_id=opened.context_id, error=str(exc))
+        async for failure in apologise(turn, exc):
+            yield failure
         return
     except Exception as exc:
-        logger.exception("turn id=%s failed unexpectedly", record.id)
+        logger.exception("turn id=%s failed unexpectedly", turn.record.id)
         error = f"Internal error in the conversation pipeline ({type(exc).__name__})"
-        await finish(TurnRecord.Status.FAILED, error=error)
-        yield TurnFailed(context_id=opened.context_id, error=error)
+        await record(turn, TurnRecord.Status.FAILED, error=error)
+        yield TurnFailed(context_id=turn.context_id, error=error)
         return
     except (asyncio.CancelledError, GeneratorExit):
         # The client went away or the turn was interrupted: record it, keep history clean.
-        await asyncio.shield(finish(TurnRecord.Status.INTERRUPTED))
+        await asyncio.shield(record(turn, TurnRecord.Status.INTERRUPTED))
         raise
 
-    reply = "".join(composer.texts)
     if blocked is not None:  # nothing of a blocked request enters the history
-        await finish(TurnRecord.Status.CANCELLED, error=f"Blocked by guardrail {blocked.name}")
+        error = f"Blocked by guardrail {blocked.name}"
+        await record(turn, TurnRecord.Status.CANCELLED, error=error)
     else:
-        await finish(TurnRecord.Status.COMPLETED, messages=added if request.keep_history else None)
-    yield TurnFinished(
-        context_id=opened.context_id,
-        text=reply,
-        voice_text=composer.full_voice_text(character.language),
-        vision_source=vision_source(reply),
-        usage=usage,
-    )
+        kept = turn.added if turn.request.keep_history else None
+        await record(turn, TurnRecord.Status.COMPLETED, messages=kept)
+    yield finished(turn.composer, turn.character, vision=True, usage=turn.usage)
 
 
-async def _speak(synthesizer: SpeechSynthesizer, character: Character, chunk: TurnChunk) -> bytes:
-    assert chunk.voice_text is not None  # speak_ahead synthesizes spoken chunks only
-    return await synthesizer.synthesize(
-        chunk.voice_text,
-        styled_text=chunk.text,
-        language=chunk.language or character.language,
-        speed=chunk.speed,
-    )
+async def prepare(request: TurnRequest) -> Prepared:
+    """The character's guardrails, its system prompt (with today's schedule) and its tools'
+    rows, read in one trip to the database thread."""
+    character = request.character
+
+    def read() -> Prepared:
+        return Prepared(
+            guardrails=guardrails_for(character),
+            system_prompt=system_prompt(character, request.end_user, request.system_prompt_params),
+            tools=registry.load(character),
+        )
+
+    return await sync_to_async(read)()
 
 
-async def announce(
-    character: Character, text: str, context_id: uuid.UUID | None = None
-) -> AsyncIterator[TurnEvent]:
-    """Say `text` in the character's voice, without asking the LLM (an operator speaking
-    through a live session): chunks with tags and audio exactly as a reply has them, then
-    `finished`. It is not the user's conversation, so nothing enters the history."""
-    composer = _ChunkComposer(character, context_id)
-    splitter = SentenceSplitter()
-
-    async def chunks() -> AsyncGenerator[TurnChunk | TurnToolCall, None]:
-        for segment in [*splitter.feed(text), *splitter.flush()]:
-            if (chunk := composer.compose(segment)) is not None:
-                yield chunk
-
-    try:
-        synthesizer = synthesizer_for(character)
-    except TTSError as exc:
-        yield TurnFailed(context_id=context_id, error=str(exc))
-        return
-
-    async def synthesize(chunk: TurnChunk) -> bytes:
-        assert synthesizer is not None
-        return await _speak(synthesizer, character, chunk)
-
-    events = chunks()
-    if synthesizer is not None:
-        events = speak_ahead(events, synthesize, settings.TTS_LOOKAHEAD)
-    try:
-        async with aclosing(events):
-            async for event in events:
-                yield event
-    except TTSError as exc:
-        yield TurnFailed(context_id=context_id, error=str(exc))
-        return
-    yield TurnFinished(
-        context_id=context_id,
-        text="".join(composer.texts),
-        voice_text=composer.full_voice_text(character.language),
-        vision_source=None,
-    )
-
-
-async def _transcribe(request: TurnRequest, record: TurnRecord, timer: _Timer) -> Transcript:
-    """The words in the request's audio (no text when it holds none); STTError when they
-    cannot be had (an outage is not silence)."""
-    assert request.audio is not None
+async def listen(turn: Turn) -> str | None:
+    """The user's words: the request's text, else its audio transcribed (None when the audio
+    holds no speech). STTError when they cannot be had: an outage is not silence."""
+    request = turn.request
+    if request.text or not request.audio:
+        return request.text
+    # PCM16 mono: two bytes a sample.
+    turn.record.speech_in_seconds = len(request.audio) / (2 * settings.SPEECH_SAMPLE_RATE)
     recognizer = recognizer_for(request.character)
     if recognizer is None:
         raise STTError("Speech-to-text is not configured on this server; send text instead.")
-    started = timer.ms()
-    transcript = await recognizer.recognize(request.session_id, request.audio)
-    record.stt_ms = round(timer.ms() - started, 2)
-    return transcript
+    started = turn.ms()
+    transcript = turn.transcript = await recognizer.recognize(request.session_id, request.audio)
+    turn.record.stt_ms = round(turn.ms() - started, 2)
+    turn.record.request_text = transcript.text or ""
+    return transcript.text or None
+
+
+async def admit(turn: Turn, heard: str) -> ShapedRequest | str:
+    """The request as the LLM is to get it (merged, woken, timestamped), or the reason a
+    request validator refuses it."""
+    request = turn.request
+    reason = await refusal(request, heard)
+    if reason is not None:
+        return reason
+    if not needs_shaping(request):
+        return ShapedRequest(heard, request.files, awake=True)
+    return await sync_to_async(shape)(request, heard, timezone.now())
+
+
+async def guard(turn: Turn, prepared: Prepared, admitted: ShapedRequest) -> GuardrailHit | None:
+    """Check the request against the guardrails and add the user's message to the turn;
+    *replace* swaps the text for the guardrail's message (which is what is kept). Returns the
+    guardrail that blocks the request, if one does."""
+    text = admitted.text
+    hit = await check(prepared.guardrails, turn.character, text, "request")
+    if hit is not None and hit.action == Guardrail.Action.REPLACE:
+        text = turn.record.request_text = hit.message
+    turn.added.append(ChatMessage(role=Message.Role.USER, content=text, files=admitted.files))
+    return hit if hit is not None and hit.action == Guardrail.Action.BLOCK else None
+
+
+async def generate(turn: Turn, prepared: Prepared) -> Events:
+    """The reply as chunks, with tool rounds in between until the model answers in words;
+    then the answer's guardrails."""
+    request, record, composer = turn.request, turn.record, turn.composer
+    asked = turn.added[0].content  # the user's message, as guarded
+    system = await with_sections(prepared.system_prompt, turn.character, request.end_user, asked)
+    if request.client_system:  # a client that keeps the conversation adds its own
+        system = f"{system}\n\n{request.client_system}"
+    prompt = [ChatMessage(role="system", content=system), *request.context.history]
+    offer = ToolOffer(turn.character, await prepared.tools.list(), lambda: [*prompt, *turn.added])
+    tool_context = ToolContext(
+        character=turn.character,
+        end_user=request.end_user,
+        context_id=turn.context_id,
+        session_id=request.session_id,
+        channel=request.channel,
+    )
+    for round_number in range(MAX_TOOL_ROUNDS + 1):
+        round_start = len(composer.texts)
+        calls: list[ToolCallRequest] = []
+        async for chunk in _reply(
+            turn, [*prompt, *turn.added], offered(offer, round_number), calls
+        ):
+            yield chunk
+        if not calls:
+            break
+        tools = ToolRound(calls, offer.callable, tool_context)
+        started = time.perf_counter()
+        async for output in tools.run():
+            if isinstance(output, str):  # spoken at once, like the model's own text
+                for chunk in turn.chunks_of([*turn.splitter.feed(output), *turn.splitter.flush()]):
+                    yield chunk
+                continue
+            call = output.call
+            yield TurnToolCall(turn.context_id, call.id, call.name, call.arguments, output.result)
+        record.tool_ms = (record.tool_ms or 0) + (time.perf_counter() - started) * 1000
+        turn.added.extend(tools.messages("".join(composer.texts[round_start:])))
+    if (spoken_whole := composer.fallback()) is not None:
+        yield spoken_whole
+    record.llm_ms = turn.ms()
+    answer = "".join(composer.texts[round_start:]).strip()
+    corrected = await check(prepared.guardrails, turn.character, answer, "response")
+    if corrected is not None:
+        # Already streamed; say the correction, and keep only it in the history.
+        async for chunk in say(turn, corrected):
+            yield chunk
+        answer = corrected.message
+    turn.added.append(ChatMessage(role=Message.Role.ASSISTANT, content=answer))
+
+
+async def _reply(
+    turn: Turn, messages: list[ChatMessage], tools: list[Tool], calls: list[ToolCallRequest]
+) -> Events:
+    """One LLM call: its text as chunks, its tool calls collected in `calls`."""
+    character, request = turn.character, turn.request
+    llm_request = LLMRequest(
+        messages=messages,
+        model=character.llm_model,
+        temperature=character.llm_temperature,
+        tools=tools,
+        user=str(request.end_user.id),
+        state=request.context.provider_state,
+        options=request.llm_params,
+    )
+    async for item in turn.provider.stream(llm_request):
+        if turn.record.llm_first_token_ms is None:
+            turn.record.llm_first_token_ms = turn.ms()
+        if isinstance(item, ToolCallRequest):
+            calls.append(item)
+            continue
+        if isinstance(item, Usage):
+            turn.usage = item if turn.usage is None else turn.usage + item
+            turn.record.tokens_in = turn.usage.prompt_tokens
+            turn.record.tokens_out = turn.usage.completion_tokens
+            continue
+        for chunk in turn.chunks_of(turn.splitter.feed(item)):
+            yield chunk
+    for chunk in turn.chunks_of(turn.splitter.flush()):
+        yield chunk
+
+
+async def say(turn: Turn, hit: GuardrailHit) -> Events:
+    """A guardrail's message as chunks flagged with its name: the whole answer to a blocked
+    request (no LLM call), or the correction of an answer."""
+    for sentence in sentences(hit.message):
+        yield turn.composer.said(sentence, hit.name)
+
+
+def speak(voice: Voice | None, events: Events) -> Events:
+    """The events with each chunk's audio when there is a voice, synthesised ahead."""
+    return voice.speak(events) if voice is not None else events
+
+
+async def apologise(turn: Turn, exc: LLMError | TTSError) -> AsyncIterator[TurnEvent]:
+    """A failed turn is recorded; after an LLM failure the character says sorry rather than
+    fall silent (not kept in the history), then `failed`."""
+    await record(turn, TurnRecord.Status.FAILED, error=str(exc))
+    if isinstance(exc, LLMError):
+        for sentence in sentences(turn.character.apology):
+            chunk = turn.composer.said(sentence)
+            if turn.voice is not None and chunk.voice_text:
+                with contextlib.suppress(TTSError):
+                    chunk.audio = await turn.voice.say(chunk)
+            yield chunk
+    yield TurnFailed(context_id=turn.context_id, error=str(exc))
+
+
+async def record(
+    turn: Turn, status: str, *, error: str = "", messages: list[ChatMessage] | None = None
+) -> None:
+    """Record the turn and log its line; a completed one also writes its messages and the
+    provider's state."""
+    row = turn.record
+    row.status = status
+    row.error = error
+    row.response_text = turn.composer.text
+    row.tts_ms = turn.voice.ms if turn.voice is not None else None
+    row.total_ms = turn.ms()
+    if turn.composer.tag_speed is not None:  # later turns of the session keep it
+        await remember_speed(turn.request.session_key, turn.composer.tag_speed)
+    state = turn.request.context.provider_state
+    await sync_to_async(save_turn)(row, turn.request.end_user, messages, state)
+    timings = " ".join(f"{name}={getattr(row, name)}" for name in TIMINGS.split())
+    failure = f" error={error!r}" if error else ""
+    facts = f"character={turn.character.slug} status={status} provider={turn.provider.name}"
+    logger.info("turn id=%s %s %s%s", row.id, facts, timings, failure)
+
+
+def finished(
+    composer: ChunkComposer, character: Character, *, vision: bool, usage: Usage | None = None
+) -> TurnFinished:
+    """The closing event: the whole reply as said and spoken."""
+    reply = composer.text
+    return TurnFinished(
+        context_id=composer.context_id,
+        text=reply,
+        voice_text=composer.full_voice_text(character.language),
+        vision_source=vision_source(reply) if vision else None,
+        usage=usage,
+    )

@@ -51,9 +51,29 @@ class Tool:
     func: Callable[..., Any]
 
 
-# Where tools that are not registered in code come from (MCP servers): the tools a source
-# offers a character, looked up on every turn.
-ToolSource = Callable[[Character], Awaitable[list[Tool]]]
+# Lists one source's tools for one turn (it may reach a server).
+ToolLister = Callable[[], Awaitable[list[Tool]]]
+# Where tools not registered in code come from (MCP servers). A source reads the rows it needs
+# for a character (plain ORM, in the turn's one database hop) and returns its lister.
+ToolSource = Callable[[Character], ToolLister]
+
+
+@dataclass(frozen=True, slots=True)
+class CharacterTools:
+    """What a character may use in one turn, as read from the database."""
+
+    registered: dict[str, Tool]
+    listers: list[ToolLister]
+    disabled: frozenset[str]
+
+    async def list(self) -> list[Tool]:
+        """Registered tools and every source's, minus the character's disabled tools. A
+        registered tool wins over a source's of the same name."""
+        tools = dict(self.registered)
+        for lister in self.listers:
+            for found in await lister():
+                tools.setdefault(found.name, found)
+        return [t for name, t in sorted(tools.items()) if name not in self.disabled]
 
 
 class ToolRegistry:
@@ -77,15 +97,13 @@ class ToolRegistry:
         if source not in self._sources:
             self._sources.append(source)
 
-    async def for_character(self, character: Character) -> list[Tool]:
-        """The tools `character` may use: registered ones and every source's, minus the
-        character's disabled tools. A registered tool wins over a source's of the same name."""
-        tools = dict(self._tools)
-        for source in self._sources:
-            for found in await source(character):
-                tools.setdefault(found.name, found)
-        disabled = set(character.disabled_tools)
-        return [t for name, t in sorted(tools.items()) if name not in disabled]
+    def load(self, character: Character) -> CharacterTools:
+        """The tools `character` may use (plain ORM: call it from a worker thread)."""
+        return CharacterTools(
+            registered=dict(self._tools),
+            listers=[source(character) for source in self._sources],
+            disabled=frozenset(character.disabled_tools),
+        )
 
 
 registry = ToolRegistry()

@@ -14,17 +14,16 @@ A tool is offered as `<server>__<tool>` with the MCP tool's input schema; calls 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx2
 import mcp_types
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db.models import Q
 from mcp import Client, StdioServerParameters
@@ -39,7 +38,7 @@ from avatarsite.tenants.provider_secrets import resolve
 from characters.models import Character
 from conversations.models import McpServer
 
-from .base import Tool, ToolContext
+from .base import Tool, ToolContext, ToolLister
 
 logger = logging.getLogger(__name__)
 
@@ -318,10 +317,14 @@ class McpSessions:
             session = self._sessions[config.id] = _Session(config)
         return session
 
-    async def tools_for(self, character: Character) -> list[Tool]:
-        """The tools of every enabled server that applies to `character`; a server that cannot
-        be reached is left out (and logged), so the character still talks."""
-        configs = await sync_to_async(_configs_for)(character)
+    def load(self, character: Character) -> ToolLister:
+        """A tool source (plain ORM): lists the tools of every enabled server that applies to
+        `character`."""
+        return functools.partial(self._tools_of, _configs_for(character))
+
+    async def _tools_of(self, configs: list[ServerConfig]) -> list[Tool]:
+        """The servers' tools; a server that cannot be reached is left out (and logged), so
+        the character still talks."""
         listed = await asyncio.gather(
             *(self._session(c).tools() for c in configs), return_exceptions=True
         )
@@ -337,4 +340,3 @@ class McpSessions:
 
 
 sessions = McpSessions()
-tools_for: Callable[[Character], Awaitable[list[Tool]]] = sessions.tools_for

@@ -52,7 +52,7 @@ from bench.harness import (  # noqa: E402
     start_fake_llm,
     stop_fake,
 )
-from conversations.pipeline.voice import speech_detector  # noqa: E402
+from channels_app.listening import speech_detector  # noqa: E402
 from tests.fakes.openai_server import FAKE_API_KEY  # noqa: E402
 from tests.processes import start_daphne, stop_process  # noqa: E402
 from tests.speech.audio import utterance  # noqa: E402

@@ -20,7 +20,7 @@ from conversations.admission import (
 )
 from conversations.transports.base import Rejected
 
-from .consumers import CHANNEL
+from .admission import CHANNEL
 from .models import LiveSession
 
 

@@ -31,13 +31,13 @@ from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from channels_app.listening import Listener
 from characters.models import Character
 from conversations.admission import AdmittedSession, admit_session, find_character, identify
 from conversations.avatar.animator import FPS, SAMPLE_RATE, FaceFrame
 from conversations.avatar.speaking import FramePacer, face_track, sentence_frames
 from conversations.pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnStarted
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
-from conversations.pipeline.voice import Listener
 from conversations.rate_limits import StreamSlot
 from conversations.transports.base import Rejected
 from conversations.transports.text import json_problem

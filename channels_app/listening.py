@@ -1,4 +1,5 @@
-"""Listening for realtime sessions: server-side VAD per session, and utterances into turns.
+"""Listening on the realtime socket: server-side VAD per session, utterances that become
+turns, and partial transcripts of what is being said.
 
 One speech detector per process (per event loop) serves every live session. Each session is a
 key in it with its own Silero state, buffers and volume gate; the windows of all sessions are
@@ -9,11 +10,15 @@ never runs the model and a hundred sessions cost a few calls, not a hundred.
 from __future__ import annotations
 
 import asyncio
+import logging
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from django.conf import settings
 
+from characters.models import Character
+from conversations.speech.stt import SpeechRecognizer, STTError
 from conversations.speech.vad import (
     SileroBatcher,
     SileroSpeechDetector,
@@ -22,6 +27,9 @@ from conversations.speech.vad import (
     VADConfig,
     VolumeSpeechDetector,
 )
+from conversations.speech.voices import recognizer_for
+
+logger = logging.getLogger(__name__)
 
 _detectors: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SpeechDetector] = (
     weakref.WeakKeyDictionary()
@@ -80,3 +88,52 @@ class Listener:
 
     def close(self) -> None:
         self.detector.finalize_session(self.key)
+
+
+class PartialTranscripts:
+    """What the user has said so far (the client's `send_partial_text`): the utterance being
+    recorded is transcribed every REALTIME_PARTIAL_INTERVAL_SECONDS of new audio, one request
+    at a time."""
+
+    def __init__(self, character: Character, listener: Listener) -> None:
+        self.character = character
+        self.listener = listener
+        self.recognizer: SpeechRecognizer | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.heard = 0  # bytes of the current utterance already transcribed
+
+    def restart(self) -> None:
+        """A new utterance begins."""
+        self.heard = 0
+
+    def update(self, session_id: str, say: Callable[[str], Awaitable[None]]) -> None:
+        """Transcribe the utterance so far when enough is new and no request is running;
+        `say` gets the text."""
+        pcm = self.listener.heard_so_far()
+        step = int(settings.REALTIME_PARTIAL_INTERVAL_SECONDS * settings.SPEECH_SAMPLE_RATE * 2)
+        if len(pcm) - self.heard < step:
+            return
+        if self.task is not None and not self.task.done():
+            return
+        self.heard = len(pcm)
+        self.task = asyncio.create_task(self._transcribe(session_id, pcm, say))
+
+    async def _transcribe(
+        self, session_id: str, pcm: bytes, say: Callable[[str], Awaitable[None]]
+    ) -> None:
+        try:
+            if self.recognizer is None:
+                self.recognizer = recognizer_for(self.character)
+            if self.recognizer is None:
+                return
+            transcript = await self.recognizer.recognize(session_id, pcm)
+        except STTError as exc:
+            logger.info("partial transcript failed: %s", exc)
+            return
+        if transcript.text:
+            await say(transcript.text)
+
+    async def close(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)

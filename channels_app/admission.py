@@ -1,0 +1,98 @@
+"""Who a `/ws` socket speaks for, through the one admission path (conversations/admission.py):
+the credential at the handshake (a header, or a subprotocol browsers can set), the character,
+and at `start` the end user and session, with the row staff see the live session by."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import parse_qs
+
+from characters.models import Character
+from conversations.admission import (
+    AdmittedSession,
+    Caller,
+    admit_session,
+    find_character,
+    identify,
+)
+from conversations.rate_limits import StreamSlot
+from conversations.transports.base import Rejected, bearer_token
+
+from .models import LiveSession
+
+CHANNEL = "websocket"
+SUBPROTOCOL_PREFIX = "Authorization."
+
+
+def credentials(scope: Mapping[str, Any]) -> tuple[str, str | None]:
+    """The API key from `Authorization: Bearer`, else from an `Authorization.<base64(key)>`
+    subprotocol (browsers cannot set headers), with the subprotocol to echo."""
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    token = bearer_token({"Authorization": headers.get("authorization", "")})
+    if token:
+        return token, None
+    for protocol in scope.get("subprotocols", []):
+        if not protocol.startswith(SUBPROTOCOL_PREFIX):
+            continue
+        encoded = protocol[len(SUBPROTOCOL_PREFIX) :]
+        # Padding may be stripped; "/" is not allowed in a subprotocol, so accept URL-safe too.
+        encoded = encoded.replace("+", "-").replace("/", "_") + "=" * (-len(encoded) % 4)
+        try:
+            return base64.urlsafe_b64decode(encoded).decode(), protocol
+        except (binascii.Error, ValueError):
+            continue
+    return "", None
+
+
+def admit_socket(
+    scope: Mapping[str, Any], token: str
+) -> tuple[Caller, Character, StreamSlot] | None:
+    """Who is calling, the character this socket talks to and the key's stream slot it holds,
+    or None when the credential is wrong. A browser token may come as `?token=`. Raises
+    `Rejected` for a character the caller cannot reach, or over the key's limits."""
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
+    presented = {
+        "Authorization": f"Bearer {token}" if token else "",
+        "Origin": headers.get("origin", ""),
+        "Host": headers.get("host", ""),
+    }
+    try:
+        caller = identify(presented, (query.get("token") or [""])[0] or None)
+    except Rejected as rejected:
+        if rejected.status == 401:
+            return None
+        raise
+    slug = (query.get("character") or [""])[0] or headers.get("x-character")
+    character = find_character(caller, slug)
+    return caller, character, caller.open_stream()
+
+
+def register(
+    channel_name: str,
+    caller: Caller,
+    character: Character,
+    session_id: str,
+    user_id: str | None,
+    metadata: dict[str, Any],
+) -> tuple[AdmittedSession, str]:
+    """Bind the socket to its admitted session (who is talking) and the row staff see it by."""
+    session = admit_session(
+        caller, character, channel=CHANNEL, user_id=user_id, session_id=session_id
+    )
+    user_id = user_id or str(session.end_user.id)
+    LiveSession.objects.update_or_create(
+        channel_name=channel_name,
+        defaults={
+            "tenant_id": caller.tenant_id,
+            "session_id": session_id,
+            "user_id": user_id,
+            "end_user": session.end_user,
+            "character": character,
+            "metadata": metadata,
+        },
+    )
+    return session, user_id

@@ -1,6 +1,7 @@
-"""The realtime socket /ws (docs/wire-protocols.md#realtime-voice-ws) against a real daphne
-process: auth, the turn sequence, WAV and raw-PCM downlink, voice turns from streamed speech,
-barge-in, session listing."""
+"""The realtime socket /ws (docs/wire-protocols.md#realtime-voice-ws): the turn sequence, WAV
+and raw-PCM downlink, voice turns from streamed speech and barge-in in process (Channels'
+communicator); the handshake, session listing and the channel layer's timing against a real
+daphne process."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from conversations.models import Message, TurnRecord
 from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
 from tests.conftest import LLM_KEY_VARIABLE, AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
+from tests.inprocess import InProcessApp
 from tests.realtime.ws import Socket, subprotocol, types, ws_url
 from tests.speech.audio import require_local_stt, silence, utterance
+from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -72,10 +75,10 @@ async def test_it_echoes_the_auth_subprotocol_and_answers_start(
 
 
 async def test_it_answers_an_invoke_with_the_full_turn_sequence(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(text="[face:joy]Hello! Nice to meet you."))
-    socket = await Socket.open(asgi_server.url, api_key)
+    socket = await Socket.open(app.url, api_key)
     try:
         await socket.start(user_id="u1")
         await socket.send("invoke", user_id="u1", text="Hi there")
@@ -98,11 +101,11 @@ async def test_it_answers_an_invoke_with_the_full_turn_sequence(
 
 
 async def test_it_answers_streamed_speech_with_a_voice_turn(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     require_local_stt()
     fake_llm.script(ScriptedReply(text="Paris! It is the capital of France."))
-    socket = await Socket.open(asgi_server.url, api_key)
+    socket = await Socket.open(app.url, api_key)
     try:
         await socket.start(user_id="u1")
         await socket.stream(utterance(after=1.0).pcm)
@@ -118,11 +121,11 @@ async def test_it_answers_streamed_speech_with_a_voice_turn(
 
 
 async def test_barge_in_stops_the_answer_at_once(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     require_local_stt()
     fake_llm.script(SLOW, ScriptedReply(text="Paris."))
-    socket = await Socket.open(asgi_server.url, api_key)
+    socket = await Socket.open(app.url, api_key)
     try:
         await socket.start(user_id="u1", metadata={"barge_in_enabled": True})
         await socket.send("invoke", text="Tell me a long story")
@@ -146,7 +149,7 @@ async def test_barge_in_stops_the_answer_at_once(
 
 
 async def test_it_cancels_a_turn_without_speech(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     await sync_to_async(VoiceSettings.objects.create)(
         character=character,
@@ -155,7 +158,7 @@ async def test_it_cancels_a_turn_without_speech(
         stt_api_key_env=LLM_KEY_VARIABLE,
     )
     fake_llm.script_audio(ScriptedReply(text=""))
-    socket = await Socket.open(asgi_server.url, api_key)
+    socket = await Socket.open(app.url, api_key)
     try:
         await socket.start(user_id="u1")
         audio = base64.b64encode(silence(1.0)).decode()
@@ -170,10 +173,10 @@ async def test_it_cancels_a_turn_without_speech(
 
 
 async def test_it_streams_raw_pcm_slices_when_asked(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     fake_llm.script(ScriptedReply(text="Hello there."))
-    socket = await Socket.open(asgi_server.url, api_key)
+    socket = await Socket.open(app.url, api_key)
     try:
         await socket.start(user_id="u1", metadata={"response_audio_chunk_size": 4000})
         await socket.send("invoke", text="Hi")
@@ -193,7 +196,7 @@ async def test_it_streams_raw_pcm_slices_when_asked(
 
 
 async def test_it_reports_voice_and_partial_text_when_asked(
-    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
     await sync_to_async(VoiceSettings.objects.create)(
         character=character,
@@ -203,7 +206,7 @@ async def test_it_reports_voice_and_partial_text_when_asked(
         tts_provider=TTSProvider.NONE,
     )
     fake_llm.script_audio(ScriptedReply(text="What is", repeat=10))
-    socket = await Socket.open(asgi_server.url, api_key)
+    socket = await Socket.open(app.url, api_key)
     try:
         await socket.start(user_id="u1", metadata={"send_voiced": True, "send_partial_text": True})
         await socket.stream(utterance("What is the capital of France and why", after=1.0).pcm)
@@ -248,11 +251,11 @@ async def test_it_forgets_a_closed_session(
     await socket.connection.wait_closed()
 
     # The server deletes the row as it handles the close; wait for that to be visible.
-    for _ in range(100):
-        if not await LiveSession.objects.filter(session_id="gone").aexists():
-            break
-        await asyncio.sleep(0.05)
-    assert not await LiveSession.objects.filter(session_id="gone").aexists()
+    async def gone() -> bool:
+        return not await LiveSession.objects.filter(session_id="gone").aexists()
+
+    await wait_until_async(gone, "the closed session's row to go")
+    assert await gone()
 
 
 async def test_an_idle_session_outlives_the_channel_layers_poll(

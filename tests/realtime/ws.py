@@ -1,4 +1,9 @@
-"""A small client for /ws in tests: JSON messages in, AIAvatarKit envelopes out."""
+"""A small client for /ws in tests: JSON messages in, AIAvatarKit envelopes out.
+
+`Socket.open(url, key)` talks to a live server at `url`; with the in-process app's url (""),
+it talks to the app in the test's own process through Channels' communicator, with the same
+calls, so a test moves between the layers by its fixture alone.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,10 @@ import json
 from typing import Any, Self
 
 import websockets
+from channels.testing import WebsocketCommunicator
 from websockets.asyncio.client import ClientConnection
+
+from avatarsite.asgi import application
 
 TIMEOUT = 60  # seconds: a hang fails the test instead of stalling the suite
 END_TYPES = {"final", "vision", "error", "canceled", "cancelled"}
@@ -24,8 +32,39 @@ def subprotocol(key: str) -> str:
     return "Authorization." + base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
 
 
+class InProcessConnection:
+    """The app in this process through Channels' communicator, answering the calls tests make
+    on a websockets client connection."""
+
+    def __init__(self, communicator: WebsocketCommunicator) -> None:
+        self.communicator = communicator
+        self.close_code: int | None = None
+
+    async def send(self, message: str | bytes) -> None:
+        if isinstance(message, bytes):
+            await self.communicator.send_to(bytes_data=message)
+        else:
+            await self.communicator.send_to(text_data=message)
+
+    async def recv(self) -> str:
+        output = await self.communicator.receive_output(TIMEOUT)
+        if output["type"] == "websocket.close":
+            self.close_code = output.get("code", 1000)
+            raise AssertionError(f"the server closed the socket ({self.close_code})")
+        return str(output["text"])
+
+    async def wait_closed(self) -> None:
+        while self.close_code is None:
+            output = await self.communicator.receive_output(TIMEOUT)
+            if output["type"] == "websocket.close":
+                self.close_code = output.get("code", 1000)
+
+    async def close(self) -> None:
+        await self.communicator.disconnect(timeout=TIMEOUT)
+
+
 class Socket:
-    def __init__(self, connection: ClientConnection, session_id: str) -> None:
+    def __init__(self, connection: ClientConnection | InProcessConnection, session_id: str) -> None:
         self.connection = connection
         self.session_id = session_id
         self.received: list[dict[str, Any]] = []
@@ -34,6 +73,8 @@ class Socket:
     async def open(
         cls, http_url: str, key: str, *, session_id: str = "ws1", query: str = "", **kwargs: Any
     ) -> Self:
+        if not http_url:
+            return cls(await _in_process(key, query), session_id)
         connection = await websockets.connect(
             ws_url(http_url, query),
             additional_headers={"Authorization": f"Bearer {key}"},
@@ -87,6 +128,17 @@ class Socket:
 
     async def close(self) -> None:
         await self.connection.close()
+
+
+async def _in_process(key: str, query: str) -> InProcessConnection:
+    communicator = WebsocketCommunicator(
+        application,
+        "/ws" + (f"?{query}" if query else ""),
+        headers=[(b"authorization", f"Bearer {key}".encode())],
+    )
+    connected, _ = await communicator.connect(TIMEOUT)
+    assert connected, "the in-process app refused the socket"
+    return InProcessConnection(communicator)
 
 
 def types(messages: list[dict[str, Any]]) -> list[str]:

@@ -6,7 +6,7 @@ Two detectors share one state machine (docs/turn.md#voice-activity-detection):
 with a dB threshold. Input of any length is re-chunked into exact windows, so every sample is
 scored once and pre-roll is a duration, not a frame count.
 
-Unlike AIAvatarKit, every session owns its recurrent Silero state, mute flag and buffers;
+Unlike AIAvatarKit, every session owns its recurrent Silero state and buffers;
 nothing one session does resets another. Silero inference for all sessions goes through one
 `SileroBatcher`: windows waiting at the same moment are scored in one batched ONNX call on a
 single worker thread, off the event loop.
@@ -17,10 +17,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.metadata
-import logging
 import math
 from collections import deque
-from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -31,8 +29,6 @@ import numpy as np
 import onnxruntime
 
 from .audio import pcm_to_float
-
-logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 512  # what Silero v5+ scores at 16 kHz: 32 ms
@@ -50,7 +46,6 @@ class VADConfig:
     max_duration: float = 10.0
     min_duration: float = 0.2
     preroll_duration: float = 0.16  # AIAvatarKit's 5 frames of 512 samples
-    on_recording_started_min_duration: float = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,14 +171,12 @@ class SileroBatcher:
 class _Session:
     preroll: deque[bytes]
     pending: bytearray = field(default_factory=bytearray)  # samples short of a full window
-    samples: int = 0  # samples consumed (scored or muted) since the session began
-    muted: bool = False
+    samples: int = 0  # samples scored since the session began
     recording: bool = False
     buffer: list[bytes] = field(default_factory=list)
     record_duration: float = 0.0
     silence_duration: float = 0.0
     speech_start: float = 0.0
-    started_fired: bool = False
     voiced_windows: int = 0  # windows judged voiced since the session began
     volume_db_threshold: float | None = None  # this session's own gate; None: the config's
     silero: SileroStream = field(default_factory=SileroStream)
@@ -193,21 +186,15 @@ class _Session:
         self.recording = False
         self.buffer = []
         self.record_duration = self.silence_duration = 0.0
-        self.started_fired = False
         self.silero.reset()
         if clear_preroll:
             self.preroll.clear()
 
 
-SpeechCallback = Callable[[SpeechSegment], Awaitable[None]]
-SessionCallback = Callable[[str], Awaitable[None]]
-
-
 class SpeechDetector:
     """The utterance state machine, over exact windows of WINDOW_SAMPLES samples.
 
-    `process(session_id, pcm)` returns the utterances the frames completed and also hands
-    each to the `on_speech_detected` callbacks (as detached tasks, like AIAvatarKit).
+    `process(session_id, pcm)` returns the utterances the frames completed.
     """
 
     def __init__(self, config: VADConfig | None = None) -> None:
@@ -217,9 +204,6 @@ class SpeechDetector:
             round(self.config.preroll_duration / self.window_seconds, 6)
         )
         self._sessions: dict[str, _Session] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.on_speech_detected: list[SpeechCallback] = []
-        self.on_recording_started: list[SessionCallback] = []
 
     async def is_voiced(self, session: _Session, window: bytes) -> bool:
         raise NotImplementedError
@@ -230,15 +214,6 @@ class SpeechDetector:
             session = _Session(preroll=deque(maxlen=self._preroll_windows or 1))
             self._sessions[session_id] = session
         return session
-
-    def set_muted(self, session_id: str, muted: bool) -> None:
-        """Mute one session: its frames are discarded and its recording dropped."""
-        session = self._session(session_id)
-        session.muted = muted
-        if muted:
-            session.reset()
-            session.samples += len(session.pending) // 2
-            session.pending.clear()
 
     def set_volume_threshold(self, session_id: str, db: float | None) -> None:
         """A per-session amplitude gate (a client's `volume_db_threshold`); None: the default."""
@@ -270,9 +245,6 @@ class SpeechDetector:
         segments: list[SpeechSegment] = []
         # Frames of one session are handled in arrival order even if calls overlap.
         async with session.lock:
-            if session.muted:
-                session.samples += len(pcm) // 2
-                return segments
             window_bytes = WINDOW_SAMPLES * 2
             session.pending += pcm
             while len(session.pending) >= window_bytes:
@@ -282,9 +254,6 @@ class SpeechDetector:
                 segment = await self._window(session_id, session, window)
                 if segment is not None:
                     segments.append(segment)
-        for segment in segments:
-            for callback in self.on_speech_detected:
-                self._detach(callback(segment))
         return segments
 
     async def _window(
@@ -311,13 +280,6 @@ class SpeechDetector:
             session.silence_duration = 0.0 if voiced else session.silence_duration + step
 
         voiced_duration = session.record_duration - session.silence_duration
-        if (
-            not session.started_fired
-            and voiced_duration >= config.on_recording_started_min_duration
-        ):
-            session.started_fired = True
-            for callback in self.on_recording_started:
-                self._detach(callback(session_id))
 
         if session.record_duration >= config.max_duration - 1e-9:
             return self._emit(session_id, session, session.record_duration, now, 0.0)
@@ -346,21 +308,6 @@ class SpeechDetector:
         )
         session.reset()
         return segment
-
-    def _detach(self, awaitable: Awaitable[None]) -> None:
-        task = asyncio.ensure_future(awaitable)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            logger.error("VAD callback failed", exc_info=task.exception())
-
-    async def wait_callbacks(self) -> None:
-        """Let detached callbacks finish (tests, and a consumer shutting down)."""
-        while self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
 def _peak_above(window: bytes, db: float) -> bool:

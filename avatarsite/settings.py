@@ -3,6 +3,9 @@
 Every value has an embedded default that needs no server (SQLite, in-memory channel layer,
 filesystem Celery broker), so `make run` works on a fresh machine; production switches to
 PostgreSQL, Redis and RabbitMQ by setting URLs. docs/configuration.md describes each variable.
+
+Over ~400 lines on purpose: Django reads one settings module; docs/configuration.md is the
+reference for every variable.
 """
 
 import secrets

@@ -26,6 +26,10 @@ warm-up, and every subprocess is stopped in a `finally`, whatever happens (Ctrl-
     make bench
     python -m bench.chat_sse --levels 1,10,50 --warmup 2 --duration 10
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/avatarsite_bench make bench
+
+Over ~400 lines on purpose: the load generator parses HTTP by hand (see below), and its
+clients, levels and report belong to this one benchmark; the shared parts are in
+bench/harness.py.
 """
 
 from __future__ import annotations

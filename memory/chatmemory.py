@@ -11,6 +11,9 @@ for a malformed request, `{"detail": "..."}` otherwise). Differences, on purpose
   person's key also covers the character's diaries;
 - session switches are not summarised on the spot: every conversation is summarised once it
   goes quiet (memory tick), or on `POST /summary/create`.
+
+Over ~400 lines on purpose: one module per foreign API, as the other transports are, so the
+whole of ChatMemory's surface and its error shapes read in one place.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ Who a conversation is with: in a one-to-one chat the LINE user (identity channel
 a group or room the group itself (`line-group` / `line-room`), so everyone there shares one
 conversation. In groups and rooms the character only answers text that mentions it, postbacks
 and its own joining; everything else said there is left alone.
+
+Over ~400 lines on purpose: each kind of LINE event takes a few lines, and all of them share
+the claim, the chat's scope and the reply-or-push path.
 """
 
 from __future__ import annotations

@@ -5,6 +5,9 @@ synthesizer. Every provider's audio comes back as one well-formed WAV file
 `SpeechSynthesizer.synthesize` runs the preprocessors, looks the request up in the cache (keyed
 by everything that shapes the audio: provider, endpoint, voice, speed, language and text),
 calls the provider, checks that the answer is a WAV, resamples it when asked, and caches it.
+
+Over ~400 lines on purpose: the interface, its cache and preprocessors and the providers (each
+a short subclass) stay together, since every provider must hand back the same checked WAV.
 """
 
 from __future__ import annotations

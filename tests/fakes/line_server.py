@@ -11,6 +11,9 @@ benchmark's separate process (`python -m tests.fakes.line_server`).
         line.add_content("m1", b"...", "image/jpeg")
         response = post_webhook(url, SECRET, [text_event("hello")])
         line.wait_for(lambda calls: len(calls.replies()) == 1)
+
+Over ~400 lines on purpose: one fake per platform; the Messaging API endpoints share its
+recording, failure injection and signing.
 """
 
 from __future__ import annotations

@@ -26,6 +26,9 @@ parses the multipart upload the SDK sends and answers `{"text": ...}`;
 what they received in `audio_requests`. `/v1/embeddings` shares that script and record: it
 answers each input with a deterministic unit vector of its words (hashed into
 EMBEDDING_DIMENSIONS), so texts sharing words are near each other.
+
+Over ~400 lines on purpose: chat completions, transcription, speech and embeddings share the
+scripting, the fault injection and the HTTP server of one fake.
 """
 
 import contextlib

@@ -1,5 +1,9 @@
 """Speech over HTTP against a real daphne process: `/chat` with audio in and WAV per chunk
-out, `/stt`, `/transcribe`, `/tts`, `/synthesize`, and what bad audio gets."""
+out, `/stt`, `/transcribe`, `/tts`, `/synthesize`, and what bad audio gets.
+
+Over ~400 lines on purpose: the speech endpoints (and /chat with audio) share their audio
+helpers and voice settings.
+"""
 
 from __future__ import annotations
 

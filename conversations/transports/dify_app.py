@@ -6,6 +6,9 @@ A Dify conversation is one of the end user's contexts with the character (the us
 by `user`, as on `/chat-messages`); a message is a completed turn, named by its record's id.
 Every route answers in Dify's error shape, and an id of another tenant, character or user
 answers exactly like one nobody issued.
+
+Over ~400 lines on purpose: the routes are one foreign API surface sharing its cursor paging,
+id parsing and error shape; split, each piece would re-import the same private helpers.
 """
 
 from __future__ import annotations

@@ -26,13 +26,43 @@ class UsageQuery(serializers.Serializer):
     character = serializers.SlugField(required=False, help_text="A character's slug.")
 
 
+class UsageTotals(serializers.Serializer):
+    turns = serializers.IntegerField()
+    tokens_in = serializers.IntegerField()
+    tokens_out = serializers.IntegerField()
+    speech_in_seconds = serializers.FloatField()
+    speech_out_seconds = serializers.FloatField()
+
+
+class UsageDay(UsageTotals):
+    day = serializers.DateField()
+    character = serializers.CharField(
+        required=False, allow_null=True, help_text="The character's id, with group=character."
+    )
+    api_key = serializers.CharField(
+        required=False, allow_null=True, help_text="The API key's id, with group=api_key."
+    )
+    end_user = serializers.CharField(
+        required=False, allow_null=True, help_text="The end user's id, with group=end_user."
+    )
+
+
+class UsageReport(serializers.Serializer):
+    """What `GET /api/usage/` answers (documents the response in the API schema)."""
+
+    timezone = serializers.CharField()
+    days = UsageDay(many=True)
+    totals = UsageTotals()
+
+
 class UsageViewSet(TenantScopedViewSetMixin, viewsets.GenericViewSet):
     """Usage per day for the last `days` days, on the character's clock when one `character`
     is named (UTC otherwise), optionally per `group`: character, api_key or end_user."""
 
     queryset = TurnRecord.objects.all()
+    serializer_class = UsageReport
 
-    @extend_schema(parameters=[UsageQuery])
+    @extend_schema(parameters=[UsageQuery], responses=UsageReport)
     def list(self, request: Request) -> Response:
         query = UsageQuery(data=request.query_params)
         query.is_valid(raise_exception=True)

@@ -147,15 +147,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Channel layer: in-memory for one process; Redis when REDIS_URL is set (several processes).
 REDIS_URL = env.str("REDIS_URL", default="")
+# redis-py 8 reads with a 5 s socket timeout by default, which aborts the channel layer's
+# blocking 5 s BZPOPMIN and kills every idle WebSocket consumer (django/channels_redis#422); a
+# longer one still detects a dead Redis.
+CHANNEL_LAYER_SOCKET_TIMEOUT = 30
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                # redis-py 8 reads with a 5 s socket timeout by default, which aborts the
-                # layer's blocking 5 s BZPOPMIN and kills every idle WebSocket consumer
-                # (django/channels_redis#422); a longer one still detects a dead Redis.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
                 "prefix": env.str("CHANNELS_PREFIX", "asgi"),
             },
         }

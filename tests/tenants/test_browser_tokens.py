@@ -13,6 +13,7 @@ from channels.testing import WebsocketCommunicator
 from django.http import StreamingHttpResponse
 from django.test import AsyncClient, Client
 from django.utils import timezone
+from pytest_django.fixtures import Settings
 
 from avatarsite.asgi import application
 from avatarsite.tenants.models import Tenant, TenantOrigin
@@ -23,6 +24,14 @@ from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 
 SHOP = "https://shop.example.com"
 ELSEWHERE = "https://evil.example.net"
+
+
+@pytest.fixture(autouse=True)
+def one_process_channel_layer(settings: Settings) -> None:
+    """These requests run in this process, which needs no shared layer; cancelling a Redis
+    layer's blocking read when a test's event loop closes could hang (as the `app` fixture in
+    tests/conftest.py explains)."""
+    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 
 @pytest.fixture
@@ -177,7 +186,8 @@ async def test_the_voice_socket_takes_a_token_in_its_url(
     await socket.send_json_to({"type": "start", "session_id": "ws1"})
     started = await socket.receive_json_from(timeout=30)
     await socket.disconnect()
-    refused, _ = await connect(ELSEWHERE)
+    refused, other = await connect(ELSEWHERE)
+    await other.disconnect()
 
     assert allowed and started["type"] == "connected" and started["user_id"] == "u1"
     assert not refused

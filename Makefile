@@ -22,7 +22,9 @@ $(BIN)/python:
 SILERO_VAD := silero-vad>=6.2,<7
 JAPANESE_READER := pyopenjtalk-plus>=0.4.1,<0.5 sudachipy>=0.6,<0.8
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
+# espeak-ng is the product's local voice (and its phonemes drive avatar faces).
+$(VENV)/.installed: pyproject.toml scripts/install-debian-packages.sh | $(BIN)/python
+	scripts/install-debian-packages.sh espeak-ng
 	$(BIN)/pip install --quiet -e '.[local-speech]'
 	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' $(foreach p,$(JAPANESE_READER),'$(p)')
 	touch $@

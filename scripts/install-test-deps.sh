@@ -7,17 +7,7 @@ BIN=${1:-.venv/bin}
 # PortAudio headers, to build PyAudio (AIAvatarKit's clients import it), espeak-ng: the
 # local text-to-speech voice, and the source of the real speech the speech tests listen to,
 # and Chromium: the browser voice client's test runs it headless with a fake microphone.
-missing=()
-for package in portaudio19-dev espeak-ng chromium; do
-    dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    SUDO=""
-    [ "$(id -u)" -eq 0 ] || SUDO="sudo"
-    $SUDO apt-get update -qq
-    $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-        "${missing[@]}"
-fi
+"$(dirname "$0")/install-debian-packages.sh" portaudio19-dev espeak-ng chromium
 
 # AIAvatarKit's own clients, to prove wire compatibility. Its declared dependencies pull torch
 # and CUDA, so install the package alone plus what its client modules import.

@@ -410,7 +410,13 @@ REALTIME_VAD = env.str("REALTIME_VAD", default="silero")
 # may set its own with `config` / `metadata.volume_db_threshold`.
 REALTIME_VAD_VOLUME_DB = env.float("REALTIME_VAD_VOLUME_DB", default=-50.0)
 REALTIME_VAD_SILENCE_SECONDS = env.float("REALTIME_VAD_SILENCE_SECONDS", default=0.5)
+# The detector cuts a recording at REALTIME_VAD_MAX_SECONDS; the pieces of one utterance are
+# joined into one turn up to REALTIME_UTTERANCE_MAX_SECONDS of speech.
 REALTIME_VAD_MAX_SECONDS = env.float("REALTIME_VAD_MAX_SECONDS", default=10.0)
+REALTIME_UTTERANCE_MAX_SECONDS = env.float("REALTIME_UTTERANCE_MAX_SECONDS", default=60.0)
+# Barge-in: seconds of the user's speech that stop a reply being spoken (AIAvatarKit's
+# mute_on_barge_in, sooner); a session may choose its own with `metadata.barge_in_seconds`.
+REALTIME_BARGE_IN_SECONDS = env.float("REALTIME_BARGE_IN_SECONDS", default=0.4)
 # Larger text frames are refused with an `error` and close code 4009.
 REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # > 0: send each sentence's audio as raw PCM slices of this many bytes after a header chunk

@@ -29,7 +29,9 @@ class Connection:
     session_id: str | None = None
     user_id: str | None = None
     context_id: uuid.UUID | None = None  # the conversation the next turn continues
-    barge_in: bool = False
+    # AIAvatarKit's barge_in_enabled: unset counts as on; only an explicit false turns it off.
+    barge_in: bool | None = None
+    barge_in_seconds: float | None = None  # None: REALTIME_BARGE_IN_SECONDS
     send_voiced: bool = False
     send_partial: bool = False
     avatar_frames: bool = False  # spoken chunks carry their face frames
@@ -39,6 +41,8 @@ class Connection:
         """Apply the options a `start`, `config` or `invoke` message carries."""
         if isinstance(metadata.get("barge_in_enabled"), bool):
             self.barge_in = metadata["barge_in_enabled"]
+        if isinstance(seconds := metadata.get("barge_in_seconds"), int | float):
+            self.barge_in_seconds = float(seconds)  # range checked when the message was parsed
         if isinstance(metadata.get("send_voiced"), bool):
             self.send_voiced = metadata["send_voiced"]
         if isinstance(metadata.get("send_partial_text"), bool):
@@ -48,6 +52,18 @@ class Connection:
         db = metadata.get("volume_db_threshold")
         if listener is not None and isinstance(db, int | float) and db:
             listener.set_volume_threshold(float(db))
+
+    @property
+    def barges_in(self) -> bool:
+        """The user's speech may stop a reply and carry over into the next turn."""
+        return self.barge_in is not False
+
+    @property
+    def barge_in_after(self) -> float:
+        """Seconds of speech that stop a reply being spoken."""
+        if self.barge_in_seconds is not None:
+            return self.barge_in_seconds
+        return float(settings.REALTIME_BARGE_IN_SECONDS)
 
     def continue_in(self, context_id: str | None) -> None:
         """The client names the conversation to continue (already checked to be a UUID)."""

@@ -4,7 +4,9 @@
 Thin by design: admission (`admission`), the socket's state (`connection`), message parsing
 and rendering (`messages`), listening (`listening`) and turn relaying (`relaying`) each live
 in their own module; this class routes what arrives to them. Turns run through
-`run_session_turn`, so a new utterance interrupts the reply in progress when barge-in is on.
+`run_session_turn`, so a new utterance interrupts the reply in progress; with barge-in on
+(AIAvatarKit's default) the reply already stops once the user has spoken for
+`barge_in_after` seconds.
 """
 
 from __future__ import annotations
@@ -157,8 +159,14 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         heard = await self.listener.hear(pcm)
         if heard.voiced and connection.send_voiced:
             await self.relay.send_now(messages.voiced(connection))
+        if (
+            connection.barges_in
+            and self.relay.speaking
+            and self.listener.barges_in(heard, connection.barge_in_after)
+        ):
+            await self._stop_reply(connection)
         for utterance in heard.utterances:
-            self.partials.restart()
+            await self.partials.finish()
             await self._accept_turn(connection, TurnInputs(audio=utterance.pcm))
         if connection.send_partial and not heard.utterances:
             self.partials.update(
@@ -199,7 +207,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         waits = wait_in_queue and connection.character.use_turn_queue
         turn_id = uuid.uuid4()  # AIAvatarKit's transaction_id, from `accepted` on
         transaction, barging_in = await self.relay.open_turn(connection, turn_id, waits=waits)
-        if not connection.barge_in and self.listener is not None:
+        if not connection.barges_in and self.listener is not None:
             self.listener.forget_speech()
         events = self._turn_events(connection, turn_id, inputs, wait_in_queue)
         stop_first = not (waits or barging_in)
@@ -246,8 +254,13 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         connection = self.connection
         if connection is None or connection.session is None:
             return
-        await self.relay.send_now(messages.stop(connection))
-        await interrupt_session(connection.session.key)
+        await self._stop_reply(connection)
+
+    async def _stop_reply(self, connection: Connection) -> None:
+        """The client stops playing and the running turn is cancelled (barge-in, interrupt)."""
+        await self.relay.stop(connection)
+        if connection.session is not None:
+            await interrupt_session(connection.session.key)
 
     async def _error(self, error: str) -> None:
         await self.relay.send_now(messages.error(self.connection, error))

@@ -1,5 +1,5 @@
 """Listening on the realtime socket: server-side VAD per session, utterances that become
-turns, and partial transcripts of what is being said.
+turns, barge-in, and partial transcripts of what is being said (docs/turn.md#turn-taking).
 
 One speech detector per process (per event loop) serves every live session. Each session is a
 key in it with its own Silero state, buffers and volume gate; the windows of all sessions are
@@ -10,6 +10,7 @@ never runs the model and a hundred sessions cost a few calls, not a hundred.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -60,23 +61,65 @@ def speech_detector() -> SpeechDetector:
 class Heard:
     utterances: list[SpeechSegment]  # utterances these frames completed
     voiced: bool  # some window of these frames was speech
+    speaking: float  # seconds the utterance still being spoken has lasted (0.0: none)
+
+
+def joined(pieces: list[SpeechSegment]) -> SpeechSegment:
+    """One utterance from the pieces the detector cut it into at its maximum duration."""
+    if len(pieces) == 1:
+        return pieces[0]
+    first, last = pieces[0], pieces[-1]
+    return dataclasses.replace(
+        last,
+        pcm=b"".join(piece.pcm for piece in pieces),
+        duration=round(sum(piece.duration for piece in pieces), 6),
+        speech_start=first.speech_start,
+    )
 
 
 class Listener:
     """One live session's ears. `key` must be unique per connection (two sockets may carry
-    the same session id), so cleanup of one never resets the other."""
+    the same session id), so cleanup of one never resets the other.
+
+    Speech that goes on past the detector's maximum duration is not cut into two turns: the
+    pieces are held and joined, so the whole utterance becomes one request, up to
+    REALTIME_UTTERANCE_MAX_SECONDS (past that the pieces held so far go out as one turn)."""
 
     def __init__(self, key: str) -> None:
         self.key = key
         self.detector = speech_detector()
+        self.held: list[SpeechSegment] = []  # pieces of an utterance still going on
+        self.barged_in = False  # the utterance being spoken has already stopped a reply
 
     async def hear(self, pcm: bytes) -> Heard:
         before = self.detector.voiced_windows(self.key)
-        utterances = await self.detector.process(self.key, pcm)
-        return Heard(utterances, self.detector.voiced_windows(self.key) > before)
+        utterances = []
+        for piece in await self.detector.process(self.key, pcm):
+            self.held.append(piece)
+            held = sum(p.duration for p in self.held)
+            if not piece.cut or held >= settings.REALTIME_UTTERANCE_MAX_SECONDS - 1e-6:
+                utterances.append(joined(self.held))
+                self.held = []
+        speaking = self.detector.speech_seconds(self.key)
+        if self.held:
+            speaking += sum(piece.duration for piece in self.held)
+        if utterances or not speaking:
+            self.barged_in = False
+        voiced = self.detector.voiced_windows(self.key) > before
+        return Heard(utterances, voiced, speaking)
+
+    def barges_in(self, heard: Heard, after: float) -> bool:
+        """True once per utterance, when it has been spoken for `after` seconds: the moment
+        it stops the character's reply (the caller knows whether one is playing)."""
+        if self.barged_in or heard.speaking <= 0.0 or heard.speaking < after - 1e-6:
+            return False
+        self.barged_in = True
+        return True
 
     def heard_so_far(self) -> bytes:
-        return self.detector.recording(self.key)
+        """The utterance being spoken, from its first piece on; b"" when nobody speaks."""
+        current = self.detector.recording(self.key)
+        return b"".join(piece.pcm for piece in self.held) + current if self.held else current
 
     def set_volume_threshold(self, db: float | None) -> None:
         self.detector.set_volume_threshold(self.key, db)
@@ -85,6 +128,7 @@ class Listener:
         """Drop what is being recorded (and the pre-roll): with barge-in off, speech that
         overlaps the reply must not become the next turn."""
         self.detector.reset_session(self.key)
+        self.held = []
 
     def close(self) -> None:
         self.detector.finalize_session(self.key)
@@ -93,7 +137,8 @@ class Listener:
 class PartialTranscripts:
     """What the user has said so far (the client's `send_partial_text`): the utterance being
     recorded is transcribed every REALTIME_PARTIAL_INTERVAL_SECONDS of new audio, one request
-    at a time."""
+    at a time. A transcript still being made when its utterance ends is dropped (`finish`),
+    so no partial text arrives for an utterance already accepted."""
 
     def __init__(self, character: Character, listener: Listener) -> None:
         self.character = character
@@ -102,8 +147,9 @@ class PartialTranscripts:
         self.task: asyncio.Task[None] | None = None
         self.heard = 0  # bytes of the current utterance already transcribed
 
-    def restart(self) -> None:
-        """A new utterance begins."""
+    async def finish(self) -> None:
+        """The utterance ended: cancel its transcript in flight; the next one starts afresh."""
+        await self.close()
         self.heard = 0
 
     def update(self, session_id: str, say: Callable[[str], Awaitable[None]]) -> None:
@@ -137,3 +183,4 @@ class PartialTranscripts:
         if self.task is not None:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
+            self.task = None

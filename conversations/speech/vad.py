@@ -58,6 +58,9 @@ class SpeechSegment:
     speech_start: float
     speech_end: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The recording reached max_duration while the speaker was still talking: this is one
+    # piece of a longer utterance, and the next segment continues it.
+    cut: bool = False
 
 
 # --- Silero on ONNX Runtime -----------------------------------------------------------------
@@ -174,7 +177,8 @@ class _Session:
     samples: int = 0  # samples scored since the session began
     recording: bool = False
     buffer: list[bytes] = field(default_factory=list)
-    record_duration: float = 0.0
+    record_duration: float = 0.0  # of the piece being recorded
+    continued: bool = False  # the piece continues an utterance cut at max_duration
     silence_duration: float = 0.0
     speech_start: float = 0.0
     voiced_windows: int = 0  # windows judged voiced since the session began
@@ -183,7 +187,7 @@ class _Session:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def reset(self, *, clear_preroll: bool = True) -> None:
-        self.recording = False
+        self.recording = self.continued = False
         self.buffer = []
         self.record_duration = self.silence_duration = 0.0
         self.silero.reset()
@@ -227,6 +231,14 @@ class SpeechDetector:
         """The utterance heard so far (for partial transcripts); b"" when nobody speaks."""
         session = self._sessions.get(session_id)
         return b"".join(session.buffer) if session and session.recording else b""
+
+    def speech_seconds(self, session_id: str) -> float:
+        """How long the utterance being recorded has been spoken so far (trailing silence
+        not counted); 0.0 when nobody speaks."""
+        session = self._sessions.get(session_id)
+        if not session or not session.recording:
+            return 0.0
+        return max(0.0, session.record_duration - session.silence_duration)
 
     def is_recording(self, session_id: str) -> bool:
         session = self._sessions.get(session_id)
@@ -279,21 +291,39 @@ class SpeechDetector:
             session.record_duration += step
             session.silence_duration = 0.0 if voiced else session.silence_duration + step
 
-        voiced_duration = session.record_duration - session.silence_duration
+        # A piece that continues a cut utterance may start inside a pause: never below zero.
+        voiced_duration = max(0.0, session.record_duration - session.silence_duration)
 
         if session.record_duration >= config.max_duration - 1e-9:
-            return self._emit(session_id, session, session.record_duration, now, 0.0)
+            # The speaker has not paused: hand over this piece and keep recording the same
+            # utterance (its stream state and silence count go on).
+            piece = self._emit(session_id, session, session.record_duration, now, 0.0, cut=True)
+            session.buffer = []
+            session.record_duration = 0.0
+            session.speech_start = now
+            session.continued = True
+            return piece
         if session.silence_duration >= config.silence_duration_threshold - 1e-9:
-            if voiced_duration < config.min_duration - 1e-9:
+            if voiced_duration < config.min_duration - 1e-9 and not session.continued:
                 session.reset(clear_preroll=False)
                 return None
-            return self._emit(session_id, session, voiced_duration, now, session.silence_duration)
+            silence = session.silence_duration
+            segment = self._emit(session_id, session, voiced_duration, now, silence)
+            session.reset()
+            return segment
         return None
 
     def _emit(
-        self, session_id: str, session: _Session, duration: float, now: float, silence: float
+        self,
+        session_id: str,
+        session: _Session,
+        duration: float,
+        now: float,
+        silence: float,
+        *,
+        cut: bool = False,
     ) -> SpeechSegment:
-        segment = SpeechSegment(
+        return SpeechSegment(
             session_id=session_id,
             pcm=b"".join(session.buffer),
             duration=round(duration, 6),
@@ -305,9 +335,8 @@ class SpeechDetector:
                     "silence_threshold_time": round(silence, 6),
                 }
             },
+            cut=cut,
         )
-        session.reset()
-        return segment
 
 
 def _peak_above(window: bytes, db: float) -> bool:

@@ -54,6 +54,7 @@ RESPONSE_KEYS = (
 # Raw-PCM slices on /ws: below a few milliseconds of audio a reply becomes tens of thousands of
 # frames; above a megabyte a slice is larger than most clients' frame limit.
 MIN_AUDIO_CHUNK_BYTES = 1024
+MAX_BARGE_IN_SECONDS = 10  # seconds of speech before a barge-in stops the reply (/ws)
 MAX_AUDIO_CHUNK_BYTES = 1024 * 1024
 
 
@@ -126,6 +127,21 @@ class AIAvatarRequest(BaseModel):
             raise ValueError(
                 "metadata.response_audio_chunk_size must be 0 (one WAV per chunk) or an integer "
                 f"from {MIN_AUDIO_CHUNK_BYTES} to {MAX_AUDIO_CHUNK_BYTES} (bytes of PCM)"
+            )
+        return metadata
+
+    @field_validator("metadata")
+    @classmethod
+    def _barge_in_seconds_in_range(cls, metadata: dict[str, Any] | None) -> dict[str, Any] | None:
+        seconds = (metadata or {}).get("barge_in_seconds")
+        if seconds is not None and (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not 0 <= seconds <= MAX_BARGE_IN_SECONDS
+        ):
+            raise ValueError(
+                "metadata.barge_in_seconds must be a number of seconds from 0 to "
+                f"{MAX_BARGE_IN_SECONDS}"
             )
         return metadata
 

@@ -125,6 +125,19 @@ async def test_it_cuts_continuous_speech_at_the_maximum_duration() -> None:
     assert segments[0].speech_end == pytest.approx(10.2, abs=WINDOW)
 
 
+async def test_the_speech_after_a_cut_continues_the_same_utterance() -> None:
+    detector = VolumeSpeechDetector()
+
+    # 10 s, then 0.1 s more (shorter than the minimum duration, yet part of the utterance).
+    segments = await feed(detector, "s1", silence(0.2) + tone(10.1) + silence(0.8))
+
+    first, rest = segments
+    assert first.cut and not rest.cut
+    assert rest.duration == pytest.approx(0.1, abs=WINDOW)
+    assert rest.speech_start == pytest.approx(first.speech_end, abs=1e-6)
+    assert not detector.is_recording("s1")
+
+
 async def test_it_requires_loudness_too_when_a_volume_threshold_is_set(
     batcher: SileroBatcher,
 ) -> None:

@@ -9,4 +9,10 @@ class CharactersConfig(AppConfig):
 
     def ready(self) -> None:
         # Connects the diary_saved announcer.
+        from avatarsite.tenants.config_cache import watch
+
         from . import signals  # noqa: F401
+        from .models import Character, DailySchedule
+
+        # Turns read characters and today's schedule from the tenant's cached configuration.
+        watch(Character, DailySchedule)

@@ -14,6 +14,7 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 
+from avatarsite.tenants.config_cache import changed
 from avatarsite.tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
 from characters.admin import CharacterAdmin as LifeCharacterAdmin
 from characters.models import Character
@@ -141,7 +142,10 @@ class ApiKeyAdmin(TenantScopedAdmin):
 
     @admin.action(description="Revoke selected keys")
     def revoke(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
-        count = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
+        revoked = queryset.filter(revoked_at__isnull=True)
+        tenants = set(revoked.values_list("tenant_id", flat=True))
+        count = revoked.update(revoked_at=timezone.now())
+        changed(*tenants)  # the keys are refused at once, whatever process sees them next
         messages.success(request, f"Revoked {count} key(s).")
 
 

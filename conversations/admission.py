@@ -22,10 +22,12 @@ import re
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from django.db.models import QuerySet
 
+from avatarsite.tenants.config_cache import cached
 from avatarsite.tenants.models import TenantOrigin
 from avatarsite.tenants.provider_secrets import load_secrets
 from characters.models import Character
@@ -40,7 +42,7 @@ from .history import (
     open_context,
     resolve_end_user,
 )
-from .models import ApiKey, EndUser
+from .models import ApiKey, EndUser, hash_key
 from .pipeline.events import TurnRequest
 from .rate_limits import KeyLimits, RateLimited, StreamSlot, count_request, open_stream
 from .transports.base import Rejected, bearer_token
@@ -100,20 +102,53 @@ def rate_limited(limited: RateLimited) -> Rejected:
     return Rejected(429, limited.message, code="rate_limited", retry_after=limited.retry_after)
 
 
-def api_key_caller(presented: Presented) -> Caller | None:
-    """The caller an API key proves, or None when it is not an active key."""
-    if presented.in_url or presented.page or is_browser_token(presented.token):
-        return None
-    key = ApiKey.authenticate(presented.token)
+@dataclass(slots=True)
+class _KnownKey:
+    """An API key that authenticated, as this process keeps it (avatarsite/tenants/
+    config_cache.py): dropped when its tenant's configuration changes, revoking included."""
+
+    caller: Caller
+    last_used_at: datetime | None
+
+
+# The hash of each key that authenticated here → its tenant, whose cache holds the key.
+_key_tenants: dict[str, int] = {}
+
+
+def _authenticated(raw_key: str) -> _KnownKey | None:
+    key = ApiKey.authenticate(raw_key)
     if key is None:
         return None
     limited = frozenset(key.characters.values_list("pk", flat=True))
-    return Caller(
+    caller = Caller(
         tenant_id=key.tenant_id,
         api_key_id=key.pk,
         character_ids=limited or None,
         limits=key.limits(),
     )
+    return _KnownKey(caller, key.last_used_at)
+
+
+def api_key_caller(presented: Presented) -> Caller | None:
+    """The caller an API key proves, or None when it is not an active key."""
+    if presented.in_url or presented.page or is_browser_token(presented.token):
+        return None
+    # Looked up by the key's SHA-256: a lookup reveals nothing about keys one does not hold.
+    digest = hash_key(presented.token)
+    tenant_id = _key_tenants.get(digest)
+    if tenant_id is None:
+        known = _authenticated(presented.token)
+        if known is not None:
+            tenant_id = _key_tenants[digest] = known.caller.tenant_id
+            cached(tenant_id, ("api_key", digest), lambda: known)
+    else:
+        known = cached(tenant_id, ("api_key", digest), lambda: _authenticated(presented.token))
+    if known is None:
+        _key_tenants.pop(digest, None)
+        return None
+    assert known.caller.api_key_id is not None
+    known.last_used_at = ApiKey.mark_used(known.caller.api_key_id, known.last_used_at)
+    return known.caller
 
 
 def browser_token_caller(presented: Presented) -> Caller | None:
@@ -214,29 +249,37 @@ def find_character(caller: Caller, slug: str | None) -> Character:
     """Step 2: the caller's active character named by `slug`, or its tenant's default one.
 
     Another tenant's character, or one the credential is not limited to, is as unknown as a
-    slug nobody uses. Its voice settings come along, so the async pipeline never queries
-    for them."""
+    slug nobody uses. Its voice settings and its tenant's secrets come along, so the async
+    pipeline never queries for them. The instance is cached (avatarsite/tenants/config_cache.py)
+    and shared by every turn that talks to it: read it, never change it."""
+    named = slug if slug and SLUG.fullmatch(slug) else None
+    key = ("character", caller.character_ids, caller.named_character_id, named)
+    character = None
+    if named or not slug:  # a name no slug can have (a NUL, 5,000 characters) is simply unknown
+        character = cached(caller.tenant_id, key, lambda: _read_character(caller, named))
+    if character is not None:
+        return character
+    if slug:
+        raise Rejected(404, f"Unknown character {slug[:60]!r}.", code="character_not_found")
+    raise Rejected(
+        404,
+        "No default character. Mark one as default in the admin, or name one with the "
+        "X-Character header or /characters/<slug>/....",
+        code="character_not_found",
+    )
+
+
+def _read_character(caller: Caller, slug: str | None) -> Character | None:
     characters = reachable_characters(caller).select_related("voice")
     if slug:
-        # A name no slug can have (a NUL, 5,000 characters) is simply unknown.
-        character = characters.filter(slug=slug).first() if SLUG.fullmatch(slug) else None
-        if character is None:
-            raise Rejected(404, f"Unknown character {slug[:60]!r}.", code="character_not_found")
+        chosen = characters.filter(slug=slug)
+    elif caller.named_character_id is not None:
+        chosen = characters.filter(pk=caller.named_character_id)
     else:
-        unnamed = (
-            characters.filter(pk=caller.named_character_id)
-            if caller.named_character_id is not None
-            else characters.filter(is_default=True)
-        )
-        character = unnamed.first()
-        if character is None:
-            raise Rejected(
-                404,
-                "No default character. Mark one as default in the admin, or name one with the "
-                "X-Character header or /characters/<slug>/....",
-                code="character_not_found",
-            )
-    load_secrets(character)  # its providers read them on the event loop
+        chosen = characters.filter(is_default=True)
+    character = chosen.first()
+    if character is not None:
+        load_secrets(character)  # its providers read them on the event loop
     return character
 
 

@@ -13,6 +13,7 @@ from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from avatarsite.tenants.config_cache import changed
 from avatarsite.tenants.scoping import TenantScopedViewSetMixin
 
 from .models import ApiKey, ChannelIdentity, Context, EndUser, Message
@@ -151,6 +152,7 @@ class ApiKeyViewSet(
         limits = {f: data[f] for f in ("requests_per_minute", "concurrent_streams") if f in data}
         if limits:
             ApiKey.objects.filter(pk=key.pk).update(**limits)
+            changed(key.tenant_id)
             key.refresh_from_db()
         body = ApiKeySerializer(key, context={"raw_key": raw_key}).data
         return Response(body, status=201)

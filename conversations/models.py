@@ -288,7 +288,7 @@ class SessionState(TenantOwned):
         return self.key
 
 
-def _hash_key(raw_key: str) -> str:
+def hash_key(raw_key: str) -> str:
     # Keys are 256-bit random tokens, so a fast hash is enough: there is nothing to brute-force.
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
@@ -372,7 +372,7 @@ class ApiKey(TenantOwned):
             name=name,
             tenant=tenant or Tenant.default(),
             prefix=raw_key[: cls.PREFIX_LENGTH],
-            key_hash=_hash_key(raw_key),
+            key_hash=hash_key(raw_key),
         )
         return key, raw_key
 
@@ -383,16 +383,22 @@ class ApiKey(TenantOwned):
             prefix=raw_key[: cls.PREFIX_LENGTH], revoked_at__isnull=True
         ).first()
         # Hash even when nothing matched so timing does not reveal which prefixes exist.
-        presented = _hash_key(raw_key)
+        presented = hash_key(raw_key)
         if candidate is None or not hmac.compare_digest(presented, candidate.key_hash):
             return None
-        now = timezone.now()
-        # Writing on every request would put a DB write on the hot path; a minute is precise
-        # enough for "last used".
-        if candidate.last_used_at is None or now - candidate.last_used_at > timedelta(minutes=1):
-            cls.objects.filter(pk=candidate.pk).update(last_used_at=now)
-            candidate.last_used_at = now
+        candidate.last_used_at = cls.mark_used(candidate.pk, candidate.last_used_at)
         return candidate
+
+    @classmethod
+    def mark_used(cls, pk: int, last_used_at: datetime | None) -> datetime | None:
+        """Record that key `pk` (last marked at `last_used_at`) is used now; returns the time
+        recorded. Writing on every request would put a DB write on the hot path; a minute is
+        precise enough for "last used"."""
+        now = timezone.now()
+        if last_used_at is None or now - last_used_at > timedelta(minutes=1):
+            cls.objects.filter(pk=pk).update(last_used_at=now)
+            return now
+        return last_used_at
 
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

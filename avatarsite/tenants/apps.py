@@ -12,6 +12,11 @@ class TenantsConfig(AppConfig):
     def ready(self) -> None:
         from corsheaders.signals import check_request_enabled
 
+        from .config_cache import watch
+        from .models import ProviderSecret
         from .origins import origin_allowed
+
+        # Turns read the tenant's secrets from its cached configuration.
+        watch(ProviderSecret)
 
         check_request_enabled.connect(origin_allowed, dispatch_uid="tenant-origins")

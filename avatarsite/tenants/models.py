@@ -5,6 +5,7 @@ This app depends on nothing else in the project, so every app may depend on it.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -25,6 +26,8 @@ class Tenant(models.Model):
     name = models.CharField(max_length=100)
     slug = models.SlugField(unique=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # Changes whenever the tenant's configuration does (avatarsite/tenants/config_cache.py).
+    config_version = models.UUIDField(default=uuid.uuid4, editable=False)
 
     class Meta:
         ordering = ["name"]

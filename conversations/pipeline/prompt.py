@@ -10,6 +10,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.utils import timezone
 
+from avatarsite.tenants.config_cache import cached
 from characters.life.prompts import date_label
 from characters.models import Character, DailySchedule
 from conversations.models import EndUser
@@ -58,21 +59,24 @@ def system_prompt(
     now: datetime | None = None,
 ) -> str:
     """Persona, today's schedule, the user's name and the local time, read fresh every turn
-    (plain ORM: one query, for the schedule).
+    (plain ORM: the schedule, cached with the tenant's configuration).
 
-    "Today" and the time are the character's own (its timezone), not the server's. Nothing is
-    cached, so an edit in the admin shows on the next turn. The parts are ordered from the
-    most to the least stable (persona, the day's schedule, the user, the minute) so providers
-    that cache prompt prefixes keep caching the persona and the schedule. The persona may use
+    "Today" and the time are the character's own (its timezone), not the server's. An edit in
+    the admin shows on the next turn (the cache follows the tenant's configuration version).
+    The parts are ordered from the most to the least stable (persona, the day's schedule, the
+    user, the minute) so providers that cache prompt prefixes keep caching the persona and the
+    schedule. The persona may use
     `{username}` (the character's default user name while the user's is unknown),
     `{charactername}`, `{today}` and `{now}`; the request's params win.
     """
     local = character.local_now(now or timezone.now())
-    schedule = (
-        DailySchedule.objects.filter(character=character, schedule_date=local.date())
-        .values_list("content", flat=True)
-        .first()
-    )
+
+    def read_schedule() -> str:
+        schedules = DailySchedule.objects.filter(character=character, schedule_date=local.date())
+        return schedules.values_list("content", flat=True).first() or ""
+
+    key = ("schedule", character.pk, local.date())
+    schedule = cached(character.tenant_id, key, read_schedule)
     username = end_user.display_name if end_user else ""
     filled = {
         "charactername": character.name,

@@ -8,3 +8,11 @@ class SpeechConfig(AppConfig):
     name = "conversations.speech"
     label = "speech"
     verbose_name = "speech"
+
+    def ready(self) -> None:
+        from avatarsite.tenants.config_cache import watch
+
+        from .models import VoiceSettings
+
+        # Turns read a character's voice from the tenant's cached configuration.
+        watch(VoiceSettings)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from django.db.models import Q
 
+from avatarsite.tenants.config_cache import cached
 from characters.models import Character
 from conversations.llm import ChatMessage, LLMError, LLMRequest, provider_for
 from conversations.models import Guardrail
@@ -32,14 +33,18 @@ class GuardrailHit:
 
 def guardrails_for(character: Character) -> list[Guardrail]:
     """The active guardrails of a character, its own and its tenant's for every character
-    (one query)."""
-    return list(
-        Guardrail.objects.filter(
-            Q(character=character) | Q(character__isnull=True),
-            tenant_id=character.tenant_id,
-            is_active=True,
+    (one query, cached with the tenant's configuration: the list is shared, never change it)."""
+
+    def read() -> list[Guardrail]:
+        return list(
+            Guardrail.objects.filter(
+                Q(character=character) | Q(character__isnull=True),
+                tenant_id=character.tenant_id,
+                is_active=True,
+            )
         )
-    )
+
+    return cached(character.tenant_id, ("guardrails", character.pk), read) or []
 
 
 async def _triggers(guardrail: Guardrail, character: Character, text: str) -> bool:

@@ -34,6 +34,7 @@ from mcp.client.subscriptions import ListenNotSupportedError
 from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
+from avatarsite.tenants.config_cache import cached
 from avatarsite.tenants.provider_secrets import resolve
 from characters.models import Character
 from conversations.models import McpServer
@@ -90,12 +91,17 @@ class ServerConfig:
 
 
 def _configs_for(character: Character) -> list[ServerConfig]:
-    servers = McpServer.objects.filter(
-        Q(character=character) | Q(character__isnull=True),
-        tenant_id=character.tenant_id,
-        enabled=True,
-    )
-    return [ServerConfig.of(server, character) for server in servers]
+    """The enabled servers that apply to `character`, cached with the tenant's configuration."""
+
+    def read() -> list[ServerConfig]:
+        servers = McpServer.objects.filter(
+            Q(character=character) | Q(character__isnull=True),
+            tenant_id=character.tenant_id,
+            enabled=True,
+        )
+        return [ServerConfig.of(server, character) for server in servers]
+
+    return cached(character.tenant_id, ("mcp_servers", character.pk), read) or []
 
 
 def _mcp_result(result: mcp_types.CallToolResult) -> dict[str, Any]:

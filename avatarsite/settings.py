@@ -306,6 +306,9 @@ REQUEST_VALIDATORS = env.list("REQUEST_VALIDATORS", default=[])
 # Modules whose async functions characters may name as speech-to-text pre/post-processing
 # hooks (admin: voice settings): staff choose among these, never arbitrary code.
 STT_HOOK_MODULES = env.list("STT_HOOK_MODULES", default=[])
+# Modules whose async functions characters may name as turn hooks (on_error, response,
+# on_finish) and whose classes guardrails may name (Python guardrails): the same rule.
+TURN_HOOK_MODULES = env.list("TURN_HOOK_MODULES", default=[])
 
 # Modules that register extra tools (with conversations.tools.tool) when the app starts.
 TOOL_MODULES = env.list("TOOL_MODULES", default=[])

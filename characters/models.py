@@ -14,6 +14,7 @@ from django.db import models
 
 from avatarsite.tenants.models import TenantOwned
 from avatarsite.tenants.provider_secrets import check_references, tenant_of
+from characters.hooks import async_function
 
 ENV_VAR_NAME = RegexValidator(
     r"^[A-Za-z_][A-Za-z0-9_]*$", "Enter the name of an environment variable, not its value."
@@ -51,6 +52,9 @@ def validate_face_icons(value: object) -> None:
     ):
         raise ValidationError('Expected {"face": "https://..."} with HTTPS URLs.')
 
+
+# The fields naming the character's turn hooks (docs/turn.md#hooks).
+TURN_HOOKS = ("on_error_hook", "response_hook", "on_finish_hook")
 
 DEFAULT_APOLOGY = "Sorry, something went wrong on my side. Please try again in a moment."
 
@@ -229,6 +233,49 @@ class Character(TenantOwned):
         default=DEFAULT_APOLOGY,
         help_text="Sent instead of silence when a turn fails (LLM down, timeout...).",
     )
+    invoke_timeout_seconds = models.FloatField(
+        "turn time limit (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.1), MaxValueValidator(3600.0)],
+        help_text="A turn still answering this long after it began fails with the apology "
+        "and an error event, and leaves no history (AIAvatarKit's invoke_timeout). Blank: no "
+        "limit beyond the providers' own timeouts.",
+    )
+    shared_context_size = models.PositiveSmallIntegerField(
+        "shared context messages",
+        default=20,
+        validators=[MaxValueValidator(200)],
+        help_text="How many of the latest shared-context messages (news, the character's own "
+        "doings, added by staff or tools) every conversation sees; older ones are deleted. "
+        "0: none.",
+    )
+    shared_context_max_age_hours = models.PositiveIntegerField(
+        "shared context age limit (h)",
+        default=0,
+        help_text="Shared-context messages older than this are no longer seen, and deleted. "
+        "0: kept until newer ones push them out.",
+    )
+    on_error_hook = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="module.function (async, in one of TURN_HOOK_MODULES) given (turn, error) "
+        "when the LLM fails: error.status_code and error.body are the provider's answer. "
+        "Returns the apology to say instead of the usual one, or None.",
+    )
+    response_hook = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="module.function (async, in one of TURN_HOOK_MODULES) given (turn, sentence) "
+        "for each sentence of the LLM's reply before it is shown and spoken. Returns the "
+        "sentence to use instead, or None to keep it.",
+    )
+    on_finish_hook = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="module.function (async, in one of TURN_HOOK_MODULES) given (turn, reply) "
+        "after a turn completed and was recorded, before its final event.",
+    )
     face_icons = models.JSONField(
         default=dict,
         blank=True,
@@ -294,6 +341,12 @@ class Character(TenantOwned):
             raise ValidationError(
                 {"diary_hour": "The diary is written after the schedule: pick a later hour."}
             )
+        for name in TURN_HOOKS:
+            if path := getattr(self, name):
+                try:
+                    async_function(path, "TURN_HOOK_MODULES")
+                except ValueError as exc:
+                    raise ValidationError({name: str(exc)}) from exc
         if self.llm_provider != LLMProvider.ECHO:
             check_references(
                 tenant_of(self),

@@ -15,13 +15,13 @@ class ConversationsConfig(AppConfig):
         from characters.life import bridge
 
         from .life_bridge import ConversationsBridge
-        from .models import ApiKey, Guardrail, McpServer
+        from .models import ApiKey, Guardrail, McpServer, SharedMessage
         from .tools import registry
         from .tools.mcp_servers import sessions
         from .tools.offer import load_selector
 
         # Admission and turns read these from the tenant's cached configuration.
-        watch(ApiKey, Guardrail, McpServer)
+        watch(ApiKey, Guardrail, McpServer, SharedMessage)
         registry.add_source(sessions.load)
         # Tools register themselves when their module is imported: every character's own
         # (diary, user name) first, then the deployment's.

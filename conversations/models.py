@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import inspect
 import re
 import secrets
 import uuid
@@ -22,6 +23,7 @@ from django.utils import timezone
 
 from avatarsite.tenants.models import Tenant, TenantOwned
 from avatarsite.tenants.provider_secrets import check_references, tenant_of
+from characters.hooks import named
 from characters.models import Character
 
 from .rate_limits import KeyLimits
@@ -224,6 +226,7 @@ class Guardrail(TenantOwned):
     class Kind(models.TextChoices):
         PATTERN = "pattern", "Regular expression"
         LLM = "llm", "Question to the character's LLM"
+        PYTHON = "python", "Python class"
 
     class Action(models.TextChoices):
         BLOCK = "block", "Block: answer with the message instead"
@@ -251,6 +254,14 @@ class Guardrail(TenantOwned):
         help_text="For an LLM check: a yes/no question about the text, e.g. 'Does it ask for "
         "medical advice?'. Yes triggers the guardrail.",
     )
+    class_path = models.CharField(
+        "Python class",
+        max_length=200,
+        blank=True,
+        help_text="For a Python guardrail: module.Class in one of TURN_HOOK_MODULES, with "
+        "`async def check(self, text, turn)` returning False (pass), True (trigger with the "
+        "message below) or a text (trigger with that text as the message).",
+    )
     action = models.CharField(max_length=10, choices=Action.choices)
     message = models.TextField(help_text="What is said (block) or used (replace) instead.")
     is_active = models.BooleanField(default=True)
@@ -266,6 +277,48 @@ class Guardrail(TenantOwned):
             raise ValidationError({"pattern": "A regular-expression guardrail needs a pattern."})
         if self.kind == self.Kind.LLM and not self.question.strip():
             raise ValidationError({"question": "An LLM guardrail needs a question."})
+        if self.kind == self.Kind.PYTHON:
+            try:
+                guard_class(self.class_path)
+            except ValueError as exc:
+                raise ValidationError({"class_path": str(exc)}) from exc
+
+
+def guard_class(path: str) -> type:
+    """The class a Python guardrail names; ValueError says why it cannot be one."""
+    if not path:
+        raise ValueError("A Python guardrail needs a class.")
+    found = named(path, "TURN_HOOK_MODULES")
+    check = getattr(found, "check", None)
+    if not isinstance(found, type) or not inspect.iscoroutinefunction(check):
+        raise ValueError(f"{path!r} is not a class with an async check(self, text, turn).")
+    return found
+
+
+class SharedMessage(TenantOwned):
+    """A message every conversation of its character sees (AIAvatarKit's shared context):
+    news, the character's own doings. Staff add them (admin, REST), and so may tools; the
+    character keeps its latest `shared_context_size`, for `shared_context_max_age_hours`."""
+
+    tenant_parent = "character"
+
+    class Source(models.TextChoices):
+        STAFF = "staff"
+        TOOL = "tool"
+
+    character = models.ForeignKey(
+        Character, on_delete=models.CASCADE, related_name="shared_messages"
+    )
+    content = models.TextField()
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.STAFF)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "shared-context message"
+
+    def __str__(self) -> str:
+        return self.content[:60]
 
 
 class SessionState(TenantOwned):

@@ -184,7 +184,10 @@ class AnthropicProvider:
         # Once the events flow, the SDK lets its HTTP client's errors (a dropped connection,
         # a read timeout) through unwrapped.
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
-            raise LLMError(_describe(exc, streaming=streaming)) from exc
+            status = exc.status_code if isinstance(exc, anthropic.APIStatusError) else None
+            body = exc.body if isinstance(exc, anthropic.APIError) else None
+            message = _describe(exc, streaming=streaming)
+            raise LLMError(message, status_code=status, body=body) from exc
         except ValueError as exc:  # an event that is not JSON
             raise broke_off() from exc
         if not stopped:

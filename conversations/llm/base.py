@@ -138,7 +138,16 @@ def check_inline_params(params: dict[str, Any], where: str = "inline_llm_params"
 
 
 class LLMError(Exception):
-    """A provider failed after its retries; the message is safe to show to a client."""
+    """A provider failed after its retries; the message is safe to show to a client.
+
+    `status_code` and `body` are what the provider answered (its HTTP status, and its error
+    body as parsed JSON or text), for the character's on_error hook to tell a refusal from an
+    outage; they may quote the prompt, so they never reach a client."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: Any = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = body
 
 
 class LLMProvider(Protocol):

@@ -80,7 +80,9 @@ class DifyProvider:
                     elif kind == "message_end" and event.get("conversation_id"):
                         request.state[STATE_KEY] = event["conversation_id"]
                     elif kind == "error":
-                        raise LLMError(failure_message(LLM, status_code=event.get("status") or 500))
+                        status = event.get("status") or 500
+                        message = failure_message(LLM, status_code=status)
+                        raise LLMError(message, status_code=status, body=event)
             finally:
                 await response.aclose()
         except httpx.HTTPError as exc:

@@ -137,7 +137,10 @@ class OpenAICompatibleProvider:
                             call["name"] = piece.function.name or call["name"]
                             call["args"] += piece.function.arguments or ""
         except openai.OpenAIError as exc:
-            raise LLMError(describe_failure(LLM, exc, streaming=streaming)) from exc
+            status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
+            body = exc.body if isinstance(exc, openai.APIError) else None
+            message = describe_failure(LLM, exc, streaming=streaming)
+            raise LLMError(message, status_code=status, body=body) from exc
         except ValueError as exc:  # an event that is not JSON
             raise broke_off() from exc
         # Every completion's last chunk names why it finished; without one the stream was cut.

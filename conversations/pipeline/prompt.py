@@ -14,6 +14,8 @@ from avatarsite.tenants.config_cache import cached
 from characters.life.prompts import date_label
 from characters.models import Character, DailySchedule
 from conversations.models import EndUser
+from conversations.shared_context import section as shared_section
+from conversations.shared_context import shared_messages
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # Placeholders the server fills itself (compose_system_prompt); any other is the request's.
@@ -58,14 +60,15 @@ def system_prompt(
     params: Mapping[str, Any] | None,
     now: datetime | None = None,
 ) -> str:
-    """Persona, today's schedule, the user's name and the local time, read fresh every turn
-    (plain ORM: the schedule, cached with the tenant's configuration).
+    """Persona, today's schedule, the shared context, the user's name and the local time,
+    read fresh every turn (plain ORM: the schedule and the shared context, cached with the
+    tenant's configuration).
 
     "Today" and the time are the character's own (its timezone), not the server's. An edit in
     the admin shows on the next turn (the cache follows the tenant's configuration version).
     The parts are ordered from the most to the least stable (persona, the day's schedule, the
-    user, the minute) so providers that cache prompt prefixes keep caching the persona and the
-    schedule. The persona may use
+    shared context, the user, the minute) so providers that cache prompt prefixes keep caching
+    the persona and the schedule. The persona may use
     `{username}` (the character's default user name while the user's is unknown),
     `{charactername}`, `{today}` and `{now}`; the request's params win.
     """
@@ -87,6 +90,7 @@ def system_prompt(
     }
     parts = [render_persona(character.persona, filled).strip()]
     parts.append(f"{SCHEDULE_INTRO}\n\n{schedule}" if schedule else NO_SCHEDULE)
+    parts.append(shared_section(shared_messages(character, now), character))
     if username:
         parts.append(
             f"The user's name is {username}. Follow any request about how to address them."

@@ -4,6 +4,9 @@
 failed), through the stages of the `Turn` it hands on: prepare (one database hop), listen,
 admit, guard, generate (tool rounds in conversations/tools/rounds.py), speak and record. Only
 a completed turn writes history, with its TurnRecord; the others leave only their TurnRecord.
+The character's hooks (hooks.py) run at the stage boundaries: each sentence between generate
+and speak, on_error where a failed turn apologises, on_finish after record; its time limit
+(invoke_timeout_seconds) bounds generate and speak, counted from the turn's start.
 `announce` speaks an operator's text with the same speak stage and closing event.
 """
 
@@ -39,7 +42,7 @@ from conversations.speech.tts import TTSError
 from conversations.speech.voices import recognizer_for
 from conversations.tools.base import CharacterTools, Tool, ToolContext, registry
 from conversations.tools.guardrails import GuardrailHit, check, guardrails_for
-from conversations.tools.offer import ToolOffer
+from conversations.tools.offer import ToolOffer, with_instructions
 from conversations.tools.rounds import MAX_TOOL_ROUNDS, ToolRound, offered
 
 from .composing import ChunkComposer, sentences
@@ -53,6 +56,7 @@ from .events import (
     TurnStarted,
     TurnToolCall,
 )
+from .hooks import HookRefused, TurnHooks
 from .prompt import system_prompt, with_sections
 from .session_data import remember_speed
 from .shaping import ShapedRequest, needs_shaping, refusal, shape
@@ -73,6 +77,7 @@ class Prepared:
     guardrails: list[Guardrail]
     system_prompt: str
     tools: CharacterTools
+    hooks: TurnHooks
 
 
 @dataclass(slots=True)
@@ -90,6 +95,7 @@ class Turn:
     usage: Usage | None = None  # tokens of all the turn's LLM calls, when the provider counts
     # What this turn adds to the history: the user message, any tool rounds, the answer.
     added: list[ChatMessage] = field(default_factory=list)
+    hooks: TurnHooks = field(default_factory=TurnHooks)  # the character's, once prepared
 
     @classmethod
     def begin(cls, request: TurnRequest) -> Turn:
@@ -111,6 +117,23 @@ class Turn:
         )
         return cls(request, provider, record, ChunkComposer(character, context_id), started)
 
+    @property
+    def who(self) -> ToolContext:
+        """Who talks to whom, as tools, hooks and Python guardrails get it."""
+        request = self.request
+        return ToolContext(
+            character=request.character,
+            end_user=request.end_user,
+            context_id=self.context_id,
+            session_id=request.session_id,
+            channel=request.channel,
+        )
+
+    def deadline(self) -> float | None:
+        """When (time.perf_counter()) the character's time limit ends the turn, if it has one."""
+        limit = self.character.invoke_timeout_seconds
+        return None if limit is None else self.started + limit
+
     def ms(self) -> float:
         """Milliseconds since the turn began, for the TurnRecord's timings."""
         return round((time.perf_counter() - self.started) * 1000, 2)
@@ -127,7 +150,10 @@ class Turn:
         if isinstance(event, TurnChunk) and event.audio and self.record.first_audio_ms is None:
             self.record.first_audio_ms = self.ms()
 
-    def chunks_of(self, segments: list[str]) -> list[TurnChunk]:
+    async def chunks_of(self, segments: list[str]) -> list[TurnChunk]:
+        """The chunks of the reply's segments, each as the response hook has it said."""
+        if self.hooks.response is not None:
+            segments = [await self.hooks.rewrite(self.who, segment) for segment in segments]
         chunks = [c for c in map(self.composer.compose, segments) if c is not None]
         if chunks and self.record.first_chunk_ms is None:
             self.record.first_chunk_ms = self.ms()
@@ -138,6 +164,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     turn = Turn.begin(request)
     try:
         prepared = await prepare(request)
+        turn.hooks = prepared.hooks
         heard = await listen(turn)
         if heard is None:
             drop = "No speech recognized."
@@ -146,7 +173,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             return
         turn.voice = await Voice.for_turn(request, turn.composer)
         admitted = await admit(turn, heard)
-    except (STTError, TTSError) as exc:
+    except (STTError, TTSError, HookRefused) as exc:
         await record(turn, TurnRecord.Status.FAILED, error=str(exc))
         yield TurnFailed(context_id=turn.context_id, error=str(exc))
         return
@@ -172,14 +199,15 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         yield TurnFinished(turn.context_id, text="", voice_text="", vision_source=None)
         return
 
-    blocked = await guard(turn, prepared, admitted)
-    events = generate(turn, prepared) if blocked is None else say(turn, blocked)
     try:
+        blocked = await guard(turn, prepared, admitted)
+        events = generate(turn, prepared) if blocked is None else say(turn, blocked)
         async with aclosing(speak(turn.voice, events)) as spoken:
-            async for event in spoken:
+            deadline = turn.deadline()
+            while (event := await next_event(spoken, deadline)) is not None:
                 turn.heard_audio(event)
                 yield event
-    except (LLMError, TTSError) as exc:
+    except (LLMError, TurnTimedOut, TTSError) as exc:
         async for failure in apologise(turn, exc):
             yield failure
         return
@@ -200,12 +228,28 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     else:
         kept = turn.added if turn.request.keep_history else None
         await record(turn, TurnRecord.Status.COMPLETED, messages=kept)
+        await turn.hooks.finished(turn.who, turn.composer.text)
     yield finished(turn.composer, turn.character, vision=True, usage=turn.usage)
 
 
+class TurnTimedOut(Exception):
+    """The turn outlived its character's time limit; the message is safe to show a client."""
+
+
+async def next_event(events: Events, deadline: float | None) -> TurnEvent | None:
+    """The next of `events` (None after the last), or TurnTimedOut once `deadline` passes;
+    the events' stream is then cancelled where it waits (its tasks with it)."""
+    if deadline is None:
+        return await anext(events, None)
+    try:
+        return await asyncio.wait_for(anext(events, None), deadline - time.perf_counter())
+    except TimeoutError:
+        raise TurnTimedOut("The turn took longer than the character's time limit.") from None
+
+
 async def prepare(request: TurnRequest) -> Prepared:
-    """The character's guardrails, its system prompt (with today's schedule) and its tools'
-    rows, read in one trip to the database thread."""
+    """The character's guardrails, its system prompt (with today's schedule and its shared
+    context), its tools' rows and its hooks, read in one trip to the database thread."""
     character = request.character
 
     def read() -> Prepared:
@@ -213,6 +257,7 @@ async def prepare(request: TurnRequest) -> Prepared:
             guardrails=guardrails_for(character),
             system_prompt=system_prompt(character, request.end_user, request.system_prompt_params),
             tools=registry.load(character),
+            hooks=TurnHooks.of(character),
         )
 
     return await sync_to_async(read)()
@@ -253,7 +298,7 @@ async def guard(turn: Turn, prepared: Prepared, admitted: ShapedRequest) -> Guar
     *replace* swaps the text for the guardrail's message (which is what is kept). Returns the
     guardrail that blocks the request, if one does."""
     text = admitted.text
-    hit = await check(prepared.guardrails, turn.character, text, "request")
+    hit = await check(prepared.guardrails, turn.who, text, "request")
     if hit is not None and hit.action == Guardrail.Action.REPLACE:
         text = turn.record.request_text = hit.message
     turn.added.append(ChatMessage(role=Message.Role.USER, content=text, files=admitted.files))
@@ -268,21 +313,19 @@ async def generate(turn: Turn, prepared: Prepared) -> Events:
     system = await with_sections(prepared.system_prompt, turn.character, request.end_user, asked)
     if request.client_system:  # a client that keeps the conversation adds its own
         system = f"{system}\n\n{request.client_system}"
-    prompt = [ChatMessage(role="system", content=system), *request.context.history]
-    offer = ToolOffer(turn.character, await prepared.tools.list(), lambda: [*prompt, *turn.added])
-    tool_context = ToolContext(
-        character=turn.character,
-        end_user=request.end_user,
-        context_id=turn.context_id,
-        session_id=request.session_id,
-        channel=request.channel,
+    history = request.context.history
+    offer = ToolOffer(
+        turn.character,
+        await prepared.tools.list(),
+        lambda: [ChatMessage(role="system", content=system), *history, *turn.added],
     )
+    tool_context = turn.who
     for round_number in range(MAX_TOOL_ROUNDS + 1):
         round_start = len(composer.texts)
         calls: list[ToolCallRequest] = []
-        async for chunk in _reply(
-            turn, [*prompt, *turn.added], offered(offer, round_number), calls
-        ):
+        tools_offered = offered(offer, round_number)
+        instructed = ChatMessage(role="system", content=with_instructions(system, tools_offered))
+        async for chunk in _reply(turn, [instructed, *history, *turn.added], tools_offered, calls):
             yield chunk
         if not calls:
             break
@@ -290,7 +333,8 @@ async def generate(turn: Turn, prepared: Prepared) -> Events:
         started = time.perf_counter()
         async for output in tools.run():
             if isinstance(output, str):  # spoken at once, like the model's own text
-                for chunk in turn.chunks_of([*turn.splitter.feed(output), *turn.splitter.flush()]):
+                said = [*turn.splitter.feed(output), *turn.splitter.flush()]
+                for chunk in await turn.chunks_of(said):
                     yield chunk
                 continue
             call = output.call
@@ -301,7 +345,7 @@ async def generate(turn: Turn, prepared: Prepared) -> Events:
         yield spoken_whole
     record.llm_ms = turn.ms()
     answer = "".join(composer.texts[round_start:]).strip()
-    corrected = await check(prepared.guardrails, turn.character, answer, "response")
+    corrected = await check(prepared.guardrails, turn.who, answer, "response")
     if corrected is not None:
         # Already streamed; say the correction, and keep only it in the history.
         async for chunk in say(turn, corrected):
@@ -335,9 +379,9 @@ async def _reply(
             turn.record.tokens_in = turn.usage.prompt_tokens
             turn.record.tokens_out = turn.usage.completion_tokens
             continue
-        for chunk in turn.chunks_of(turn.splitter.feed(item)):
+        for chunk in await turn.chunks_of(turn.splitter.feed(item)):
             yield chunk
-    for chunk in turn.chunks_of(turn.splitter.flush()):
+    for chunk in await turn.chunks_of(turn.splitter.flush()):
         yield chunk
 
 
@@ -353,12 +397,15 @@ def speak(voice: Voice | None, events: Events) -> Events:
     return voice.speak(events) if voice is not None else events
 
 
-async def apologise(turn: Turn, exc: LLMError | TTSError) -> AsyncIterator[TurnEvent]:
-    """A failed turn is recorded; after an LLM failure the character says sorry rather than
-    fall silent (not kept in the history), then `failed`."""
+async def apologise(
+    turn: Turn, exc: LLMError | TurnTimedOut | TTSError
+) -> AsyncIterator[TurnEvent]:
+    """A failed turn is recorded; after an LLM failure or a timeout the character says sorry
+    rather than fall silent (the on_error hook may choose the words; not kept in the history),
+    then `failed`."""
     await record(turn, TurnRecord.Status.FAILED, error=str(exc))
-    if isinstance(exc, LLMError):
-        for sentence in sentences(turn.character.apology):
+    if not isinstance(exc, TTSError):
+        for sentence in sentences(await turn.hooks.apology(turn.who, exc)):
             chunk = turn.composer.said(sentence)
             if turn.voice is not None and chunk.voice_text:
                 with contextlib.suppress(TTSError):

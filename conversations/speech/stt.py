@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
-import inspect
 import logging
 import threading
 from collections.abc import Awaitable, Callable
@@ -17,14 +16,14 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import numpy as np
 import openai
 from django.conf import settings
-from django.utils.module_loading import import_string
 
+from characters.hooks import async_function
 from conversations.llm.openai_compat import describe_failure, openai_client
 from conversations.llm.sdk import http_failure_message
 
@@ -60,16 +59,7 @@ class Transcript:
 def hook(path: str) -> Callable[..., Awaitable[Any]]:
     """The async function at `path` ("module.function"), which must live in one of the
     STT_HOOK_MODULES; ValueError says why not."""
-    module = path.rpartition(".")[0]
-    if module not in settings.STT_HOOK_MODULES:
-        raise ValueError(f"{module or path!r} is not one of the STT_HOOK_MODULES.")
-    try:
-        function = import_string(path)
-    except ImportError as exc:
-        raise ValueError(f"{path!r} cannot be imported: {exc}") from exc
-    if not inspect.iscoroutinefunction(function):
-        raise ValueError(f"{path!r} is not an async function.")
-    return cast(Callable[..., Awaitable[Any]], function)
+    return async_function(path, "STT_HOOK_MODULES")
 
 
 def base_language(language: str | None) -> str | None:

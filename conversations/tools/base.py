@@ -49,6 +49,11 @@ class Tool:
     description: str
     parameters: dict[str, Any]  # JSON schema of the arguments object
     func: Callable[..., Any]
+    # Offered only once chosen for the conversation through execute_external_tool
+    # (conversations/tools/offer.py), as every tool is for a character with dynamic tools.
+    is_dynamic: bool = False
+    # Added to the system prompt of every LLM call that offers the tool: when and how to use it.
+    instruction: str = ""
 
 
 # Lists one source's tools for one turn (it may reach a server).
@@ -110,9 +115,15 @@ registry = ToolRegistry()
 
 
 def tool(
-    *, name: str, description: str, parameters: dict[str, Any] | None = None
+    *,
+    name: str,
+    description: str,
+    parameters: dict[str, Any] | None = None,
+    is_dynamic: bool = False,
+    instruction: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register the decorated function as a tool offered to every character."""
+    """Register the decorated function as a tool offered to every character (a dynamic one
+    only once chosen; its instruction goes into the system prompt whenever it is offered)."""
 
     def register(func: Callable[..., Any]) -> Callable[..., Any]:
         registry.register(
@@ -121,6 +132,8 @@ def tool(
                 description=description,
                 parameters=parameters or {"type": "object", "properties": {}},
                 func=func,
+                is_dynamic=is_dynamic,
+                instruction=instruction,
             )
         )
         return func

@@ -1,12 +1,13 @@
 """Which tools each round of a turn offers the model, with dynamic tools
-(docs/turn.md#dynamic-tools).
+(docs/turn.md#dynamic-tools), and the instructions of the tools offered.
 
-Without dynamic tools every tool is offered every round. With the character's *dynamic tools*
-switch on, a round offers the trigger `execute_external_tool(target, action)` plus the tools
-this conversation already used. When the model calls the trigger, up to five tools are
-selected (by `TOOL_SELECTOR`, or else by one extra call to the character's LLM listing every
-tool), the trigger's result names them, and the next round offers only those (plus the used
-ones). Nothing selected: the trigger's result is `{"message": "No tools found"}`.
+Dynamic tools are those marked `is_dynamic`, or every tool of a character whose *dynamic
+tools* switch is on. Without any, every tool is offered every round. With some, a round offers
+the other tools, the trigger `execute_external_tool(target, action)` and the dynamic tools
+this conversation already used. When the model calls the trigger, up to five dynamic tools are
+selected (by `TOOL_SELECTOR`, or else by one extra call to the character's LLM listing them),
+the trigger's result names them, and the next round offers those instead of the trigger.
+Nothing selected: the trigger's result is `{"message": "No tools found"}`.
 
 The trigger call and its result stay in the conversation like any tool call, so the text the
 model said before calling it is kept and the provider's call/result pairing stays valid.
@@ -112,6 +113,8 @@ class ToolOffer:
     ) -> None:
         self.character = character
         self._tools = {t.name: t for t in tools}
+        self._dynamic = [t.name for t in tools if t.is_dynamic or character.dynamic_tools]
+        self._static = [t.name for t in tools if t.name not in self._dynamic]
         self._conversation = conversation
         self._selected: list[str] | None = None
         self._trigger = Tool(
@@ -130,18 +133,18 @@ class ToolOffer:
         )
         # Everything stays callable by name; only what is offered changes.
         self.callable = dict(self._tools)
-        if character.dynamic_tools:
+        if self._dynamic:
             self.callable[TRIGGER_NAME] = self._trigger
 
     def next_round(self) -> list[Tool]:
         """The tools to offer in the next LLM round."""
-        if not self.character.dynamic_tools:
+        if not self._dynamic:
             return list(self._tools.values())
-        used = self._used()
+        used = [n for n in self._used() if n in self._dynamic]
         if self._selected is not None:
-            names, self._selected = [*self._selected, *used], None
+            names, self._selected = [*self._static, *self._selected, *used], None
             return [self._tools[n] for n in dict.fromkeys(names)]
-        return [self._trigger, *(self._tools[n] for n in used)]
+        return [self._trigger, *(self._tools[n] for n in dict.fromkeys([*self._static, *used]))]
 
     def _used(self) -> list[str]:
         names = (call["name"] for m in self._conversation() for call in m.tool_calls)
@@ -154,7 +157,8 @@ class ToolOffer:
             *self._conversation(),
             ChatMessage(role="assistant", content="", tool_calls=[call]),
         ]
-        chosen = await select_tools(self.character, messages, list(self._tools.values()))
+        dynamic = [self._tools[n] for n in self._dynamic]
+        chosen = await select_tools(self.character, messages, dynamic)
         if not chosen:
             return NOT_FOUND
         self._selected = [t.name for t in chosen]
@@ -163,3 +167,11 @@ class ToolOffer:
             + ", ".join(self._selected)
             + ". Call the one that does what the user wants."
         }
+
+
+def with_instructions(system: str, tools: list[Tool]) -> str:
+    """`system` followed by the instructions of the offered `tools` that have one."""
+    said = [f"## {t.name}\n{t.instruction.strip()}" for t in tools if t.instruction.strip()]
+    if not said:
+        return system
+    return "\n\n".join([system, "How to use your tools:", *said])

@@ -139,6 +139,9 @@ class ScriptedReply:
     status: int = 200
     """Non-200 -> an OpenAI-style error body with this status (plus fast
     retry-after headers, so SDK retries cost ~1 ms)."""
+    code: str | None = None
+    """The error body's `code` (e.g. "content_filter", as Azure OpenAI refuses a prompt); None:
+    the usual code of `status`."""
     cut_after: int | None = None
     """Stream this many content deltas, then shut the socket down with no final
     chunk and no [DONE]. Non-streaming requests are dropped before any response."""
@@ -212,9 +215,9 @@ def split_into_deltas(text: str) -> list[str]:
     return _DELTA_PATTERN.findall(text)
 
 
-def error_body(status: int, message: str | None = None) -> JSON:
+def error_body(status: int, message: str | None = None, code: str | None = None) -> JSON:
     """An OpenAI-style error payload; the SDK reads `error.message`/`code` from it."""
-    kind, code, default_message = _ERROR_KINDS.get(
+    kind, usual_code, default_message = _ERROR_KINDS.get(
         status,
         (
             "server_error" if status >= 500 else "invalid_request_error",
@@ -222,9 +225,8 @@ def error_body(status: int, message: str | None = None) -> JSON:
             f"Fake error with status {status}.",
         ),
     )
-    return {
-        "error": {"message": message or default_message, "type": kind, "param": None, "code": code}
-    }
+    error = {"message": message or default_message, "type": kind, "param": None}
+    return {"error": {**error, "code": code or usual_code}}
 
 
 def _dumps(payload: JSON) -> bytes:
@@ -500,7 +502,8 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.fake._accept(body)
         self._hold(reply)
         if reply.status != 200:
-            self._send_json(reply.status, error_body(reply.status, reply.text), _RETRY_HEADERS)
+            error = error_body(reply.status, reply.text, reply.code)
+            self._send_json(reply.status, error, _RETRY_HEADERS)
             return
         completion = _Completion.build(body, reply)
         if body.get("stream") is True:

@@ -7,8 +7,16 @@ from rest_framework.routers import DefaultRouter
 from avatarsite.tenants.api import ProviderSecretViewSet, TenantOriginViewSet
 from channels_app.api import LiveSessionViewSet
 from characters.api import CharacterViewSet
-from conversations.api import ApiKeyViewSet, ContextViewSet, EndUserViewSet
+from conversations.api import (
+    ApiKeyViewSet,
+    ContextViewSet,
+    EndUserViewSet,
+    GuardrailViewSet,
+    McpServerViewSet,
+    SharedMessageViewSet,
+)
 from conversations.console.api import UsageViewSet
+from conversations.speech.api import VoiceSettingsViewSet
 from conversations.transports.token_api import tokens
 from memory.api import MemoryItemViewSet
 
@@ -22,6 +30,10 @@ router.register("provider-secrets", ProviderSecretViewSet)
 router.register("allowed-origins", TenantOriginViewSet)
 router.register("memories", MemoryItemViewSet, basename="memory")
 router.register("usage", UsageViewSet, basename="usage")
+router.register("shared-messages", SharedMessageViewSet, basename="shared-message")
+router.register("guardrails", GuardrailViewSet)
+router.register("mcp-servers", McpServerViewSet)
+router.register("voices", VoiceSettingsViewSet, basename="voice")
 
 urlpatterns = [
     # Not the staff API: tenants' servers call it with an API key (transports/token_api.py).

@@ -40,10 +40,11 @@ class LiveSessionViewSet(
     """Open /ws sessions of every server process (filter with `?character=<slug>` or
     `?user_id=`). Commands reach the session through the channel layer wherever it runs."""
 
+    queryset = LiveSession.objects.select_related("character")
     serializer_class = LiveSessionSerializer
 
     def get_queryset(self) -> QuerySet[LiveSession]:
-        sessions = LiveSession.objects.select_related("character")
+        sessions = super().get_queryset()  # the staff user's tenants' only
         if slug := self.request.query_params.get("character"):
             sessions = sessions.filter(character__slug=slug)
         if user_id := self.request.query_params.get("user_id"):

@@ -151,6 +151,7 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
             {
                 "fields": (
                     "context_timeout_seconds",
+                    "invoke_timeout_seconds",
                     "use_turn_queue",
                     "greeting",
                     "apology",
@@ -164,6 +165,11 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
                 )
             },
         ),
+        (
+            "Shared context",
+            {"fields": ("shared_context_size", "shared_context_max_age_hours")},
+        ),
+        ("Hooks", {"fields": ("on_error_hook", "response_hook", "on_finish_hook")}),
         ("Life", {"fields": ("schedule_hour", "diary_hour", "news_country", "life_links")}),
         ("Status", {"fields": ("is_default", "is_active", "created_at", "updated_at")}),
     )

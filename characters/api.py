@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import copy
-
 from rest_framework import serializers, viewsets
 from rest_framework.filters import SearchFilter
 
-from avatarsite.tenants.api import unique_in_tenant
+from avatarsite.tenants.api import clean_as_model, unique_in_tenant
 from avatarsite.tenants.scoping import TenantScopedViewSetMixin
 
 from .models import Character
@@ -32,6 +30,12 @@ class CharacterSerializer(serializers.ModelSerializer):
             "llm_base_url",
             "llm_api_key_env",
             "context_timeout_seconds",
+            "invoke_timeout_seconds",
+            "shared_context_size",
+            "shared_context_max_age_hours",
+            "on_error_hook",
+            "response_hook",
+            "on_finish_hook",
             "use_turn_queue",
             "merge_window_seconds",
             "wake_words",
@@ -60,13 +64,8 @@ class CharacterSerializer(serializers.ModelSerializer):
         return unique_in_tenant(self, "slug", slug)
 
     def validate(self, attrs: dict) -> dict:
-        # The model's cross-field rules (provider and model, voice tags) apply here too.
-        candidate = copy.copy(self.instance) if self.instance else Character()
-        if candidate.tenant_id is None:  # a new character: its secrets are its tenant's
-            candidate.tenant = self.context["view"].creation_tenant()
-        for name, value in attrs.items():
-            setattr(candidate, name, value)
-        candidate.clean()
+        # The model's cross-field rules (provider and model, voice tags, hooks) apply here too.
+        clean_as_model(self, attrs)
         return attrs
 
 

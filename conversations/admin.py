@@ -28,9 +28,11 @@ from .models import (
     Guardrail,
     McpServer,
     Message,
+    SharedMessage,
     TurnRecord,
 )
 from .pipeline.prompt import compose_system_prompt
+from .shared_context import prune
 from .speech.admin import VoiceSettingsInline
 
 
@@ -156,7 +158,7 @@ class GuardrailAdmin(TenantScopedAdmin):
     search_fields = ("name", "pattern", "question", "message")
     fieldsets = (
         (None, {"fields": ("name", "character", "applies_to", "is_active")}),
-        ("Check", {"fields": ("kind", "pattern", "question")}),
+        ("Check", {"fields": ("kind", "pattern", "question", "class_path")}),
         ("Then", {"fields": ("action", "message")}),
     )
 
@@ -186,6 +188,15 @@ class McpServerAdmin(TenantScopedAdmin):
         return super().has_change_permission(request, obj)
 
 
+class SharedMessageInline(TenantScopedTabularInline):
+    """The character's shared context (docs/turn.md#shared-context), newest first."""
+
+    model = SharedMessage
+    fields = ("content", "source", "created_at")
+    readonly_fields = ("source", "created_at")
+    extra = 1
+
+
 class PreviewForm(forms.Form):
     user = forms.ModelChoiceField(
         EndUser.objects.all(), required=False, help_text="Blank: a user without a name."
@@ -205,7 +216,11 @@ class CharacterAdmin(LifeCharacterAdmin):
     def get_inlines(
         self, request: HttpRequest, obj: Character | None
     ) -> list[type[InlineModelAdmin[Any, Any]]]:
-        return [VoiceSettingsInline, *super().get_inlines(request, obj)]
+        return [VoiceSettingsInline, SharedMessageInline, *super().get_inlines(request, obj)]
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        super().save_related(request, form, formsets, change)
+        prune(form.instance)  # what staff added here obeys the retention as `share` does
 
     @admin.display(description="Tools")
     def life_links(self, obj: Character) -> str:

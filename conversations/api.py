@@ -1,22 +1,37 @@
-"""Staff REST API for end users, conversations and API keys."""
+"""Staff REST API for end users, conversations and API keys; characters' shared context,
+guardrails and MCP servers."""
 
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.filters import SearchFilter
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from avatarsite.tenants.api import InTenant, clean_as_model, unique_in_tenant
 from avatarsite.tenants.config_cache import changed
 from avatarsite.tenants.scoping import TenantScopedViewSetMixin
+from characters.models import Character
 
-from .models import ApiKey, ChannelIdentity, Context, EndUser, Message
+from .models import (
+    ApiKey,
+    ChannelIdentity,
+    Context,
+    EndUser,
+    Guardrail,
+    McpServer,
+    Message,
+    SharedMessage,
+)
+from .shared_context import share
 
 
 class ChannelIdentitySerializer(serializers.ModelSerializer):
@@ -91,10 +106,12 @@ class ContextViewSet(
 ):
     """Conversations, newest first; filter with `?character=<slug>&end_user=<uuid>`."""
 
+    queryset = Context.objects.select_related("character")
     serializer_class = ContextSerializer
 
     def get_queryset(self) -> QuerySet[Context]:
-        contexts = Context.objects.select_related("character")
+        # Through the mixin: the staff user's tenants' only (it once listed every tenant's).
+        contexts = super().get_queryset()
         if slug := self.request.query_params.get("character"):
             contexts = contexts.filter(character__slug=slug)
         if end_user := self.request.query_params.get("end_user"):
@@ -165,3 +182,128 @@ class ApiKeyViewSet(
             key.revoked_at = timezone.now()
             key.save(update_fields=["revoked_at"])
         return Response(self.get_serializer(key).data)
+
+
+class SharedMessageSerializer(serializers.ModelSerializer):
+    character = InTenant(slug_field="slug", queryset=Character.objects.all())
+
+    class Meta:
+        model = SharedMessage
+        fields = ["id", "character", "content", "source", "created_at"]
+        read_only_fields = ["id", "source", "created_at"]
+
+    def create(self, validated_data: dict[str, Any]) -> SharedMessage:
+        # Through `share`, so the character's retention applies as it does for tools.
+        return share(validated_data["character"], validated_data["content"])
+
+
+class SharedMessageViewSet(
+    TenantScopedViewSetMixin,
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.CreateModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
+    """Characters' shared context (docs/turn.md#shared-context), newest first; filter with
+    `?character=<slug>`. What is added here every conversation of the character sees."""
+
+    queryset = SharedMessage.objects.select_related("character")
+    serializer_class = SharedMessageSerializer
+
+    def get_queryset(self) -> QuerySet[SharedMessage]:
+        messages = super().get_queryset()  # the staff user's tenants' only
+        if slug := self.request.query_params.get("character"):
+            messages = messages.filter(character__slug=slug)
+        return messages
+
+
+class GuardrailSerializer(serializers.ModelSerializer):
+    character = InTenant(
+        slug_field="slug",
+        queryset=Character.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Slug of the character it checks; null: every character of the tenant.",
+    )
+
+    class Meta:
+        model = Guardrail
+        fields = [
+            "id",
+            "name",
+            "character",
+            "applies_to",
+            "kind",
+            "pattern",
+            "question",
+            "class_path",
+            "action",
+            "message",
+            "is_active",
+        ]
+        read_only_fields = ["id"]
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        clean_as_model(self, attrs)
+        return attrs
+
+
+class GuardrailViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
+    """Checks on what users ask and characters answer (docs/turn.md#guardrails)."""
+
+    queryset = Guardrail.objects.select_related("character")
+    serializer_class = GuardrailSerializer
+
+
+class McpServerSerializer(serializers.ModelSerializer):
+    character = InTenant(
+        slug_field="slug",
+        queryset=Character.objects.all(),
+        required=False,
+        allow_null=True,
+        help_text="Slug of the character it serves; null: every character of the tenant.",
+    )
+
+    class Meta:
+        model = McpServer
+        fields = [
+            "id",
+            "name",
+            "transport",
+            "command",
+            "args",
+            "environment",
+            "url",
+            "headers",
+            "character",
+            "enabled",
+            "created_at",
+            "updated_at",
+        ]
+        read_only_fields = ["id", "created_at", "updated_at"]
+
+    def validate_name(self, name: str) -> str:
+        return unique_in_tenant(self, "name", name)
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        # A stdio server runs a command on this server: superusers only (docs/security.md).
+        transport = attrs.get("transport", getattr(self.instance, "transport", None))
+        if transport == McpServer.Transport.STDIO and not self.context["request"].user.is_superuser:
+            raise PermissionDenied("Only superusers may configure stdio MCP servers.")
+        clean_as_model(self, attrs)
+        return attrs
+
+
+class McpServerViewSet(TenantScopedViewSetMixin, viewsets.ModelViewSet):
+    """MCP servers whose tools characters may call (docs/turn.md#mcp-servers). Secrets never
+    pass here: headers and the environment name environment variables or provider secrets."""
+
+    queryset = McpServer.objects.select_related("character")
+    serializer_class = McpServerSerializer
+
+    def get_queryset(self) -> QuerySet[McpServer]:
+        servers = super().get_queryset()
+        if not self.request.user.is_superuser:  # as in the admin: stdio ones are not theirs
+            servers = servers.exclude(transport=McpServer.Transport.STDIO)
+        return servers

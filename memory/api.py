@@ -57,10 +57,11 @@ class MemoryItemViewSet(
 ):
     """Memories, newest first; filter with `?character=<slug>&end_user=<uuid>&kind=<kind>`."""
 
+    queryset = MemoryItem.objects.select_related("character")
     serializer_class = MemoryItemSerializer
 
     def get_queryset(self) -> QuerySet[MemoryItem]:
-        items = MemoryItem.objects.select_related("character")
+        items = super().get_queryset()  # the staff user's tenants' only
         params = self.request.query_params
         if slug := params.get("character"):
             items = items.filter(character__slug=slug)

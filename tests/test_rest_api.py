@@ -7,6 +7,7 @@ import base64
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from avatarsite.tenants.models import ProviderSecret, Tenant
 from characters.models import Character
@@ -135,6 +136,12 @@ EVERY_FIELD = {
     "llm_base_url": "https://llm.example.com/v1",
     "llm_api_key_env": "MIA_LLM_KEY",
     "context_timeout_seconds": 120,
+    "invoke_timeout_seconds": 45.0,
+    "shared_context_size": 5,
+    "shared_context_max_age_hours": 48,
+    "on_error_hook": "tests.conversations.turn_hooks.content_filter_apology",
+    "response_hook": "tests.conversations.turn_hooks.loud",
+    "on_finish_hook": "tests.conversations.turn_hooks.note_finish",
     "use_turn_queue": True,
     "merge_window_seconds": 2.5,
     "wake_words": "ねえミア, hey mia",
@@ -157,7 +164,10 @@ EVERY_FIELD = {
 }
 
 
-def test_a_patch_of_every_character_field_round_trips(admin_client: Client) -> None:
+def test_a_patch_of_every_character_field_round_trips(
+    admin_client: Client, settings: Settings
+) -> None:
+    settings.TURN_HOOK_MODULES = ["tests.conversations.turn_hooks"]
     admin_client.post("/api/characters/", MIA, content_type="application/json")
     secret = ProviderSecret(tenant=Tenant.default(), name="MIA_LLM_KEY")
     secret.set_value("sk-mia")

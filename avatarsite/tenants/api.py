@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.db.models import Model
@@ -14,8 +15,8 @@ from .scoping import TenantScopedViewSetMixin
 
 def unique_in_tenant(serializer: serializers.ModelSerializer, field: str, value: str) -> str:
     """`value` unless another row of the same tenant has it (the tenant is not a field)."""
+    tenant = serializer_tenant(serializer)
     instance = serializer.instance
-    tenant = instance.tenant if instance else serializer.context["view"].creation_tenant()
     model: type[Model] = serializer.Meta.model
     taken = model._default_manager.filter(tenant=tenant, **{field: value})
     if instance is not None:
@@ -23,6 +24,33 @@ def unique_in_tenant(serializer: serializers.ModelSerializer, field: str, value:
     if taken.exists():
         raise serializers.ValidationError(f"This tenant already has one with this {field}.")
     return value
+
+
+def serializer_tenant(serializer: serializers.Serializer) -> Any:
+    """The tenant of the serializer's row: its own, or for a new one the creating view's."""
+    instance = serializer.instance
+    return instance.tenant if instance is not None else serializer.context["view"].creation_tenant()
+
+
+class InTenant(serializers.SlugRelatedField):
+    """A related row named by `slug_field` among the rows of the serializer's tenant only, so
+    another tenant's answers exactly as an unknown one."""
+
+    def get_queryset(self) -> Any:
+        assert self.parent is not None
+        return super().get_queryset().filter(tenant=serializer_tenant(self.parent))
+
+
+def clean_as_model(serializer: serializers.ModelSerializer, attrs: dict[str, Any]) -> None:
+    """Run the model's own cross-field rules (`Model.clean`) on the row as it would be saved;
+    their ValidationError answers 400 like the serializer's own."""
+    instance = serializer.instance
+    candidate = copy.copy(instance) if instance is not None else serializer.Meta.model()
+    if candidate.tenant_id is None:
+        candidate.tenant = serializer_tenant(serializer)
+    for name, value in attrs.items():
+        setattr(candidate, name, value)
+    candidate.clean()
 
 
 class ProviderSecretSerializer(serializers.ModelSerializer):

@@ -244,7 +244,8 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "avatarsite staff API",
-    "DESCRIPTION": "Characters, end users, conversations and API keys.",
+    "DESCRIPTION": "Characters, end users, conversations and API keys (staff), and the chat "
+    "endpoints clients call with an API key.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     # The schema and its documentation pages are for staff, as the API itself is.
@@ -258,6 +259,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The chat endpoints are no DRF views: described by their transports (schema.py there).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "conversations.transports.schema.chat_endpoints",
+    ],
 }
 
 # --- Tenant access (docs/security.md) ---

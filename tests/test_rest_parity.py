@@ -16,6 +16,7 @@ from channels_app.models import LiveSession
 from characters.models import Character
 from conversations.models import Context, EndUser, Guardrail, McpServer, SharedMessage
 from conversations.speech.models import VoiceSettings
+from conversations.transports.aiavatar_wire import RESPONSE_KEYS
 from memory.models import MemoryItem
 
 pytestmark = pytest.mark.django_db
@@ -198,3 +199,30 @@ def test_lists_of_conversations_memories_and_live_sessions_show_only_the_tenants
     for route in ("contexts", "memories", "live-sessions"):
         assert alice.get(f"/api/{route}/").json()["results"] == [], route
         assert alice.get(f"/api/{route}/?character=kai").json()["results"] == [], route
+
+
+def test_the_schema_describes_the_chat_endpoints_requests_and_events(
+    admin_client: Client,
+) -> None:
+    schema = admin_client.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    components = schema["components"]["schemas"]
+
+    def request_schema(path: str) -> dict[str, Any]:
+        ref = schema["paths"][path]["post"]["requestBody"]["content"]["application/json"]
+        return components[ref["schema"]["$ref"].rpartition("/")[2]]
+
+    assert request_schema("/chat")["required"] == ["type"]
+    assert set(request_schema("/chat-messages")["required"]) == {"query", "user"}
+    assert set(request_schema("/v1/chat/completions")["required"]) == {"model", "messages"}
+    envelope = components["AIAvatarEnvelope"]
+    assert list(envelope["properties"]) == list(RESPONSE_KEYS)  # aiavatar 0.9.2's 13 keys
+    for path, shape in (
+        ("/chat", "detail"),
+        ("/chat-messages", "code"),
+        ("/v1/chat/completions", "error"),
+    ):
+        responses = schema["paths"][path]["post"]["responses"]
+        assert "text/event-stream" in responses["200"]["content"]
+        assert shape in responses["401"]["content"]["application/json"]["schema"]["required"]
+    for route in ("shared-messages", "guardrails", "mcp-servers", "voices"):
+        assert f"/api/{route}/" in schema["paths"]

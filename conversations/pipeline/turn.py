@@ -7,6 +7,9 @@ a completed turn writes history, with its TurnRecord; the others leave only thei
 The character's hooks (hooks.py) run at the stage boundaries: each sentence between generate
 and speak, on_error where a failed turn apologises, on_finish after record; its time limit
 (invoke_timeout_seconds) bounds generate and speak, counted from the turn's start.
+
+Over ~400 lines on purpose: the stages read top to bottom in one module, as one turn runs;
+what each stage calls lives beside it (composing, speaking, hooks, tools).
 `announce` speaks an operator's text with the same speak stage and closing event.
 """
 

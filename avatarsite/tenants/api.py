@@ -26,7 +26,7 @@ def unique_in_tenant(serializer: serializers.ModelSerializer, field: str, value:
     return value
 
 
-def serializer_tenant(serializer: serializers.Serializer) -> Any:
+def serializer_tenant(serializer: serializers.BaseSerializer) -> Any:
     """The tenant of the serializer's row: its own, or for a new one the creating view's."""
     instance = serializer.instance
     return instance.tenant if instance is not None else serializer.context["view"].creation_tenant()
@@ -37,15 +37,17 @@ class InTenant(serializers.SlugRelatedField):
     another tenant's answers exactly as an unknown one."""
 
     def get_queryset(self) -> Any:
-        assert self.parent is not None
-        return super().get_queryset().filter(tenant=serializer_tenant(self.parent))
+        rows = super().get_queryset()
+        assert rows is not None and self.parent is not None
+        return rows.filter(tenant=serializer_tenant(self.parent))
 
 
 def clean_as_model(serializer: serializers.ModelSerializer, attrs: dict[str, Any]) -> None:
     """Run the model's own cross-field rules (`Model.clean`) on the row as it would be saved;
     their ValidationError answers 400 like the serializer's own."""
     instance = serializer.instance
-    candidate = copy.copy(instance) if instance is not None else serializer.Meta.model()
+    model: type[Model] = serializer.Meta.model
+    candidate: Any = copy.copy(instance) if instance is not None else model()
     if candidate.tenant_id is None:
         candidate.tenant = serializer_tenant(serializer)
     for name, value in attrs.items():

@@ -120,10 +120,12 @@ def _character_form(**voice: str) -> dict[str, str]:
         "apology": "Sorry, something went wrong.",
         "openai_history": "server",
         "diary_hour": "23",
-        # The character-life inlines, left empty.
+        "shared_context_size": "20",
+        "shared_context_max_age_hours": "0",
+        # The character-life and shared-context inlines, left empty.
         **{
             f"{prefix}-{field}": value
-            for prefix in ("weekly_schedule", "schedules", "diaries")
+            for prefix in ("weekly_schedule", "schedules", "diaries", "shared_messages")
             for field, value in (("TOTAL_FORMS", "0"), ("INITIAL_FORMS", "0"))
         },
         "voice-TOTAL_FORMS": "1",

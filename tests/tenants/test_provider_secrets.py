@@ -67,8 +67,10 @@ def admin_character_form(**fields: Any) -> dict[str, Any]:
         "diary_hour": 23,
         "apology": "Sorry.",
         "openai_history": "server",
+        "shared_context_size": 20,
+        "shared_context_max_age_hours": 0,
     }
-    for prefix in ("voice", "weekly_schedule", "schedules", "diaries"):
+    for prefix in ("voice", "weekly_schedule", "schedules", "diaries", "shared_messages"):
         form |= {f"{prefix}-TOTAL_FORMS": 0, f"{prefix}-INITIAL_FORMS": 0}
     return form | fields
 

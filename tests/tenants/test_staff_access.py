@@ -178,6 +178,10 @@ def test_an_admin_adds_rows_to_their_own_tenant(world: World) -> None:
             "schedules-INITIAL_FORMS": 0,
             "diaries-TOTAL_FORMS": 0,
             "diaries-INITIAL_FORMS": 0,
+            "shared_context_size": 20,
+            "shared_context_max_age_hours": 0,
+            "shared_messages-TOTAL_FORMS": 0,
+            "shared_messages-INITIAL_FORMS": 0,
         },
     )
     made = alice.post("/api/characters/", {"slug": "noa", "name": "Noa"})

@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "conversations.line",
     "channels_app",
     "memory",
+    "evaluation",
 ]
 
 MIDDLEWARE = [
@@ -324,6 +325,13 @@ TOOL_SELECTOR = env.str("TOOL_SELECTOR", default="")
 # MCP servers (admin: MCP servers): connect and call timeout, and how long a listing is kept.
 MCP_TIMEOUT_SECONDS = env.float("MCP_TIMEOUT_SECONDS", default=30.0)
 MCP_TOOLS_CACHE_SECONDS = env.float("MCP_TOOLS_CACHE_SECONDS", default=60.0)
+
+# Dialog evaluation (docs/evaluation.md): the modules whose functions a scenario may name as its
+# evaluation function, and the judge's model (empty: the run's choice, else the character's).
+EVALUATION_FUNCTION_MODULES = env.list(
+    "EVALUATION_FUNCTION_MODULES", default=["evaluation.functions"]
+)
+EVALUATION_JUDGE_MODEL = env.str("EVALUATION_JUDGE_MODEL", default="")
 
 # Streaming chat: SSE keep-alive comment interval.
 SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)

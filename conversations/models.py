@@ -28,6 +28,10 @@ from characters.models import Character
 
 from .rate_limits import KeyLimits
 
+# The channel of dialog evaluation's turns (the evaluation app): real turns of a character, in
+# contexts and end users of their own, that dashboards, usage and memory leave out.
+EVALUATION_CHANNEL = "evaluation"
+
 
 def validate_pattern(value: str) -> None:
     try:

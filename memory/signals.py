@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from characters.models import Character, Diary
 from characters.signals import diary_saved
-from conversations.models import TurnRecord
+from conversations.models import EVALUATION_CHANNEL, TurnRecord
 
 from .models import MemoryItem
 from .store import Owner, add_turn, character_key, upsert_diary, user_key
@@ -22,6 +22,8 @@ from .store import Owner, add_turn, character_key, upsert_diary, user_key
 @receiver(post_save, sender=TurnRecord, dispatch_uid="memory.turn_completed")
 def remember_turn(sender: type[TurnRecord], instance: TurnRecord, created: bool, **_: Any) -> None:
     if not created or instance.status != TurnRecord.Status.COMPLETED:
+        return
+    if instance.channel == EVALUATION_CHANNEL:  # an evaluation's turn is nobody's memory
         return
     end_user = instance.end_user
     if end_user is None or not (instance.request_text or instance.response_text):

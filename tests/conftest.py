@@ -23,6 +23,7 @@ from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
 from pytest_django.fixtures import Settings
 
+from avatarsite.celery import app as celery_app
 from characters.models import Character
 from conversations.models import ApiKey
 from conversations.pipeline.shaping import _validators
@@ -246,6 +247,17 @@ def character(fake_openai: FakeOpenAI) -> Character:
         llm_api_key_env=LLM_KEY_VARIABLE,
         is_default=True,
     )
+
+
+@pytest.fixture
+def eager_celery() -> Iterator[None]:
+    """Run enqueued tasks at once, in the test's thread (no broker, no worker)."""
+    previous = celery_app.conf.task_always_eager
+    celery_app.conf.task_always_eager = True
+    try:
+        yield
+    finally:
+        celery_app.conf.task_always_eager = previous
 
 
 @pytest.fixture

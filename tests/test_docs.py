@@ -22,7 +22,8 @@ HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 # `conversations/pipeline/turn.py`, `tests/fakes/`: a path into one of the project's own folders.
 TOP_LEVEL = (
-    "avatarsite characters conversations channels_app memory templates tests bench scripts docs"
+    "avatarsite characters conversations channels_app memory evaluation templates tests bench "
+    "scripts docs"
 )
 CODE_PATH = re.compile(rf"`((?:{'|'.join(TOP_LEVEL.split())})/[\w./-]*)`")
 # env.str("NAME", ...), env.int(...), env.db_url(...), env.path(...) and the like.

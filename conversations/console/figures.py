@@ -18,7 +18,7 @@ from django.db import connection
 from django.db.models import Aggregate, Count, F, FloatField, IntegerField, Q, QuerySet, Window
 from django.db.models.functions import Cast, RowNumber, TruncHour
 
-from conversations.models import TurnRecord
+from conversations.models import EVALUATION_CHANNEL, TurnRecord
 
 # Each phase's column and its label, in the order a turn goes through them.
 PHASES: tuple[tuple[str, str], ...] = (
@@ -82,7 +82,11 @@ class Figures(Counted):
 def figures(turns: QuerySet[TurnRecord], start: datetime, end: datetime, zone: ZoneInfo) -> Figures:
     """The figures of `turns` (already scoped to what the viewer may see) started in
     [start, end), hours counted on the clock of `zone`."""
-    in_window = turns.filter(started_at__gte=start, started_at__lt=end).order_by()
+    in_window = (
+        turns.filter(started_at__gte=start, started_at__lt=end)
+        .exclude(channel=EVALUATION_CHANNEL)  # evaluation runs are not the character's traffic
+        .order_by()
+    )
     failed = Count("pk", filter=Q(status=TurnRecord.Status.FAILED))
     percentile_columns: dict[str, Aggregate] = {}
     if connection.vendor == "postgresql":

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from django.db.models import Count, QuerySet, Sum
 from django.db.models.functions import TruncDate
 
-from conversations.models import TurnRecord
+from conversations.models import EVALUATION_CHANNEL, TurnRecord
 
 # What a roll-up may be split by, and the column it groups on.
 GROUPS = {"character": "character_id", "api_key": "api_key_id", "end_user": "end_user_id"}
@@ -30,6 +30,7 @@ def daily_usage(
     keys = ["day"] + ([GROUPS[group]] if group else [])
     rows = (
         turns.filter(started_at__gte=start, started_at__lt=end)
+        .exclude(channel=EVALUATION_CHANNEL)  # evaluation runs are no one's usage
         .annotate(day=TruncDate("started_at", tzinfo=zone))
         .values(*keys)
         .annotate(turns=Count("pk"), **{name: Sum(name) for name in MEASURES})

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
 
-from avatarsite.celery import app as celery_app
 from characters.models import Character, WeeklySchedule
 from tests.conftest import LLM_KEY_VARIABLE
 from tests.fakes.openai_server import FAKE_API_KEY, FakeOpenAI, ScriptedReply
@@ -59,14 +57,3 @@ def llm_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def living(fake_llm: FakeOpenAI) -> Character:
     """A character in Tokyo with a usual week, created long ago."""
     return make_character(fake_llm, "hana")
-
-
-@pytest.fixture
-def eager_celery() -> Iterator[None]:
-    """Run enqueued tasks at once, in the test's thread (no broker, no worker)."""
-    previous = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
-    try:
-        yield
-    finally:
-        celery_app.conf.task_always_eager = previous

@@ -257,7 +257,8 @@ def test_an_inactive_character_fails_the_run_with_the_reason(
 ) -> None:
     specs = parse(json.dumps([{"turns": [{"input_text": "Hi"}]}]))
     run = runner.plan(character, import_scenarios(character, specs))
-    Character.objects.filter(pk=character.pk).update(is_active=False)
+    character.is_active = False
+    character.save()
 
     assert runner.execute(run.pk) == "failed"
 

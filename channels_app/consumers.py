@@ -138,6 +138,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if self.listener is None:
             self.listener = Listener(self.channel_name)
             self.partials = PartialTranscripts(connection.character, self.listener)
+        self.listener.use_turn_end_hook(connection.character, message.session_id)
         await self._configure(connection, metadata)
         if "response_audio_chunk_size" in metadata:
             connection.pcm_slice_bytes = metadata["response_audio_chunk_size"]

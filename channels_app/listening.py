@@ -20,6 +20,7 @@ from django.conf import settings
 
 from characters.models import Character
 from conversations.speech.stt import SpeechRecognizer, STTError
+from conversations.speech.turn_end import turn_end_hook
 from conversations.speech.vad import (
     SileroBatcher,
     SileroSpeechDetector,
@@ -28,7 +29,7 @@ from conversations.speech.vad import (
     VADConfig,
     VolumeSpeechDetector,
 )
-from conversations.speech.voices import recognizer_for
+from conversations.speech.voices import recognizer_for, voice_settings
 
 logger = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ def _build_detector() -> SpeechDetector:
         volume_db_threshold=settings.REALTIME_VAD_VOLUME_DB,
         silence_duration_threshold=settings.REALTIME_VAD_SILENCE_SECONDS,
         max_duration=settings.REALTIME_VAD_MAX_SECONDS,
+        turn_end_wait=settings.REALTIME_TURN_END_WAIT_SECONDS,
     )
     if settings.REALTIME_VAD == "volume":
         return VolumeSpeechDetector(config)
@@ -123,6 +125,26 @@ class Listener:
 
     def set_volume_threshold(self, db: float | None) -> None:
         self.detector.set_volume_threshold(self.key, db)
+
+    def use_turn_end_hook(self, character: Character, session_id: str) -> None:
+        """The character's turn-end hook, if any, decides whether a pause ends the utterance
+        (it hears the utterance from its first piece)."""
+        path = voice_settings(character).turn_end_hook
+        decide = None
+        if path:
+            try:
+                decide = turn_end_hook(path)
+            except ValueError as exc:  # checked when saved; its module may have gone since
+                logger.warning("turn-end hook refused, pauses end turns: %s", exc)
+        if decide is None:
+            self.detector.set_turn_end(self.key, None)
+            return
+        hook = decide
+
+        async def pause_ends_turn(pcm: bytes) -> bool:
+            return await hook(session_id, b"".join(piece.pcm for piece in self.held) + pcm)
+
+        self.detector.set_turn_end(self.key, pause_ends_turn)
 
     def forget_speech(self) -> None:
         """Drop what is being recorded (and the pre-roll): with barge-in off, speech that

@@ -44,6 +44,7 @@ class VoiceSettingsInline(TenantScopedStackedInline):
                 )
             },
         ),
+        ("Turn-taking (/ws)", {"fields": ("barge_in_seconds", "turn_end_hook")}),
     )
 
 

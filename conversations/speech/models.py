@@ -14,6 +14,7 @@ from avatarsite.tenants.provider_secrets import check_references, tenant_of
 from characters.models import ENV_VAR_NAME, Character
 
 from .stt import hook
+from .turn_end import SMART_TURN, turn_end_hook
 
 
 class TTSProvider(models.TextChoices):
@@ -156,6 +157,22 @@ class VoiceSettings(TenantOwned):
         help_text='Languages the character understands, comma separated, e.g. "ja, en". '
         "Speech in any other is refused with an error. Blank: the STT language only.",
     )
+    barge_in_seconds = models.FloatField(
+        "barge-in after (s)",
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(0.0), MaxValueValidator(10.0)],
+        help_text="Seconds of the user's speech that stop the character's reply on /ws. "
+        "Blank: REALTIME_BARGE_IN_SECONDS. A session's barge_in_seconds wins.",
+    )
+    turn_end_hook = models.CharField(
+        "turn-end hook",
+        max_length=200,
+        blank=True,
+        help_text=f"Asked whether a pause ends the user's turn (/ws): {SMART_TURN} (Smart Turn "
+        "v3, offline), or module.function (async, in one of STT_HOOK_MODULES) given "
+        "(session_id, audio) returning True when the turn has ended. Blank: silence alone.",
+    )
 
     class Meta:
         verbose_name = verbose_name_plural = "voice settings"
@@ -182,6 +199,11 @@ class VoiceSettings(TenantOwned):
                     hook(path)
                 except ValueError as exc:
                     errors[field] = str(exc)
+        if self.turn_end_hook:
+            try:
+                turn_end_hook(self.turn_end_hook)
+            except ValueError as exc:
+                errors["turn_end_hook"] = str(exc)
         request = self.tts_http_request
         if not isinstance(request, dict) or not set(request) <= HTTP_REQUEST_KEYS:
             errors["tts_http_request"] = f"Expected an object with keys among {HTTP_REQUEST_KEYS}."

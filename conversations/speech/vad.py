@@ -9,7 +9,12 @@ scored once and pre-roll is a duration, not a frame count.
 Unlike AIAvatarKit, every session owns its recurrent Silero state and buffers;
 nothing one session does resets another. Silero inference for all sessions goes through one
 `SileroBatcher`: windows waiting at the same moment are scored in one batched ONNX call on a
-single worker thread, off the event loop.
+single worker thread, off the event loop. A recording that reaches `max_duration` is handed
+over as a `cut` piece and goes on (the same utterance); a session's turn-end hook may hold a
+pause open (docs/turn.md#semantic-end-of-turn).
+
+Over ~400 lines on purpose: the Silero runtime and the state machine it feeds share the
+session's stream state, and both are read together when the detector's timing is in question.
 """
 
 from __future__ import annotations
@@ -17,8 +22,10 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import importlib.metadata
+import logging
 import math
 from collections import deque
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cache
@@ -29,6 +36,8 @@ import numpy as np
 import onnxruntime
 
 from .audio import pcm_to_float
+
+logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 WINDOW_SAMPLES = 512  # what Silero v5+ scores at 16 kHz: 32 ms
@@ -46,6 +55,9 @@ class VADConfig:
     max_duration: float = 10.0
     min_duration: float = 0.2
     preroll_duration: float = 0.16  # AIAvatarKit's 5 frames of 512 samples
+    # A session's turn-end hook may hold a pause open this much longer (AIAvatarKit's Smart
+    # Turn gate waits 1.5 s).
+    turn_end_wait: float = 1.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,9 +197,12 @@ class _Session:
     volume_db_threshold: float | None = None  # this session's own gate; None: the config's
     silero: SileroStream = field(default_factory=SileroStream)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Asked when a pause would end the utterance (its audio so far): False holds it open.
+    turn_end: Callable[[bytes], Awaitable[bool]] | None = None
+    held_open: bool = False  # the hook said this pause does not end the turn
 
     def reset(self, *, clear_preroll: bool = True) -> None:
-        self.recording = self.continued = False
+        self.recording = self.continued = self.held_open = False
         self.buffer = []
         self.record_duration = self.silence_duration = 0.0
         self.silero.reset()
@@ -222,6 +237,12 @@ class SpeechDetector:
     def set_volume_threshold(self, session_id: str, db: float | None) -> None:
         """A per-session amplitude gate (a client's `volume_db_threshold`); None: the default."""
         self._session(session_id).volume_db_threshold = db
+
+    def set_turn_end(
+        self, session_id: str, decide: Callable[[bytes], Awaitable[bool]] | None
+    ) -> None:
+        """A per-session semantic end-of-turn check (conversations/speech/turn_end.py)."""
+        self._session(session_id).turn_end = decide
 
     def voiced_windows(self, session_id: str) -> int:
         session = self._sessions.get(session_id)
@@ -290,6 +311,8 @@ class SpeechDetector:
             session.buffer.append(window)
             session.record_duration += step
             session.silence_duration = 0.0 if voiced else session.silence_duration + step
+            if voiced:
+                session.held_open = False  # the user goes on: the next pause is asked anew
 
         # A piece that continues a cut utterance may start inside a pause: never below zero.
         voiced_duration = max(0.0, session.record_duration - session.silence_duration)
@@ -307,11 +330,29 @@ class SpeechDetector:
             if voiced_duration < config.min_duration - 1e-9 and not session.continued:
                 session.reset(clear_preroll=False)
                 return None
+            if await self._held_open(session):
+                return None
             silence = session.silence_duration
             segment = self._emit(session_id, session, voiced_duration, now, silence)
             session.reset()
             return segment
         return None
+
+    async def _held_open(self, session: _Session) -> bool:
+        """Whether the session's turn-end hook keeps this pause from ending the utterance;
+        asked once per pause, and never past `turn_end_wait` more seconds of silence."""
+        config = self.config
+        if session.turn_end is None:
+            return False
+        limit = config.silence_duration_threshold + config.turn_end_wait
+        if session.silence_duration >= limit - 1e-9:
+            return False
+        if not session.held_open:
+            try:
+                session.held_open = not await session.turn_end(b"".join(session.buffer))
+            except Exception:
+                logger.exception("turn-end hook failed; the pause ends the turn")
+        return session.held_open
 
     def _emit(
         self,

@@ -1,7 +1,8 @@
 """Turn-taking on /ws (docs/turn.md#turn-taking), in process with the real Silero VAD and
-espeak-ng speech: barge-in stops a reply after the configured speech (counted in 32 ms frames
-of audio, not wall-clock time), a monologue longer than the detector's maximum reaches the
-LLM as one request, and no partial transcript arrives for an utterance already accepted."""
+espeak-ng or Kokoro speech: barge-in stops a reply after the configured speech (counted in
+32 ms frames of audio, not wall-clock time), a monologue longer than the detector's maximum
+reaches the LLM as one request, no partial transcript arrives for an utterance already
+accepted, and Smart Turn keeps a pause after a filler from ending the turn."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from asgiref.sync import sync_to_async
 from characters.models import Character
 from conversations.models import TurnRecord
 from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
+from conversations.speech.turn_end import SMART_TURN
 from conversations.speech.vad import SAMPLE_RATE, WINDOW_SAMPLES
 from tests.conftest import LLM_KEY_VARIABLE
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
 from tests.realtime.ws import FRAME_BYTES, Socket, types
-from tests.speech.audio import require_local_stt, silence, utterance
+from tests.speech.audio import japanese, require_local_stt, silence, utterance
+from tests.speech.test_turn_end import require_smart_turn
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -209,3 +212,40 @@ async def test_no_partial_arrives_for_an_utterance_already_accepted(
     assert len(fake_llm.audio_requests) >= 2  # a partial was asked for, then the turn's own
     assert "info" not in types(messages)[types(messages).index("accepted") :]
     assert "info" not in types(later)
+
+
+@pytest.mark.parametrize("hook", [SMART_TURN, ""])
+async def test_smart_turn_keeps_a_pause_after_a_filler_from_ending_the_turn(
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI, hook: str
+) -> None:
+    require_smart_turn()
+    await sync_to_async(VoiceSettings.objects.create)(
+        character=character,
+        stt_provider=STTProvider.OPENAI,
+        stt_base_url=fake_llm.base_url,
+        stt_api_key_env=LLM_KEY_VARIABLE,
+        tts_provider=TTSProvider.NONE,
+        turn_end_hook=hook,
+    )
+    fake_llm.script_audio(
+        ScriptedReply(text="あの、えっと、東京の天気を教えてください。", repeat=2)
+    )
+    # "Um, well..." then a 0.8 s pause (0.5 s of Kokoro's own silence and 0.3 s more), then
+    # "Tell me the weather in Tokyo."
+    spoken = japanese("あの、えっと") + japanese("東京の天気を教えてください。") + silence(1.0)
+
+    socket = await Socket.open(app.url, api_key)
+    try:
+        await socket.start(user_id="u1")
+        await socket.stream(spoken)
+        await socket.turn()
+        if not hook:  # the pause ended the first turn; the rest is a second one
+            await socket.turn()
+    finally:
+        await socket.close()
+
+    heard = [seconds for _, seconds in await turns()]
+    assert len(heard) == (1 if hook else 2)
+    assert len(fake_llm.audio_requests) == len(heard)
+    if hook:
+        assert heard[0] is not None and heard[0] > 3.0  # both parts, and the pause

@@ -112,9 +112,12 @@ class Spoken:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process (all threads) and of its finished children (espeak-ng)."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+    """CPU time of this process (all threads) and of its finished children (espeak-ng).
+
+    The process's own time comes from `process_time`: `os.times` counts in clock ticks
+    (10 ms), which a smoke-sized run can finish inside of, reading zero."""
+    children = os.times()
+    return time.process_time() + children.children_user + children.children_system
 
 
 @dataclass

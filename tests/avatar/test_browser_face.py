@@ -31,6 +31,9 @@ async def _poll(page: DevTools, expression: str, what: str) -> Any:
     raise AssertionError(f"{what}; the page says {await page.text_of('status')!r}")
 
 
+MOUTH_PATH = "document.getElementById('mouth').getAttribute('d')"
+
+
 async def _mouth_shot(page: DevTools) -> bytes:
     """A screenshot of the face's mouth region only (brows and eyes blink on their own)."""
     x, y, w, h = await page.evaluate(
@@ -72,6 +75,7 @@ async def test_the_face_moves_its_mouth_with_the_reply(
             "no session",
         )
         resting = await _mouth_shot(page)
+        resting_mouth = await page.evaluate(MOUTH_PATH)
         await page.evaluate("document.getElementById('say').value = 'Say hello'")
         await page.click("send")
         await _poll(
@@ -86,12 +90,13 @@ async def test_the_face_moves_its_mouth_with_the_reply(
         await _poll(
             page, "document.getElementById('face').dataset.jaw === '0.000'", "mouth stayed open"
         )
-        closed = await _mouth_shot(page)
+        closed_mouth = await page.evaluate(MOUTH_PATH)
         (tmp_path / "resting.png").write_bytes(resting)
-        (tmp_path / "closed.png").write_bytes(closed)
         (tmp_path / "talking.png").write_bytes(talking)
         (tmp_path / "page.png").write_bytes(base64.b64decode(page_talking["data"]))
 
     assert talking != resting  # the mouth region looks different while speaking
-    assert closed == resting  # and exactly as before once the voice has stopped
+    # Once the voice has stopped the mouth is drawn exactly as before. Compared as the drawn
+    # shape, not pixels: text shown below the face can move it by a fraction of a pixel.
+    assert closed_mouth == resting_mouth
     assert face == "joy"

@@ -7,6 +7,11 @@ in their own module; this class routes what arrives to them. Turns run through
 `run_session_turn`, so a new utterance interrupts the reply in progress; with barge-in on
 (AIAvatarKit's default) the reply already stops once the user has spoken for
 `barge_in_after` seconds.
+
+Audio frames are the hot path (31 a second per microphone): they skip Channels' per-message
+database housekeeping, which is a thread round trip, and the work that does reach the database
+(the start of a session, typed turns, the first read of a spoken turn) runs it itself
+(docs/benchmarks.md#realtime-voice-sessions-ws).
 """
 
 from __future__ import annotations
@@ -14,12 +19,17 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import sync_to_async
+from asgiref.typing import WebSocketReceiveEvent
+from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import close_old_connections
 
+from conversations.admission import AdmittedSession
+from conversations.history import OpenedContext
 from conversations.pipeline.announcing import announce
 from conversations.pipeline.events import TurnEvent, TurnStarted
 from conversations.pipeline.session_data import remember_speed
@@ -32,7 +42,7 @@ from . import live, messages
 from .admission import admit_socket, credentials, register
 from .connection import Connection
 from .listening import Listener, PartialTranscripts
-from .messages import ClientError
+from .messages import AudioFrame, ClientError
 from .models import LiveSession
 from .relaying import TurnRelay
 
@@ -87,26 +97,42 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if self.connection is not None:
             await sync_to_async(self.connection.stream_slot.release)()
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        """What a client sends skips Channels' database housekeeping before each message (one
+        thread round trip per 32 ms audio frame); `receive` runs it for the messages that reach
+        the database, `_turn_events` for spoken turns. Everything else (connect, disconnect,
+        live control) keeps Channels' own dispatch."""
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(cast(WebSocketReceiveEvent, message))
+        else:
+            await super().dispatch(message)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         connection = self.connection
         if connection is None:  # refused: closing, nothing it says counts
             return
-        if text_data is None:
-            await self._error("Binary frames are not supported: send JSON text frames.")
-            return
-        if len(text_data) > settings.REALTIME_MAX_MESSAGE_BYTES:
+        size = len(text_data) if text_data is not None else len(bytes_data or b"")
+        if size > settings.REALTIME_MAX_MESSAGE_BYTES:
             await self._error(
                 f"Message is larger than {settings.REALTIME_MAX_MESSAGE_BYTES} bytes."
             )
             await self.close(code=MESSAGE_TOO_BIG)
             return
         try:
+            if text_data is None:
+                await self._data(connection, messages.binary_frame(bytes_data or b"", connection))
+                return
             message = messages.parse(text_data, connection.session_id)
+            if isinstance(message, AudioFrame):
+                await self._data(connection, message)
+                return
+            if message.type == "data":
+                await self._data(connection, messages.json_frame(message))
+                return
+            await aclose_old_connections()  # what Channels' dispatch would have done
             match message.type:
                 case "start":
                     await self._start(connection, message)
-                case "data":
-                    await self._data(connection, message)
                 case "invoke":
                     await self._invoke(connection, message)
                 case "config":
@@ -152,12 +178,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             self.groups_joined.append(group)
         await self.relay.send_now(messages.connected(connection, message.context_id))
 
-    async def _data(self, connection: Connection, message: AIAvatarRequest) -> None:
+    async def _data(self, connection: Connection, frame: AudioFrame) -> None:
         assert self.listener is not None and self.partials is not None
-        pcm = message.audio()
-        if not pcm or len(pcm) % 2:
-            raise ClientError("data needs audio_data: base64 PCM16LE mono samples.")
-        heard = await self.listener.hear(pcm)
+        heard = await self.listener.hear(frame.pcm)
         if heard.voiced and connection.send_voiced:
             await self.relay.send_now(messages.voiced(connection))
         if (
@@ -219,7 +242,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     ) -> AsyncIterator[TurnEvent]:
         session = connection.session
         assert session is not None
-        context = await sync_to_async(session.reopen)(connection.context_id)
+        context = await sync_to_async(_reopen)(session, connection.context_id)
         request = session.turn(
             context,
             turn_id=turn_id,
@@ -270,3 +293,10 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_discard(group, self.channel_name)
         self.groups_joined = []
+
+
+def _reopen(session: AdmittedSession, context_id: uuid.UUID | None) -> OpenedContext:
+    """The turn's conversation, after the housekeeping that audio frames skipped (a spoken
+    turn's first database work), in the same thread round trip."""
+    close_old_connections()
+    return session.reopen(context_id)

@@ -3,9 +3,11 @@ parsing what a client sends, and rendering everything the server says."""
 
 from __future__ import annotations
 
+import binascii
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,16 +29,53 @@ from .connection import Connection
 MESSAGE_TYPES = ("start", "data", "invoke", "config", "stop", "interrupt")
 
 
+# What AIAvatarKit's clients put in every `data` message, and nothing else.
+_FRAME_KEYS = frozenset(("type", "session_id", "audio_data"))
+AUDIO_NEEDED = "data needs audio_data: base64 PCM16LE mono samples."
+
+
 class ClientError(Exception):
     """A message this socket cannot act on; the text goes back in an `error` message."""
 
 
-def parse(text: str, carried: str | None) -> AIAvatarRequest:
-    """A client's message; `carried` is the session the socket's `start` opened, if any."""
+@dataclass(frozen=True, slots=True)
+class AudioFrame:
+    """Microphone samples for the socket's session: PCM16LE mono at 16 kHz, whole samples."""
+
+    pcm: bytes
+
+
+def _frame(pcm: bytes | None) -> AudioFrame:
+    if not pcm or len(pcm) % 2:
+        raise ClientError(AUDIO_NEEDED)
+    return AudioFrame(pcm)
+
+
+def _quick_frame(raw: dict[str, Any], carried: str | None) -> AudioFrame | None:
+    """A `data` message in the usual shape, for the socket's session, decoded without the
+    general validation (the hot path: one message per 32 ms per microphone). None for
+    anything else, which `parse` then checks in full, with its explanations."""
+    if raw.keys() != _FRAME_KEYS or raw["type"] != "data" or carried is None:
+        return None
+    audio = raw["audio_data"]
+    if raw["session_id"] != carried or not isinstance(audio, str):
+        return None
+    try:
+        pcm = binascii.a2b_base64(audio, strict_mode=True)
+    except (binascii.Error, ValueError):  # not base64 (or not ASCII)
+        return None
+    return AudioFrame(pcm) if pcm and not len(pcm) % 2 else None
+
+
+def parse(text: str, carried: str | None) -> AIAvatarRequest | AudioFrame:
+    """A client's message; `carried` is the session the socket's `start` opened, if any.
+    Usual `data` messages come back as their decoded audio."""
     try:
         raw = json.loads(text)
     except ValueError:
         raise ClientError("Message is not valid JSON.") from None
+    if type(raw) is dict and (frame := _quick_frame(raw, carried)) is not None:
+        return frame
     if not isinstance(raw, dict):
         raise ClientError("Message must be a JSON object.")
     if (problem := json_problem(raw, "message")) is not None:
@@ -56,6 +95,19 @@ def parse(text: str, carried: str | None) -> AIAvatarRequest:
             raise ClientError("Send a start message before anything else.")
         raise ClientError(f"This socket carries session {carried!r}.")
     return message
+
+
+def json_frame(message: AIAvatarRequest) -> AudioFrame:
+    """The audio of a `data` message that took the general path."""
+    return _frame(message.audio())
+
+
+def binary_frame(data: bytes, connection: Connection) -> AudioFrame:
+    """A binary WebSocket frame: raw PCM16LE samples for the session `start` opened (ours, an
+    additive option beside AIAvatarKit's base64 `data` messages)."""
+    if connection.session_id is None:
+        raise ClientError("Send a start message before anything else.")
+    return _frame(data)
 
 
 def _context(connection: Connection | None) -> str | None:

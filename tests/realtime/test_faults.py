@@ -88,19 +88,6 @@ async def test_it_explains_bad_fields_after_start(
     assert not await TurnRecord.objects.aexists()
 
 
-async def test_it_refuses_binary_frames(
-    app: InProcessApp, character: Character, api_key: str
-) -> None:
-    socket = await Socket.open(app.url, api_key)
-    try:
-        await socket.connection.send(b"\x00\x01")
-        reply = await socket.expect("error")
-    finally:
-        await socket.close()
-
-    assert "Binary frames are not supported" in reply["metadata"]["error"]
-
-
 async def test_it_closes_on_an_oversized_frame(
     app: InProcessApp, character: Character, api_key: str
 ) -> None:

@@ -120,9 +120,13 @@ class Socket:
             if "accepted" in types(messages) and message["type"] in END_TYPES:
                 return messages
 
-    async def stream(self, pcm: bytes, frame: int = FRAME_BYTES) -> None:
-        """Send audio as `data` frames, as fast as the socket takes them."""
+    async def stream(self, pcm: bytes, frame: int = FRAME_BYTES, *, binary: bool = False) -> None:
+        """Send audio as `data` messages (or as binary frames of raw samples), as fast as the
+        socket takes them."""
         for start in range(0, len(pcm), frame):
+            if binary:
+                await self.connection.send(pcm[start : start + frame])
+                continue
             audio = base64.b64encode(pcm[start : start + frame]).decode()
             await self.send("data", audio_data=audio)
 

@@ -74,6 +74,7 @@ def run(count: int, base_url: str) -> dict[str, Any]:
     from django.db import connection
 
     from avatarsite.tenants.models import Tenant
+    from characters import thread_loops
     from characters.life import bridge, days
     from characters.models import Character, WeeklySchedule
 
@@ -109,10 +110,10 @@ def run(count: int, base_url: str) -> dict[str, Any]:
 
     # The bare LLM call: the openai SDK and the fake, nothing of ours around it.
     llm, probe = bridge.connected(), [bridge.Prompt("user", "Plan the day.")]
-    bridge.run(llm.complete(characters[0], probe, "gpt-4o-mini"))  # warm the connection
+    thread_loops.run(llm.complete(characters[0], probe, "gpt-4o-mini"))  # warm the connection
     _, calibration_wall, _ = timed(
         lambda: [
-            bridge.run(llm.complete(characters[0], probe, "gpt-4o-mini"))
+            thread_loops.run(llm.complete(characters[0], probe, "gpt-4o-mini"))
             for _ in range(CALIBRATION_CALLS)
         ]
     )

@@ -16,8 +16,9 @@ from django.db.models import Max, OuterRef, Q, Subquery
 from django.utils import timezone
 from pydantic import BaseModel, Field, ValidationError
 
-from characters.life.bridge import LLMFailed, Prompt, connected, run, strip_fences
+from characters.life.bridge import LLMFailed, Prompt, connected, strip_fences
 from characters.models import Character
+from characters.thread_loops import run
 from conversations.models import EndUser
 
 from .embeddings import Embedder, EmbeddingFailed, embedder_for

@@ -10,26 +10,24 @@ validation error when it drifts.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
-import threading
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from pydantic import BaseModel, ValidationError
 
 from ..models import Character
+from ..thread_loops import run
 from . import prompts
 from .errors import GenerationFailed
 from .lease import Claim
 
 Schema = TypeVar("Schema", bound=BaseModel)
-Result = TypeVar("Result")
 
 
 @dataclass(frozen=True)
@@ -76,21 +74,6 @@ def connected() -> Bridge:
             "when Django starts; is it in INSTALLED_APPS?"
         )
     return _bridges[0]
-
-
-_thread_state = threading.local()
-
-
-def run(coroutine: Coroutine[Any, Any, Result]) -> Result:
-    """Run a coroutine on this thread's own event loop.
-
-    One loop per thread, kept, rather than a new one per call: the provider keeps its HTTP
-    client per loop, so its connections are reused from one LLM call to the next.
-    """
-    loop = getattr(_thread_state, "loop", None)
-    if loop is None or loop.is_closed():
-        loop = _thread_state.loop = asyncio.new_event_loop()
-    return loop.run_until_complete(coroutine)
 
 
 def strip_fences(text: str) -> str:

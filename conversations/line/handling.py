@@ -22,8 +22,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from django.db import IntegrityError, transaction
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
 from linebot.v3.messaging import Message
@@ -48,6 +48,7 @@ from linebot.v3.webhooks import (
 )
 
 from avatarsite.tenants.provider_secrets import load_secrets
+from characters import thread_loops
 from conversations.admission import Caller, admit, admit_session
 from conversations.models import EndUser
 from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished, TurnRequest
@@ -289,7 +290,9 @@ class Scope:
             files=files or [],
             speak=False,
         )
-        status, outcome, messages = async_to_sync(_take_turn)(request, apologize=not initiated)
+        # On the worker thread's kept loop: the turn's provider clients and their
+        # connections carry over from one task to the next (characters/thread_loops.py).
+        status, outcome, messages = thread_loops.run(_take_turn(request, apologize=not initiated))
         return status, f"{outcome}; {self.send(messages)}"
 
     def send(self, messages: list[Message]) -> str:
@@ -319,6 +322,9 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
     answer, or the character's apology when the turn failed."""
     character = request.character
     result: tuple[str, str, list[Message]] = (Status.FAILED, "turn ended without a result", [])
+    # The turn's database work runs on asgiref's thread for thread-sensitive code, which no
+    # task boundary cleans up: the housekeeping Celery does on its own thread, done there.
+    await sync_to_async(close_old_connections)()
     async for event in run_turn(request):
         if isinstance(event, TurnFinished):
             result = (Status.DONE, "answered", compose(character, event.text, event.voice_text))

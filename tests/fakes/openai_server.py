@@ -399,6 +399,7 @@ class _Server(ThreadingHTTPServer):
         self.server_port = self.server_address[1]
 
     def process_request(self, request: Any, client_address: Any) -> None:
+        self.fake.connections += 1  # only the serving thread accepts
         thread = threading.Thread(
             target=self.process_request_thread,
             args=(request, client_address),
@@ -747,6 +748,8 @@ class LoopbackFake:
     def __init__(self) -> None:
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self.connections = 0
+        """TCP connections accepted (clients that reuse theirs open few)."""
 
     @property
     def url(self) -> str:
@@ -832,6 +835,7 @@ class ScriptedFake(LoopbackFake):
         with self._lock:
             self._script.clear()
             self.requests.clear()
+            self.connections = 0
 
     def forget_requests(self) -> None:
         """Drop the recorded requests but keep the script (long benchmark runs)."""

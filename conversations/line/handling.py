@@ -323,18 +323,23 @@ async def _take_turn(request: TurnRequest, *, apologize: bool) -> tuple[str, str
     character = request.character
     result: tuple[str, str, list[Message]] = (Status.FAILED, "turn ended without a result", [])
     # The turn's database work runs on asgiref's thread for thread-sensitive code, which no
-    # task boundary cleans up: the housekeeping Celery does on its own thread, done there.
+    # task boundary cleans up: the housekeeping Celery does on its own thread, done there
+    # before and after the turn (as Channels' database_sync_to_async does around its calls).
     await sync_to_async(close_old_connections)()
-    async for event in run_turn(request):
-        if isinstance(event, TurnFinished):
-            result = (Status.DONE, "answered", compose(character, event.text, event.voice_text))
-        elif isinstance(event, TurnDropped):  # a voice message with no words in it
-            result = (Status.DONE, event.reason, compose(character, NOTHING_HEARD))
-        elif isinstance(event, TurnFailed) and apologize:
-            apology = compose(character, character.apology)
-            result = (Status.FAILED, f"turn failed: {event.error}; apology", apology)
-        elif isinstance(event, TurnFailed):
-            result = (Status.FAILED, f"turn failed: {event.error}", [])
+    try:
+        async for event in run_turn(request):
+            if isinstance(event, TurnFinished):
+                text, voice_text = event.text, event.voice_text
+                result = (Status.DONE, "answered", compose(character, text, voice_text))
+            elif isinstance(event, TurnDropped):  # a voice message with no words in it
+                result = (Status.DONE, event.reason, compose(character, NOTHING_HEARD))
+            elif isinstance(event, TurnFailed) and apologize:
+                apology = compose(character, character.apology)
+                result = (Status.FAILED, f"turn failed: {event.error}; apology", apology)
+            elif isinstance(event, TurnFailed):
+                result = (Status.FAILED, f"turn failed: {event.error}", [])
+    finally:
+        await sync_to_async(close_old_connections)()
     return result
 
 

@@ -11,7 +11,7 @@ in their own module; this class routes what arrives to them. Turns run through
 Audio frames are the hot path (31 a second per microphone): they skip Channels' per-message
 database housekeeping, which is a thread round trip, and the work that does reach the database
 (the start of a session, typed turns, the first read of a spoken turn) runs it itself
-(docs/benchmarks.md#realtime-voice-sessions-ws).
+(docs/benchmarks.md#where-the-time-goes).
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from rest_framework.routers import DefaultRouter
 
 from avatarsite.tenants.api import ProviderSecretViewSet, TenantOriginViewSet
 from channels_app.api import LiveSessionViewSet
+from channels_app.liveavatar.api import LiveAvatarAgentViewSet
 from characters.api import CharacterViewSet
 from conversations.api import (
     ApiKeyViewSet,
@@ -26,6 +27,7 @@ router.register("end-users", EndUserViewSet)
 router.register("contexts", ContextViewSet, basename="context")
 router.register("api-keys", ApiKeyViewSet)
 router.register("live-sessions", LiveSessionViewSet, basename="live-session")
+router.register("liveavatar-agents", LiveAvatarAgentViewSet)
 router.register("provider-secrets", ProviderSecretViewSet)
 router.register("allowed-origins", TenantOriginViewSet)
 router.register("memories", MemoryItemViewSet, basename="memory")

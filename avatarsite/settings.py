@@ -85,6 +85,7 @@ INSTALLED_APPS = [
     "conversations.speech",
     "conversations.line",
     "channels_app",
+    "channels_app.liveavatar",
     "memory",
     "evaluation",
 ]
@@ -265,6 +266,8 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "conversations.transports.schema.chat_endpoints",
     ],
+    # Choice sets whose field names other models share (a voice's tts_provider is another).
+    "ENUM_NAME_OVERRIDES": {"LiveAvatarSideEnum": "channels_app.liveavatar.models.Side"},
 }
 
 # --- Tenant access (docs/security.md) ---
@@ -444,6 +447,24 @@ REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1
 REALTIME_AUDIO_CHUNK_BYTES = env.int("REALTIME_AUDIO_CHUNK_BYTES", default=0)
 # Seconds of speech between partial transcripts (`info`), for sessions that ask for them.
 REALTIME_PARTIAL_INTERVAL_SECONDS = env.float("REALTIME_PARTIAL_INTERVAL_SECONDS", default=1.0)
+
+# Live Avatar agents (manage.py run_liveavatar_agents; docs/avatar.md#the-live-avatar-agent).
+# REST session start and waiting for the platform's session.init.
+LIVEAVATAR_TIMEOUT_SECONDS = env.float("LIVEAVATAR_TIMEOUT_SECONDS", default=30.0)
+# WebSocket ping every so many seconds; no pong within the timeout drops (and reconnects) it.
+LIVEAVATAR_PING_SECONDS = env.float("LIVEAVATAR_PING_SECONDS", default=5.0)
+LIVEAVATAR_PONG_TIMEOUT_SECONDS = env.float("LIVEAVATAR_PONG_TIMEOUT_SECONDS", default=20.0)
+# A dropped agent socket is reconnected after base, 2 x base, 4 x base... (at most max), and
+# given up after so many attempts in a row.
+LIVEAVATAR_RECONNECT_BASE_SECONDS = env.float("LIVEAVATAR_RECONNECT_BASE_SECONDS", default=1.0)
+LIVEAVATAR_RECONNECT_MAX_SECONDS = env.float("LIVEAVATAR_RECONNECT_MAX_SECONDS", default=60.0)
+LIVEAVATAR_RECONNECT_ATTEMPTS = env.int("LIVEAVATAR_RECONNECT_ATTEMPTS", default=10)
+# How often the worker looks for agents switched on or off, and how long it waits before a
+# new session after one ended (doubling while they fail).
+LIVEAVATAR_POLL_SECONDS = env.float("LIVEAVATAR_POLL_SECONDS", default=2.0)
+LIVEAVATAR_RESTART_SECONDS = env.float("LIVEAVATAR_RESTART_SECONDS", default=5.0)
+# Longest text request passed to the character.
+LIVEAVATAR_MAX_INPUT_CHARS = env.int("LIVEAVATAR_MAX_INPUT_CHARS", default=4000)
 
 LOGGING = {
     "version": 1,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start a Celery worker (with beat embedded, on django-celery-beat's database scheduler) in
-# the background and daphne in the foreground; stopping daphne stops the worker too.
+# Start a Celery worker (with beat embedded, on django-celery-beat's database scheduler) and
+# the Live Avatar agents' worker in the background and daphne in the foreground; stopping
+# daphne stops the workers too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -9,7 +10,10 @@ BIN=.venv/bin
     --scheduler django_celery_beat.schedulers:DatabaseScheduler \
     --loglevel INFO --concurrency "${CELERY_CONCURRENCY:-2}" &
 worker=$!
-trap 'kill "$worker" 2>/dev/null; wait "$worker" 2>/dev/null' EXIT INT TERM
+# Live Avatar agents: keeps a platform session open for every agent switched on in the admin.
+"$BIN/python" manage.py run_liveavatar_agents &
+agents=$!
+trap 'kill "$worker" "$agents" 2>/dev/null; wait "$worker" "$agents" 2>/dev/null' EXIT INT TERM
 
 echo "avatarsite on http://${HOST:-127.0.0.1}:${PORT:-8000}/ (admin at /admin/)"
 # daphne's own WebSocket ceiling (1 MiB by default) sits above REALTIME_MAX_MESSAGE_BYTES, so

@@ -495,23 +495,29 @@ class AgentSession:
     async def _hear(self, pcm: bytes) -> None:
         assert self.listener is not None and self.partials is not None
         heard = await self.listener.hear(pcm)
-        if heard.voiced and self.voice_request is None:
-            # The user starts speaking: what the character was saying is abandoned first.
-            await self._cancel_response()
-            self.voice_request = f"voice-{uuid.uuid4()}"
-            self.partial_seq = count()
-            self.partials.restart()
-            await self._send(event("input.voice.start", request_id=self.voice_request))
-        if self.voice_request is not None and not heard.utterances:
-            request_id = self.voice_request
+        if self.listener.barges_in(heard, settings.REALTIME_BARGE_IN_SECONDS):
+            # The user has been speaking for a moment (not a cough, not echo): what the
+            # character was saying is abandoned, and the platform hears the voice begin.
+            await self._voice_starts()
+        if (current := self.voice_request) is not None and not heard.utterances:
             session_id = self.session.session_id if self.session else ""
-            self.partials.update(session_id, lambda text: self._partial(request_id, text))
+            self.partials.update(session_id, lambda text: self._partial(current, text))
         for utterance in heard.utterances:
-            request_id = self.voice_request or f"voice-{uuid.uuid4()}"
+            # An utterance shorter than the barge-in time begins as it ends.
+            request_id = self.voice_request or await self._voice_starts()
             self.voice_request = None
+            await self.partials.finish()
             self.answered.append(request_id)
             await self._send(event("input.voice.finish", request_id=request_id))
             await self._respond(request_id, audio=utterance.pcm)
+
+    async def _voice_starts(self) -> str:
+        """A new utterance: its requestId, minted here, after `input.voice.start`."""
+        await self._cancel_response()
+        request_id = self.voice_request = f"voice-{uuid.uuid4()}"
+        self.partial_seq = count()
+        await self._send(event("input.voice.start", request_id=request_id))
+        return request_id
 
     async def _partial(self, request_id: str, text: str) -> None:
         if request_id != self.voice_request:

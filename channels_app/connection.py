@@ -12,9 +12,8 @@ from django.conf import settings
 from characters.models import Character
 from conversations.admission import AdmittedSession, Caller
 from conversations.rate_limits import StreamSlot
-from conversations.speech.voices import voice_settings
 
-from .listening import Listener
+from .listening import Listener, barge_in_seconds
 
 
 def _pcm_slice_bytes() -> int:
@@ -65,8 +64,7 @@ class Connection:
         character's, else the server's."""
         if self.barge_in_seconds is not None:
             return self.barge_in_seconds
-        character = voice_settings(self.character).barge_in_seconds
-        return float(settings.REALTIME_BARGE_IN_SECONDS if character is None else character)
+        return barge_in_seconds(self.character)
 
     def continue_in(self, context_id: str | None) -> None:
         """The client names the conversation to continue (already checked to be a UUID)."""

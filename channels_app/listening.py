@@ -59,6 +59,12 @@ def speech_detector() -> SpeechDetector:
     return detector
 
 
+def barge_in_seconds(character: Character) -> float:
+    """Seconds of speech that stop the character's reply: its own setting, else the server's."""
+    seconds = voice_settings(character).barge_in_seconds
+    return float(settings.REALTIME_BARGE_IN_SECONDS if seconds is None else seconds)
+
+
 @dataclass(frozen=True, slots=True)
 class Heard:
     utterances: list[SpeechSegment]  # utterances these frames completed

@@ -36,7 +36,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from avatarsite.tenants import crypto
 from avatarsite.tenants.provider_secrets import load_secrets
-from channels_app.listening import Listener, PartialTranscripts
+from channels_app.listening import Listener, PartialTranscripts, barge_in_seconds
 from characters.models import Character
 from conversations.admission import AdmittedSession, Caller, admit_session
 from conversations.pipeline.announcing import announce
@@ -182,6 +182,7 @@ class AgentSession:
         self.partials: PartialTranscripts | None = None
         self.reorder = Reorder()
         self.voice_request: str | None = None  # the utterance being heard (developer ASR)
+        self.barge_in_after = 0.0  # seconds of speech that cut an answer short
         self.partial_seq = count()
         self.frame_seq = count()
         self.idle_prompted = False
@@ -301,8 +302,11 @@ class AgentSession:
                 self.config.character, session_id, user_id if isinstance(user_id, str) else None
             )
             if self.config.developer_asr:
+                character = self.config.character
                 self.listener = Listener(f"{CHANNEL}:{self.config.agent_id}:{session_id}")
-                self.partials = PartialTranscripts(self.config.character, self.listener)
+                self.listener.use_turn_end_hook(character, session_id)
+                self.partials = PartialTranscripts(character, self.listener)
+                self.barge_in_after = await sync_to_async(barge_in_seconds)(character)
 
     async def _receive(self, ws: ClientConnection) -> None:
         async for message in ws:
@@ -495,7 +499,7 @@ class AgentSession:
     async def _hear(self, pcm: bytes) -> None:
         assert self.listener is not None and self.partials is not None
         heard = await self.listener.hear(pcm)
-        if self.listener.barges_in(heard, settings.REALTIME_BARGE_IN_SECONDS):
+        if self.listener.barges_in(heard, self.barge_in_after):
             # The user has been speaking for a moment (not a cough, not echo): what the
             # character was saying is abandoned, and the platform hears the voice begin.
             await self._voice_starts()

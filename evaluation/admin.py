@@ -12,7 +12,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -20,6 +20,7 @@ from django.utils.html import format_html
 
 from avatarsite.tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline, scoped
 from characters.models import Character
+from characters.times import with_zone
 
 from .models import EvaluationRun, Scenario, ScenarioTurn
 from .results import as_csv, as_json, compared
@@ -141,9 +142,43 @@ class ScenarioAdmin(TenantScopedAdmin):
 
 @admin.register(EvaluationRun)
 class EvaluationRunAdmin(TenantScopedAdmin):
-    list_display = ("__str__", "character", "status", "progress", "created_at", "finished_at")
+    list_display = ("run", "character", "status", "progress", "verdicts", "queued", "finished")
     list_filter = ("status", "character")
     list_select_related = ("character",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[EvaluationRun]:
+        judged = Q(results__turns__passed__isnull=False)
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                turns_passed=Count("results__turns", filter=Q(results__turns__passed=True)),
+                turns_judged=Count("results__turns", filter=judged),
+                goals_passed=Count("results", filter=Q(results__goal_passed=True), distinct=True),
+                goals_judged=Count(
+                    "results", filter=Q(results__goal_passed__isnull=False), distinct=True
+                ),
+            )
+        )
+
+    @admin.display(description="run", ordering="pk")
+    def run(self, obj: EvaluationRun) -> str:
+        return f"Run {obj.pk}"
+
+    @admin.display(description="passed")
+    def verdicts(self, obj: Any) -> str:
+        return (
+            f"{obj.turns_passed}/{obj.turns_judged} turns, "
+            f"{obj.goals_passed}/{obj.goals_judged} goals"
+        )
+
+    @admin.display(description="queued", ordering="created_at")
+    def queued(self, obj: EvaluationRun) -> str:
+        return with_zone(obj.created_at, obj.character.zone)
+
+    @admin.display(description="finished", ordering="finished_at")
+    def finished(self, obj: EvaluationRun) -> str:
+        return with_zone(obj.finished_at, obj.character.zone)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs are started from the scenarios' action or `manage.py evaluate`
@@ -183,6 +218,8 @@ class EvaluationRunAdmin(TenantScopedAdmin):
                 "original": run,
                 "run": run,
                 "rows": compared(run),
+                "queued": with_zone(run.created_at, run.character.zone),
+                "finished": with_zone(run.finished_at, run.character.zone),
                 "unfinished": run.status
                 in (EvaluationRun.Status.QUEUED, EvaluationRun.Status.RUNNING),
             },

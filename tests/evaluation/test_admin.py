@@ -107,6 +107,8 @@ def test_an_uploaded_file_runs_from_the_admin_next_to_the_previous_run(
     assert "✗ FAIL" in this_run and "No number." in this_run
     assert "✓ PASS" in previous_run
     assert "You said: My order number is 12345." in rows[1]
+    listed_runs = world.alice.get(RUNS).content.decode()
+    assert "2/2 turns, 1/1 goals" in listed_runs and "1/2 turns, 0/1 goals" in listed_runs
     first_page = world.alice.get(f"{RUNS}{first.pk}/change/").content.decode()
     assert "No earlier run of this scenario to compare with." in first_page
 

@@ -230,9 +230,11 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         """Start a turn: say so at once, then run it in a task so this socket keeps reading."""
         waits = wait_in_queue and connection.character.use_turn_queue
         turn_id = uuid.uuid4()  # AIAvatarKit's transaction_id, from `accepted` on
-        transaction, barging_in = await self.relay.open_turn(connection, turn_id, waits=waits)
-        if not connection.barges_in and self.listener is not None:
+        if not connection.barges_in and self.listener is not None and self.partials is not None:
+            # What the user is saying will not be a turn: nor will its partial text arrive.
             self.listener.forget_speech()
+            await self.partials.finish()
+        transaction, barging_in = await self.relay.open_turn(connection, turn_id, waits=waits)
         events = self._turn_events(connection, turn_id, inputs, wait_in_queue)
         stop_first = not (waits or barging_in)
         self.relay.start(connection, transaction, events, stop_first=stop_first, turn_id=turn_id)

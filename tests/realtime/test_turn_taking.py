@@ -249,3 +249,34 @@ async def test_smart_turn_keeps_a_pause_after_a_filler_from_ending_the_turn(
     assert len(fake_llm.audio_requests) == len(heard)
     if hook:
         assert heard[0] is not None and heard[0] > 3.0  # both parts, and the pause
+
+
+async def test_no_partial_arrives_for_speech_dropped_when_a_turn_is_accepted(
+    app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    await sync_to_async(VoiceSettings.objects.create)(
+        character=character,
+        stt_provider=STTProvider.OPENAI,
+        stt_base_url=fake_llm.base_url,
+        stt_api_key_env=LLM_KEY_VARIABLE,
+        tts_provider=TTSProvider.NONE,
+    )
+    fake_llm.script_audio(ScriptedReply(text="What is", delay=2.0, repeat=10))
+    fake_llm.script(ScriptedReply(chunks=["One. ", "Two. ", "Three."], chunk_delay=1.5))
+    spoken = utterance("What is the capital of France and why", after=0.0)
+    socket = await Socket.open(app.url, api_key)
+    try:
+        await socket.start(
+            user_id="u1", metadata={"send_partial_text": True, "barge_in_enabled": False}
+        )
+        # The user is still talking (a partial is being made) when a typed request arrives:
+        # with barge-in off, that speech is dropped, and so is its partial text.
+        await socket.stream(spoken.pcm[: int(spoken.end * SAMPLE_RATE) * 2])
+        await socket.send("invoke", text="Hello")
+        messages = await socket.turn()  # longer than the partial's 2 s
+    finally:
+        await socket.close()
+
+    assert fake_llm.audio_requests  # a partial was asked for
+    assert messages[-1]["text"] == "One. Two. Three."
+    assert "info" not in types(messages)[types(messages).index("accepted") :]

@@ -473,7 +473,9 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # One INFO line per provider request (two or more per turn): CPU on the turn path.
         "httpx": {"level": "WARNING"},
+        "httpx2": {"level": "WARNING"},
         "openai": {"level": "WARNING"},
         "faster_whisper": {"level": "WARNING"},  # one INFO line per transcription
         # line-bot-sdk logs response bodies (users' content) at DEBUG.

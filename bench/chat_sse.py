@@ -1,17 +1,23 @@
 """Benchmark `POST /chat` (AIAvatarKit's SSE endpoint): requests/s and time to first chunk.
 
-What it measures, and why this way (docs/benchmarks.md#targets): the reference is
-AIAvatarKit 0.9.2 on a 2-core machine at 23 / 47 / 51 requests/s with 1 / 10 / 50 concurrent
-clients holding 30-turn conversations against an LLM at zero latency; our targets are
->= 35 / 70 / 77. So, like the reference, each simulated client sends turn 1 without a
-context_id, turns 2..30 with the context_id of the `start` event, then starts a new
-conversation, and the LLM is the tests' FakeOpenAI answering at once. What remains is our own
-cost per turn: HTTP, authentication, the history load, the pipeline, the SSE framing and the
+What it measures, and why this way (docs/benchmarks.md#targets): requests/s, time to first
+chunk and server CPU per turn with 1 / 10 / 50 concurrent clients holding 30-turn conversations
+against an LLM at zero latency, as AIAvatarKit's figures were taken. Each simulated client sends
+turn 1 without a context_id, turns 2..30 with the context_id of the `start` event, then starts a
+new conversation, and the LLM is the tests' FakeOpenAI answering at once. What remains is our
+own cost per turn: HTTP, authentication, the history load, the pipeline, the SSE framing and the
 history write.
+
+Against the peer: with the peer harness set up (PEER_BENCH_DIR, or --peer-dir, naming the
+folder whose `.venv-peer` runs AIAvatarKit 0.9.2's `peer_server.py`), the same load runs
+against AIAvatarKit too, in the same run, on the same fake LLM, the two servers alternating
+at each level, and the report gives ratios. Without it, no ratio is printed: figures taken on
+another machine or day say nothing about this one.
 
 The pieces run as separate processes on 127.0.0.1, like production:
 
-* daphne, one process, started with `tests.processes.start_daphne` exactly as the tests do;
+* the server, one process: uvicorn (as `make run`) or `--server daphne`, started with
+  `tests.processes.start_asgi_server` with scripts/run.sh's flags;
 * the fake LLM (`bench.fake_llm`), in its own interpreter so its threads never compete with
   the load generator for a GIL;
 * this process, the load generator: one asyncio loop, one keep-alive HTTP/1.1 connection per
@@ -68,12 +74,20 @@ from bench.harness import (
     stop_fake,
 )
 from tests.fakes.openai_server import FAKE_API_KEY
-from tests.processes import BASE_DIR, start_daphne, stop_process
+from tests.processes import (
+    ASGI_SERVERS,
+    BASE_DIR,
+    free_port,
+    start_asgi_server,
+    stop_process,
+    wait_for_port,
+)
 
-# AIAvatarKit 0.9.2 on a 2-core machine, and our targets, in requests/s
-# (docs/benchmarks.md#targets).
-REFERENCE_RPS = {1: 23.0, 10: 47.0, 50: 51.0}
-TARGET_RPS = {1: 35.0, 10: 70.0, 50: 77.0}
+# The goal (issue 13): at least this many times the peer's requests/s, at every level.
+GOAL_RATIO = 1.5
+# Where the peer harness is (its README: setup.sh makes .venv-peer); unset: no peer.
+PEER_VARIABLE = "PEER_BENCH_DIR"
+PEER_NAME = "AIAvatarKit"
 
 TURNS_PER_CONVERSATION = 30
 CHARACTER_SLUG = "bench"
@@ -98,8 +112,11 @@ def results_path(endpoint: str) -> Path:
     return VAR_DIR / f"bench-chat-sse-{endpoint}.json"
 
 
-def daphne_log(number: int) -> Path:
-    return VAR_DIR / f"bench-daphne-{number}.log"
+def server_log(number: int) -> Path:
+    return VAR_DIR / f"bench-server-{number}.log"
+
+
+PEER_LOG = VAR_DIR / "bench-peer.log"
 
 
 FAKE_LLM_LOG = VAR_DIR / "bench-fake-llm.log"
@@ -533,6 +550,7 @@ def _ms(seconds: float | None) -> float | None:
 
 @dataclass
 class LevelResult:
+    server: str  # "avatarsite" or PEER_NAME
     clients: int
     measured_seconds: float
     completed_turns: int
@@ -541,17 +559,17 @@ class LevelResult:
     first_chunk_ms: dict[str, float | None]
     turn_ms: dict[str, float | None]
     cpu_percent: dict[str, float]
+    # The server's CPU time in the window per turn completed in it: less sensitive to what
+    # else the machine runs than requests/s.
+    cpu_ms_per_turn: float | None
     errors_by_kind: dict[str, int] = field(default_factory=dict)
     error_samples: dict[str, str] = field(default_factory=dict)
     errors_outside_window: int = 0
     drained: bool = True
-    reference_rps: float | None = None
-    target_rps: float | None = None
-    ratio_to_reference: float | None = None
-    meets_target: bool | None = None
 
 
 async def run_level(
+    server: str,
     urls: Sequence[str],
     api_key: str,
     extra_headers: dict[str, str],
@@ -608,8 +626,10 @@ async def run_level(
         assert r.error_kind is not None
         samples.setdefault(r.error_kind, r.error_detail)
     rps = len(ok) / seconds
-    reference, target = REFERENCE_RPS.get(clients), TARGET_RPS.get(clients)
+    cpu = after.percent_since(before)
+    server_seconds = cpu["server"] / 100 * seconds
     return LevelResult(
+        server=server,
         clients=clients,
         measured_seconds=round(seconds, 3),
         completed_turns=len(ok),
@@ -617,15 +637,12 @@ async def run_level(
         requests_per_second=round(rps, 1),
         first_chunk_ms={f"p{q}": _ms(percentile(first_chunk, q)) for q in (50, 95, 99)},
         turn_ms={f"p{q}": _ms(percentile(total, q)) for q in (50, 99)},
-        cpu_percent=after.percent_since(before),
+        cpu_percent=cpu,
+        cpu_ms_per_turn=round(1000 * server_seconds / len(ok), 1) if ok else None,
         errors_by_kind=dict(Counter(r.error_kind for r in failed if r.error_kind)),
         error_samples=samples,
         errors_outside_window=sum(1 for r in results if r.error_kind) - len(failed),
         drained=drained,
-        reference_rps=reference,
-        target_rps=target,
-        ratio_to_reference=round(rps / reference, 2) if reference else None,
-        meets_target=rps >= target if target else None,
     )
 
 
@@ -645,7 +662,35 @@ def set_up_database(env: dict[str, str], llm_base_url: str) -> dict[str, Any]:
 def versions() -> dict[str, str]:
     from importlib.metadata import version
 
-    return {name: version(name) for name in ("daphne", "django", "twisted", "openai")}
+    names = ("daphne", "uvicorn", "uvloop", "httptools", "django", "openai")
+    return {name: version(name) for name in names}
+
+
+def start_peer(
+    peer_dir: Path, llm_base_url: str, api_key: str
+) -> tuple[subprocess.Popen[bytes], str]:
+    """AIAvatarKit's server from the peer harness, on the same fake LLM, requiring our key."""
+    port = free_port()
+    with PEER_LOG.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(peer_dir / ".venv-peer" / "bin" / "python"),
+                "peer_server.py",
+                "--port",
+                str(port),
+                "--openai-base-url",
+                llm_base_url,
+                "--openai-api-key",
+                FAKE_API_KEY,
+                "--api-key",
+                api_key,
+            ],
+            cwd=peer_dir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_port(process, port, PEER_LOG, PEER_NAME)
+    return process, f"http://127.0.0.1:{port}"
 
 
 # --- Report -------------------------------------------------------------------------------
@@ -657,16 +702,13 @@ def _fmt(value: float | None, width: int, digits: int = 1) -> str:
 
 def print_table(levels: list[LevelResult]) -> None:
     print(
-        f"{'clients':>7} {'turns':>6} {'errors':>6} {'req/s':>6} {'vs AAK':>6} {'target':>6}"
+        f"{'server':>11} {'clients':>7} {'turns':>6} {'errors':>6} {'req/s':>6} {'CPU ms/turn':>11}"
         f" | {'first chunk ms p50':>18} {'p95':>6} {'p99':>6} | {'turn ms p50':>11} {'p99':>6}"
     )
     for r in levels:
-        ratio = "-" if r.ratio_to_reference is None else f"{r.ratio_to_reference:.2f}x"
-        target = "-" if r.target_rps is None else f"{r.target_rps:g}"
-        target += "" if r.meets_target is None else (" ok" if r.meets_target else " NO")
         print(
-            f"{r.clients:>7} {r.completed_turns:>6} {r.errors:>6}"
-            f" {r.requests_per_second:>6.1f} {ratio:>6} {target:>6}"
+            f"{r.server:>11} {r.clients:>7} {r.completed_turns:>6} {r.errors:>6}"
+            f" {r.requests_per_second:>6.1f} {_fmt(r.cpu_ms_per_turn, 11)}"
             f" | {_fmt(r.first_chunk_ms['p50'], 18)} {_fmt(r.first_chunk_ms['p95'], 6)}"
             f" {_fmt(r.first_chunk_ms['p99'], 6)}"
             f" | {_fmt(r.turn_ms['p50'], 11)} {_fmt(r.turn_ms['p99'], 6)}"
@@ -677,14 +719,49 @@ def print_table(levels: list[LevelResult]) -> None:
         "machine, PostgreSQL's backends included; machine: % of all cores)"
     )
     print(
-        f"{'clients':>7} {'generator':>9} {'daphne':>7} {'fake LLM':>8} {'other':>6} {'machine':>8}"
+        f"{'server':>11} {'clients':>7} {'generator':>9} {'server':>7} {'fake LLM':>8}"
+        f" {'other':>6} {'machine':>8}"
     )
     for r in levels:
         cpu = r.cpu_percent
         print(
-            f"{r.clients:>7} {cpu['client']:>9.1f} {cpu['server']:>7.1f}"
+            f"{r.server:>11} {r.clients:>7} {cpu['client']:>9.1f} {cpu['server']:>7.1f}"
             f" {cpu['fake_llm']:>8.1f} {cpu['other']:>6.1f}"
             f" {cpu['machine_busy_of_all_cores']:>8.1f}"
+        )
+
+
+def ratios(levels: list[LevelResult]) -> list[dict[str, Any]]:
+    """Ours against the peer's, per level measured for both: requests/s (goal: GOAL_RATIO
+    times), first chunk p50 (lower is better) and CPU per turn (lower is better)."""
+    ours = {r.clients: r for r in levels if r.server != PEER_NAME}
+    rows = []
+    for peer in (r for r in levels if r.server == PEER_NAME):
+        mine = ours.get(peer.clients)
+        if mine is None or not peer.requests_per_second:
+            continue
+        first, peer_first = mine.first_chunk_ms["p50"], peer.first_chunk_ms["p50"]
+        rows.append(
+            {
+                "clients": peer.clients,
+                "rps": round(mine.requests_per_second / peer.requests_per_second, 2),
+                "first_chunk_p50": round(first / peer_first, 2) if first and peer_first else None,
+                "cpu_per_turn": round(mine.cpu_ms_per_turn / peer.cpu_ms_per_turn, 2)
+                if mine.cpu_ms_per_turn and peer.cpu_ms_per_turn
+                else None,
+            }
+        )
+    return rows
+
+
+def print_ratios(rows: list[dict[str, Any]]) -> None:
+    print(f"avatarsite / {PEER_NAME}, same run (goal: req/s >= {GOAL_RATIO}x, the others <= 1):")
+    print(f"{'clients':>7} {'req/s':>7} {'first chunk p50':>15} {'CPU per turn':>12}")
+    for row in rows:
+        goal = "ok" if row["rps"] >= GOAL_RATIO else "NO"
+        print(
+            f"{row['clients']:>7} {row['rps']:>6.2f}x {_fmt(row['first_chunk_p50'], 14, 2)}x"
+            f" {_fmt(row['cpu_per_turn'], 11, 2)}x  {goal}"
         )
 
 
@@ -698,7 +775,7 @@ def print_notes(levels: list[LevelResult], servers: int) -> None:
             )
         if r.cpu_percent["server"] >= SERVER_BOUND_PERCENT * servers:
             notes.append(
-                f"{r.clients} clients: daphne used {r.cpu_percent['server']:.0f}% of a core "
+                f"{r.clients} clients: {r.server} used {r.cpu_percent['server']:.0f}% of a core "
                 f"while the machine was {r.cpu_percent['machine_busy_of_all_cores']:.0f}% busy: "
                 f"the {servers} server process(es) were the limit."
             )
@@ -706,7 +783,7 @@ def print_notes(levels: list[LevelResult], servers: int) -> None:
             notes.append(
                 f"{r.clients} clients: {r.errors} errors in the window "
                 f"({r.errors_outside_window} more in warm-up/drain): {r.errors_by_kind}; "
-                f"samples: {r.error_samples} (daphne logs: {daphne_log(0)}, ...)"
+                f"samples: {r.error_samples} (server logs: {server_log(0)}, {PEER_LOG})"
             )
         if not r.drained:
             notes.append(f"{r.clients} clients: turns still running after the window; cancelled.")
@@ -735,7 +812,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.chat_sse",
         description="Requests/s and time to first chunk of POST /chat (SSE) on daphne "
-        "process against a zero-latency fake LLM.",
+        "process against a zero-latency fake LLM, and against AIAvatarKit's when the peer "
+        "harness is set up.",
     )
     parser.add_argument("--levels", type=parse_levels, default=[1, 10, 50], help="1,10,50")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per level (2)")
@@ -750,10 +828,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--servers",
         type=int,
         default=1,
-        help="daphne processes, clients spread over them as behind a load balancer (1)",
+        help="server processes, clients spread over them as behind a load balancer (1)",
+    )
+    parser.add_argument(
+        "--server",
+        choices=sorted(ASGI_SERVERS),
+        default="uvicorn",
+        help="the ASGI server (uvicorn, as make run)",
+    )
+    parser.add_argument(
+        "--peer-dir",
+        type=Path,
+        default=os.environ.get(PEER_VARIABLE) or None,
+        help=f"the peer harness, to measure {PEER_NAME} in the same run (${PEER_VARIABLE})",
     )
     add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    if args.peer_dir is not None and not (args.peer_dir / ".venv-peer" / "bin" / "python").exists():
+        parser.error(f"{args.peer_dir} has no .venv-peer: run the peer harness's setup.sh first")
     if args.smoke:  # one client for a second: every part runs, nothing is measured
         args.levels, args.warmup, args.duration = [1], 0.0, 1.0
     if args.warmup < 0:
@@ -787,11 +879,14 @@ def main(argv: list[str] | None = None) -> int:
         setup = set_up_database(env, llm_base_url)
         servers: list[subprocess.Popen[bytes]] = []
         urls: list[str] = []
+        peer: subprocess.Popen[bytes] | None = None
         try:
             for number in range(args.servers):
-                server, url = start_daphne(env, daphne_log(number))
+                server, url = start_asgi_server(args.server, env, server_log(number))
                 servers.append(server)
                 urls.append(url)
+            if args.peer_dir is not None:
+                peer, peer_url = start_peer(args.peer_dir, llm_base_url, setup["api_key"])
             extra = {} if setup["default_is_bench"] else {"X-Character": CHARACTER_SLUG}
             lib = versions()
             endpoint = ENDPOINTS[args.endpoint]
@@ -802,10 +897,15 @@ def main(argv: list[str] | None = None) -> int:
                 f"Python {machine['python']}"
             )
             print(
-                f"server  : daphne {lib['daphne']} (Twisted {lib['twisted']}), "
-                f"{args.servers} process(es), Django {lib['django']}, at {', '.join(urls)}; "
-                f"log {daphne_log(0).relative_to(BASE_DIR)}"
+                f"server  : {args.server} {lib[args.server]} (uvloop {lib['uvloop']}, httptools "
+                f"{lib['httptools']} for uvicorn), {args.servers} process(es), Django "
+                f"{lib['django']}, at {', '.join(urls)}; log {server_log(0).relative_to(BASE_DIR)}"
             )
+            if peer is not None:
+                print(
+                    f"peer    : {PEER_NAME} from {args.peer_dir} at {peer_url}, one process, "
+                    "alternating with ours at each level"
+                )
             print(f"database: {setup['database']}{' (fresh)' if fresh_sqlite else ''}")
             print(
                 f"LLM     : FakeOpenAI in its own process at {llm_base_url}, zero latency, "
@@ -819,37 +919,53 @@ def main(argv: list[str] | None = None) -> int:
             )
             print()
             levels: list[LevelResult] = []
-            for clients in args.levels:
-                result = asyncio.run(
-                    run_level(
-                        urls,
-                        setup["api_key"],
-                        extra,
-                        clients,
-                        args.warmup,
-                        args.duration,
-                        [server.pid for server in servers],
-                        fake.pid,
-                        ENDPOINTS[args.endpoint],
+            ours = ("avatarsite", urls, extra, [server.pid for server in servers])
+            runs = [ours]
+            if peer is not None:
+                runs.append((PEER_NAME, [peer_url], {}, [peer.pid]))
+            for index, clients in enumerate(args.levels):
+                # The order flips at each level, so a drift in the machine's load hits both.
+                for name, level_urls, headers, pids in runs if index % 2 == 0 else runs[::-1]:
+                    result = asyncio.run(
+                        run_level(
+                            name,
+                            level_urls,
+                            setup["api_key"],
+                            headers,
+                            clients,
+                            args.warmup,
+                            args.duration,
+                            pids,
+                            fake.pid,
+                            ENDPOINTS[args.endpoint],
+                        )
                     )
-                )
-                levels.append(result)
-                print(
-                    f"  {clients} clients: {result.requests_per_second:.1f} req/s, "
-                    f"{result.errors} errors",
-                    flush=True,
-                )
+                    levels.append(result)
+                    print(
+                        f"  {name} {clients} clients: {result.requests_per_second:.1f} req/s, "
+                        f"{_fmt(result.cpu_ms_per_turn, 0)} ms CPU per turn, "
+                        f"{result.errors} errors, load average {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
             print()
         finally:
             for server in servers:
                 stop_process(server)
+            if peer is not None:
+                stop_process(peer)
     finally:
         stop_fake(fake)
 
     wall = time.perf_counter() - began
     print_table(levels)
     print()
-    print("AAK = AIAvatarKit 0.9.2 on a 2-core machine: 23 / 47 / 51 req/s at 1 / 10 / 50 clients")
+    compared = ratios(levels)
+    if compared:
+        print_ratios(compared)
+    elif args.peer_dir is None:
+        print(f"No peer in this run: set {PEER_VARIABLE} (docs/benchmarks.md) for ratios.")
+    else:
+        print(f"No ratio: {PEER_NAME} completed no turn (its log: {PEER_LOG}).")
     print_notes(levels, args.servers)
     results = results_path(args.endpoint)
     print(f"total wall time: {wall:.1f} s; results in {results.relative_to(BASE_DIR)}")
@@ -860,7 +976,9 @@ def main(argv: list[str] | None = None) -> int:
                 "endpoint": args.endpoint,
                 "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
                 "machine": machine,
-                "server": {"kind": "daphne", "processes": args.servers, "versions": lib},
+                "server": {"kind": args.server, "processes": args.servers, "versions": lib},
+                "peer": str(args.peer_dir) if args.peer_dir else None,
+                "load_average_after": os.getloadavg(),
                 "database": setup["database"],
                 "parameters": {
                     "levels": args.levels,
@@ -869,9 +987,9 @@ def main(argv: list[str] | None = None) -> int:
                     "turns_per_conversation": TURNS_PER_CONVERSATION,
                     "llm": "FakeOpenAI, zero latency, own process",
                 },
-                "reference": {"name": "AIAvatarKit 0.9.2, 2 cores", "rps": REFERENCE_RPS},
-                "targets_rps": TARGET_RPS,
+                "goal_ratio_rps": GOAL_RATIO,
                 "levels": [asdict(r) for r in levels],
+                "ratios_to_peer": compared,
                 "wall_seconds": round(wall, 1),
             },
             indent=2,

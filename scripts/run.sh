@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Start a Celery worker (with beat embedded, on django-celery-beat's database scheduler) and
-# the Live Avatar agents' worker in the background and daphne in the foreground; stopping
-# daphne stops the workers too.
+# the Live Avatar agents' worker in the background and the ASGI server in the foreground;
+# stopping the server stops the workers too. ASGI_SERVER=uvicorn (the default: uvloop and
+# httptools, measured faster than daphne for /chat and no slower for /ws,
+# docs/operations.md#asgi-server) or daphne.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=.venv/bin
@@ -16,8 +18,22 @@ agents=$!
 trap 'kill "$worker" "$agents" 2>/dev/null; wait "$worker" "$agents" 2>/dev/null' EXIT INT TERM
 
 echo "avatarsite on http://${HOST:-127.0.0.1}:${PORT:-8000}/ (admin at /admin/)"
-# daphne's own WebSocket ceiling (1 MiB by default) sits above REALTIME_MAX_MESSAGE_BYTES, so
-# a too-large message gets the consumer's explanation rather than a dropped connection.
-"$BIN/daphne" -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" \
-    --websocket-max-message-size 33554432 --websocket-max-frame-size 33554432 \
-    avatarsite.asgi:application
+# The server's own WebSocket ceiling (uvicorn 16 MiB, daphne 1 MiB by default) sits above
+# REALTIME_MAX_MESSAGE_BYTES, so a too-large message gets the consumer's explanation rather
+# than a dropped connection.
+case "${ASGI_SERVER:-uvicorn}" in
+uvicorn)
+    "$BIN/uvicorn" --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
+        --loop uvloop --http httptools --ws websockets-sansio --ws-max-size 33554432 \
+        --no-access-log avatarsite.asgi:application
+    ;;
+daphne)
+    "$BIN/daphne" -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" \
+        --websocket-max-message-size 33554432 --websocket-max-frame-size 33554432 \
+        avatarsite.asgi:application
+    ;;
+*)
+    echo "ASGI_SERVER must be uvicorn or daphne, not ${ASGI_SERVER}" >&2
+    exit 2
+    ;;
+esac

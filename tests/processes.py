@@ -23,33 +23,60 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+# The ASGI servers the product runs, with scripts/run.sh's flags: the WebSocket ceiling above
+# REALTIME_MAX_MESSAGE_BYTES, so the consumer's own limit is what clients meet.
+ASGI_SERVERS: dict[str, list[str]] = {
+    "daphne": [
+        "daphne",
+        "-b",
+        "127.0.0.1",
+        "-p",
+        "{port}",
+        "--websocket-max-message-size",
+        "33554432",
+        "--websocket-max-frame-size",
+        "33554432",
+    ],
+    "uvicorn": [
+        "uvicorn",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "{port}",
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--ws",
+        "websockets-sansio",
+        "--ws-max-size",
+        "33554432",
+        "--no-access-log",
+    ],
+}
+
+
 def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start daphne on a free loopback port and wait until it accepts connections."""
+    return start_asgi_server("daphne", env, log_path)
+
+
+def start_asgi_server(
+    server: str, env: dict[str, str], log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """Start one of ASGI_SERVERS on a free loopback port and wait until it accepts
+    connections."""
     port = free_port()
+    arguments = [part.format(port=port) for part in ASGI_SERVERS[server]]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                "127.0.0.1",
-                "-p",
-                str(port),
-                # As scripts/run.sh: above REALTIME_MAX_MESSAGE_BYTES, so the consumer's own
-                # limit is what clients meet.
-                "--websocket-max-message-size",
-                "33554432",
-                "--websocket-max-frame-size",
-                "33554432",
-                "avatarsite.asgi:application",
-            ],
+            [sys.executable, "-m", *arguments, "avatarsite.asgi:application"],
             cwd=BASE_DIR,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-    wait_for_port(process, port, log_path, "daphne")
+    wait_for_port(process, port, log_path, server)
     return process, f"http://127.0.0.1:{port}"
 
 

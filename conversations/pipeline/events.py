@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from characters.models import Character
 from conversations.history import OpenedContext
@@ -13,6 +13,9 @@ from conversations.models import EndUser
 from conversations.tools import ToolResult
 
 from .tags import AvatarControl
+
+if TYPE_CHECKING:
+    from .turn import Prepared
 
 
 @dataclass(slots=True)
@@ -41,6 +44,9 @@ class TurnRequest:
     # system text, added after the character's, and no history kept but the turn record.
     client_system: str = ""
     keep_history: bool = True
+    # What the turn reads before it starts, when the transport read it in its admission hop
+    # (`turn.prepare_now`), so the turn needs no trip of its own to the database thread.
+    prepared: Prepared | None = None
 
 
 @dataclass(slots=True)

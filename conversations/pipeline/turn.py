@@ -250,20 +250,25 @@ async def next_event(events: Events, deadline: float | None) -> TurnEvent | None
         raise TurnTimedOut("The turn took longer than the character's time limit.") from None
 
 
-async def prepare(request: TurnRequest) -> Prepared:
+def prepare_now(request: TurnRequest) -> Prepared:
     """The character's guardrails, its system prompt (with today's schedule and its shared
-    context), its tools' rows and its hooks, read in one trip to the database thread."""
+    context), its tools' rows and its hooks (plain ORM, mostly from the tenant's cached
+    configuration): HTTP transports call it in their admission hop and hand it on as
+    `request.prepared`."""
     character = request.character
+    return Prepared(
+        guardrails=guardrails_for(character),
+        system_prompt=system_prompt(character, request.end_user, request.system_prompt_params),
+        tools=registry.load(character),
+        hooks=TurnHooks.of(character),
+    )
 
-    def read() -> Prepared:
-        return Prepared(
-            guardrails=guardrails_for(character),
-            system_prompt=system_prompt(character, request.end_user, request.system_prompt_params),
-            tools=registry.load(character),
-            hooks=TurnHooks.of(character),
-        )
 
-    return await sync_to_async(read)()
+async def prepare(request: TurnRequest) -> Prepared:
+    """What the transport prepared, else `prepare_now` in one trip to the database thread."""
+    if request.prepared is not None:
+        return request.prepared
+    return await sync_to_async(prepare_now)(request)
 
 
 async def listen(turn: Turn) -> str | None:

@@ -21,6 +21,7 @@ from ..admission import Caller, admit, admit_session, find_character, identify
 from ..models import EndUser
 from ..pipeline.events import TurnRequest
 from ..pipeline.sessions import run_session_turn
+from ..pipeline.turn import prepare_now
 from ..rate_limits import StreamSlot
 from ..speech.audio import AudioError, speech_input
 from .aiavatar_wire import (
@@ -100,6 +101,7 @@ def _prepare_chat(
         speech_speed=payload.speech_speed(),
         face_frames=payload.avatar_frames(),
     )
+    turn.prepared = prepare_now(turn)  # in this hop: the turn needs no trip of its own
     return turn, payload, caller.open_stream()
 
 

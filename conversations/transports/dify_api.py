@@ -37,6 +37,7 @@ from ..pipeline.events import (
     TurnRequest,
 )
 from ..pipeline.sessions import run_session_turn
+from ..pipeline.turn import prepare_now
 from ..rate_limits import StreamSlot
 from .base import INTERNAL_ERROR, Rejected, methods, problems, read_json
 from .sse import sse_response
@@ -138,6 +139,7 @@ def _prepare(
         system_prompt_params=inputs,
         speak=False,
     )
+    turn.prepared = prepare_now(turn)  # in this hop: the turn needs no trip of its own
     streaming = payload.response_mode == "streaming"
     return turn, caller.open_stream() if streaming else None
 

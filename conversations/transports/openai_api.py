@@ -41,6 +41,7 @@ from ..pipeline.events import (
 )
 from ..pipeline.sessions import run_session_turn
 from ..pipeline.tags import without_tags
+from ..pipeline.turn import prepare_now
 from ..rate_limits import StreamSlot
 from .base import INTERNAL_ERROR, Rejected, methods, problems, read_json
 from .sse import sse_response
@@ -230,6 +231,7 @@ def _prepare(headers: Mapping[str, str], data: Any) -> Prepared:
         client_system=client.system if client else "",
         keep_history=client is None,
     )
+    turn.prepared = prepare_now(turn)  # in this hop: the turn needs no trip of its own
     return turn, payload, caller.open_stream() if payload.stream else None
 
 

@@ -219,6 +219,22 @@ STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))
 # Serve static files from the ASGI app itself (admin CSS) unless a proxy does it.
 SERVE_STATIC = env.bool("SERVE_STATIC", default=True)
 
+# Uploaded and recorded files (conversation audio, docs/console.md) go through Django's storage
+# API: a directory by default, or any storage backend, e.g. S3-compatible object storage with
+# django-storages: STORAGE_BACKEND=storages.backends.s3.S3Storage and its options as JSON in
+# STORAGE_OPTIONS ({"bucket_name": ..., "endpoint_url": ...}). Nothing serves MEDIA_ROOT:
+# recordings are played through the admin, to the tenant's own staff.
+MEDIA_ROOT = env.path("DJANGO_MEDIA_ROOT", default=str(VAR_DIR / "media"))
+STORAGES = {
+    "default": {
+        "BACKEND": env.str(
+            "STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        ),
+        "OPTIONS": env.json("STORAGE_OPTIONS", default={}),
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+
 # Request bodies carry base64 audio and images; anything larger is refused with 413.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("MAX_REQUEST_BYTES", default=10 * 1024 * 1024)
 

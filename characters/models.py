@@ -224,6 +224,11 @@ class Character(TenantOwned):
         "conversation and keeps nothing but the turn record (OpenAI front-ends' New chat). "
         "An API key may choose for its own requests.",
     )
+    record_audio = models.BooleanField(
+        default=False,
+        help_text="Keep what people say to the character by voice and what it answers aloud, "
+        "to listen to in its conversations; deleted after the tenant's retention period.",
+    )
     greeting = models.TextField(
         blank=True,
         help_text="Said when someone starts following the character (e.g. a LINE friend add). "

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any
 
@@ -8,17 +9,20 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+from django.utils.text import Truncator
 
 from avatarsite.tenants.config_cache import changed
 from avatarsite.tenants.scoping import TenantScopedAdmin, TenantScopedTabularInline
 from characters.admin import CharacterAdmin as LifeCharacterAdmin
 from characters.models import Character
+from characters.times import with_zone
 
+from .console.conversation import audio, conversation
 from .console.views import dashboard
 from .models import (
     ApiKey,
@@ -79,13 +83,27 @@ class MessageInline(TenantScopedTabularInline):
         return False
 
 
+def conversation_link(context_id: object) -> str:
+    url = reverse("admin:conversations_turnrecord_conversation", args=[context_id])
+    return format_html('<a href="{}">Read the conversation</a>', url)
+
+
 @admin.register(Context)
 class ContextAdmin(ReadOnlyAdmin):
-    list_display = ("id", "character", "end_user", "channel", "message_count", "updated_at")
+    list_display = ("id", "character", "end_user", "channel", "message_count", "updated", "read")
     list_filter = ("character", "channel")
     search_fields = ("id", "end_user__display_name", "messages__content")
     list_select_related = ("character", "end_user")
+    readonly_fields = ("read",)
     inlines = [MessageInline]
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, context: Context) -> str:
+        return with_zone(context.updated_at, context.character.zone)
+
+    @admin.display(description="conversation")
+    def read(self, context: Context) -> str:
+        return conversation_link(context.pk)
 
 
 @admin.register(Message)
@@ -95,10 +113,35 @@ class MessageAdmin(ReadOnlyAdmin):
     search_fields = ("content", "context__id")
 
 
+class FeedbackFilter(admin.SimpleListFilter):
+    """End users' verdicts on answers (Dify's feedback, POST /feedback)."""
+
+    title = "feedback"
+    parameter_name = "feedback"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [
+            ("any", "Any feedback"),
+            ("like", "Liked"),
+            ("dislike", "Disliked"),
+            ("comment", "With a comment"),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        match self.value():
+            case "any":
+                return queryset.filter(feedback_at__isnull=False)
+            case "like" | "dislike" as rating:
+                return queryset.filter(feedback_rating=rating)
+            case "comment":
+                return queryset.exclude(feedback_content="")
+        return queryset
+
+
 @admin.register(TurnRecord)
 class TurnRecordAdmin(ReadOnlyAdmin):
     list_display = (
-        "started_at",
+        "started",
         "character",
         "status",
         "channel",
@@ -108,22 +151,78 @@ class TurnRecordAdmin(ReadOnlyAdmin):
         "tool_ms",
         "llm_ms",
         "total_ms",
+        "feedback",
+        "read",
     )
-    list_filter = ("status", "character", "channel", "provider", "started_at")
-    search_fields = ("id", "context_id", "session_id", "request_text", "response_text", "error")
+    list_filter = (
+        "status",
+        FeedbackFilter,
+        "character",
+        "channel",
+        "provider",
+        "started_at",
+    )
+    search_fields = (
+        "id",
+        "context_id",
+        "session_id",
+        "request_text",
+        "response_text",
+        "error",
+        "feedback_content",
+    )
     date_hierarchy = "started_at"
     list_select_related = ("character",)
+    readonly_fields = ("read",)
+
+    @admin.display(description="started", ordering="started_at")
+    def started(self, record: TurnRecord) -> str:
+        return with_zone(record.started_at, record.character.zone)
+
+    @admin.display(description="feedback", ordering="feedback_at")
+    def feedback(self, record: TurnRecord) -> str:
+        if not (record.feedback_rating or record.feedback_content):
+            return "-"
+        mark = {"like": "👍", "dislike": "👎"}.get(record.feedback_rating, "")
+        return format_html(
+            '<span title="{}">{} {}</span>',
+            record.feedback_at or "",
+            mark,
+            Truncator(record.feedback_content).chars(80),
+        )
+
+    @admin.display(description="conversation")
+    def read(self, record: TurnRecord) -> str:
+        return conversation_link(record.context_id)
 
     def get_urls(self) -> list[URLPattern]:
-        view = path(
-            "dashboard/",
-            self.admin_site.admin_view(self.dashboard),
-            name="conversations_turnrecord_dashboard",
-        )
-        return [view, *super().get_urls()]
+        views = [
+            path(
+                "dashboard/",
+                self.admin_site.admin_view(self.dashboard),
+                name="conversations_turnrecord_dashboard",
+            ),
+            path(
+                "conversation/<uuid:context_id>/",
+                self.admin_site.admin_view(self.conversation),
+                name="conversations_turnrecord_conversation",
+            ),
+            path(
+                "<uuid:object_id>/audio/<str:which>/",
+                self.admin_site.admin_view(self.audio),
+                name="conversations_turnrecord_audio",
+            ),
+        ]
+        return [*views, *super().get_urls()]
 
     def dashboard(self, request: HttpRequest) -> HttpResponse:
         return dashboard(request, self)
+
+    def conversation(self, request: HttpRequest, context_id: uuid.UUID) -> HttpResponse:
+        return conversation(request, self, context_id)
+
+    def audio(self, request: HttpRequest, object_id: uuid.UUID, which: str) -> FileResponse:
+        return audio(request, self, str(object_id), which)
 
 
 @admin.register(ApiKey)

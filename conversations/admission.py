@@ -319,6 +319,7 @@ class AdmittedSession:
             session_id=self.session_id,
             session_key=self.key,
             context=context,
+            api_key_id=self.caller.api_key_id,
             **inputs,
         )
 

@@ -11,11 +11,14 @@ class ConversationsConfig(AppConfig):
     name = "conversations"
 
     def ready(self) -> None:
+        from django.db.models.signals import post_delete
+
         from avatarsite.tenants.config_cache import watch
         from characters.life import bridge
 
         from .life_bridge import ConversationsBridge
-        from .models import ApiKey, Guardrail, McpServer, SharedMessage
+        from .models import ApiKey, Guardrail, McpServer, SharedMessage, TurnRecord
+        from .recordings import delete_with_record
         from .tools import registry
         from .tools.mcp_servers import sessions
         from .tools.offer import load_selector
@@ -32,3 +35,5 @@ class ConversationsConfig(AppConfig):
         load_selector()
         # Characters' life is written with the character's LLM, about its conversations.
         bridge.connect(ConversationsBridge())
+        # A turn record's audio files are deleted with it.
+        post_delete.connect(delete_with_record, sender=TurnRecord)

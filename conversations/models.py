@@ -40,6 +40,13 @@ def validate_pattern(value: str) -> None:
         raise ValidationError(f"Not a valid regular expression: {exc}") from exc
 
 
+def recording_name(record: TurnRecord, filename: str) -> str:
+    """Where a turn's audio is stored: by tenant and month, under a random name (the files
+    are only served through the admin, to the tenant's staff)."""
+    tenant_id = record.tenant_id or record.inherited_tenant_id()
+    return f"recordings/{tenant_id}/{record.started_at:%Y/%m}/{secrets.token_urlsafe(24)}.wav"
+
+
 class EndUser(TenantOwned):
     """A person talking to one tenant's characters, whatever channel they come from."""
 
@@ -200,9 +207,16 @@ class TurnRecord(TenantOwned):
         "ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="turns"
     )
     started_at = models.DateTimeField(default=timezone.now, db_index=True)
-    # The end user's verdict on the answer (Dify's message feedback).
+    # The guardrails that acted on the turn: [{"name", "on": "request" | "response", "action"}].
+    guardrails = models.JSONField(default=list, blank=True)
+    # What was heard and said aloud, when the character records audio (conversations/
+    # recordings.py): WAV files in the default storage, under names nobody can guess.
+    request_audio = models.FileField(upload_to=recording_name, blank=True, editable=False)
+    response_audio = models.FileField(upload_to=recording_name, blank=True, editable=False)
+    # The end user's verdict on the answer (Dify's message feedback, POST /feedback).
     feedback_rating = models.CharField(max_length=8, choices=Rating.choices, blank=True)
-    feedback_content = models.TextField(blank=True)
+    feedback_content = models.TextField("feedback comment", blank=True)
+    feedback_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-started_at"]

@@ -7,6 +7,8 @@ urlpatterns = [
     path("start", aiavatar.start, name="start"),
     path("characters/<slug:slug>/chat", aiavatar.chat, name="character-chat"),
     path("characters/<slug:slug>/start", aiavatar.start, name="character-start"),
+    path("feedback", aiavatar.feedback, name="feedback"),
+    path("characters/<slug:slug>/feedback", aiavatar.feedback, name="character-feedback"),
     # Dify: AIAvatarKit serves it at the root, Dify's own SDKs call <base>/v1/chat-messages.
     path("chat-messages", dify_api.chat_messages, name="dify-chat-messages"),
     path("v1/chat-messages", dify_api.chat_messages),

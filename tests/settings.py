@@ -8,8 +8,11 @@ Both travel as environment variables, so the daphne servers and Celery workers t
 start (they inherit this environment and these settings) agree with the test process.
 """
 
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 
 os.environ["DJANGO_ENV_FILE"] = ""
@@ -19,5 +22,10 @@ if "pytest" in sys.modules or "CELERY_QUEUE" not in os.environ:
     os.environ["CELERY_QUEUE"] = f"tests-{uuid.uuid4().hex}"
     # Likewise the cache's keys (per-session settings), when the cache is a shared Redis.
     os.environ["CACHE_PREFIX"] = f"tests-{uuid.uuid4().hex}"
+
+# Recorded audio goes to a directory of the run's own, which the servers it starts share.
+if "pytest" in sys.modules or "DJANGO_MEDIA_ROOT" not in os.environ:
+    os.environ["DJANGO_MEDIA_ROOT"] = tempfile.mkdtemp(prefix="avatarsite-test-media-")
+    atexit.register(shutil.rmtree, os.environ["DJANGO_MEDIA_ROOT"], ignore_errors=True)
 
 from avatarsite.settings import *  # noqa: F403

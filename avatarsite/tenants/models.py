@@ -25,6 +25,11 @@ class Tenant(models.Model):
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(unique=True)
+    audio_retention_days = models.PositiveSmallIntegerField(
+        default=30,
+        help_text="Days recorded conversation audio is kept (characters that record audio); "
+        "older recordings are deleted every night.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     # Changes whenever the tenant's configuration does (avatarsite/tenants/config_cache.py).
     config_version = models.UUIDField(default=uuid.uuid4, editable=False)

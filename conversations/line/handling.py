@@ -58,6 +58,7 @@ from conversations.speech.voices import recognizer_for
 
 from .client import LineApi, ReplyTokenInvalid
 from .models import LineChannel, LineEvent
+from .reading import sender_of, text_of
 from .replies import batches, compose, verbatim
 
 logger = logging.getLogger(__name__)
@@ -159,6 +160,8 @@ def _claim(channel: LineChannel, raw: dict[str, Any]) -> LineEvent | None:
                 source_id=str(
                     source.get("groupId") or source.get("roomId") or source.get("userId") or ""
                 )[:64],
+                sender_id=sender_of(raw),
+                text=text_of(raw),
                 is_redelivery=bool(delivery.get("isRedelivery")),
                 status=Status.PROCESSING,
             )

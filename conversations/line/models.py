@@ -116,6 +116,10 @@ class LineEvent(TenantOwned):
     event_type = models.CharField(max_length=32)
     source_type = models.CharField(max_length=16, blank=True)
     source_id = models.CharField(max_length=64, blank=True, help_text="User, group or room id.")
+    sender_id = models.CharField(
+        "sender", max_length=64, blank=True, help_text="The LINE user who sent it (in a group too)."
+    )
+    text = models.TextField(blank=True, help_text="What was sent: the text, or what kind of thing.")
     is_redelivery = models.BooleanField(default=False)
     duplicates = models.PositiveIntegerField(
         default=0, help_text="Later deliveries of this event that were skipped."

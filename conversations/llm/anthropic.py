@@ -19,7 +19,7 @@ import anthropic
 import httpx2
 from django.conf import settings
 
-from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, ToolSpec
+from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, ToolSpec, Usage
 from .sdk import LLM, broke_off, failure_message, loop_client
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class AnthropicProvider:
         self.api_key = api_key
         self.base_url = base_url
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest | Usage]:
         system, messages = to_anthropic_messages(request.messages)
         params: JSON = {
             "model": request.model,
@@ -157,6 +157,9 @@ class AnthropicProvider:
         params.update(request.options)
         # tool_use blocks by content index: id and name at block start, then JSON pieces.
         calls: dict[int, dict[str, str]] = {}
+        # message_start counts the input; each message_delta the output so far (cumulative).
+        tokens_in: int | None = None
+        tokens_out = 0
         streaming = stopped = False
         try:
             stream = await _client(self.base_url, self.api_key).messages.create(
@@ -176,11 +179,16 @@ class AnthropicProvider:
                         block = event.content_block
                         if block.type == "tool_use":
                             calls[event.index] = {"id": block.id, "name": block.name, "args": ""}
-                    elif event.type == "message_delta" and event.delta.stop_reason == "max_tokens":
-                        logger.warning(
-                            "Claude stopped at ANTHROPIC_MAX_TOKENS=%s; the answer is cut short",
-                            settings.ANTHROPIC_MAX_TOKENS,
-                        )
+                    elif event.type == "message_start":
+                        tokens_in = _input_tokens(event.message.usage)
+                    elif event.type == "message_delta":
+                        tokens_out = event.usage.output_tokens
+                        if event.delta.stop_reason == "max_tokens":
+                            logger.warning(
+                                "Claude stopped at ANTHROPIC_MAX_TOKENS=%s; the answer is cut "
+                                "short",
+                                settings.ANTHROPIC_MAX_TOKENS,
+                            )
         # Once the events flow, the SDK lets its HTTP client's errors (a dropped connection,
         # a read timeout) through unwrapped.
         except (anthropic.AnthropicError, httpx2.HTTPError) as exc:
@@ -194,3 +202,12 @@ class AnthropicProvider:
             raise broke_off()
         for _, call in sorted(calls.items()):
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])
+        if tokens_in is not None:
+            yield Usage(tokens_in, tokens_out)
+
+
+def _input_tokens(usage: anthropic.types.Usage) -> int:
+    """All the input a call was billed for: Messages API counts tokens read from or written to
+    the prompt cache apart from `input_tokens`."""
+    cached = (usage.cache_creation_input_tokens or 0) + (usage.cache_read_input_tokens or 0)
+    return usage.input_tokens + cached

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 from django.conf import settings
 
-from .base import LLMError, LLMRequest, ToolCallRequest
+from .base import LLMError, LLMRequest, ToolCallRequest, Usage
 from .sdk import LLM, broke_off, failure_message, http_failure_message, loop_client
 
 DIFY_CLOUD_URL = "https://api.dify.ai/v1"
@@ -44,7 +44,7 @@ class DifyProvider:
         self.api_key = api_key
         self.base_url = (base_url or DIFY_CLOUD_URL).rstrip("/")
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str | ToolCallRequest | Usage]:
         question = next((m for m in reversed(request.messages) if m.role == "user"), None)
         if question is None:
             return
@@ -58,6 +58,7 @@ class DifyProvider:
             "files": [await self._file(f, user) for f in question.files],
         }
         streaming = ended = False
+        usage: Usage | None = None
         try:
             response = await self._send(
                 lambda: _client().build_request(
@@ -77,8 +78,10 @@ class DifyProvider:
                     ended = ended or kind == "message_end"
                     if kind in ("message", "agent_message") and event.get("answer"):
                         yield event["answer"]
-                    elif kind == "message_end" and event.get("conversation_id"):
-                        request.state[STATE_KEY] = event["conversation_id"]
+                    elif kind == "message_end":
+                        if event.get("conversation_id"):
+                            request.state[STATE_KEY] = event["conversation_id"]
+                        usage = _usage(event.get("metadata"))
                     elif kind == "error":
                         status = event.get("status") or 500
                         message = failure_message(LLM, status_code=status)
@@ -91,6 +94,8 @@ class DifyProvider:
             raise LLMError(failure_message(LLM, streaming=streaming)) from exc
         if not ended:
             raise broke_off()
+        if usage is not None:
+            yield usage
 
     async def _file(self, file: dict[str, str], user: str) -> dict[str, str]:
         """Dify's file reference for an image: by URL, or uploaded when it is a data: URL."""
@@ -135,6 +140,19 @@ class DifyProvider:
 
     def _headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}
+
+
+def _usage(metadata: object) -> Usage | None:
+    """The counts in message_end's `metadata.usage`, when the app's model reported both."""
+    usage = metadata.get("usage") if isinstance(metadata, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    prompt, completion = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
+    return None if prompt is None or completion is None else Usage(prompt, completion)
+
+
+def _count(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def _backoff(attempt: int) -> float:

@@ -47,6 +47,7 @@ class TurnRequest:
     # What the turn reads before it starts, when the transport read it in its admission hop
     # (`turn.prepare_now`), so the turn needs no trip of its own to the database thread.
     prepared: Prepared | None = None
+    api_key_id: int | None = None  # the key the caller came with, for usage per key
 
 
 @dataclass(slots=True)

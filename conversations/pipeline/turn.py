@@ -11,6 +11,10 @@ and speak, on_error where a failed turn apologises, on_finish after record; its 
 Over ~400 lines on purpose: the stages read top to bottom in one module, as one turn runs;
 what each stage calls lives beside it (composing, speaking, hooks, tools).
 `announce` speaks an operator's text with the same speak stage and closing event.
+
+Over ~400 lines on purpose: the stages are one path, read in order; what each stage needs
+beyond a few lines lives in its own module (composing, speaking, shaping, tools/rounds,
+recordings).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from conversations.llm import (
     provider_for,
 )
 from conversations.models import Guardrail, Message, TurnRecord
+from conversations.recordings import Tape, delete_files
 from conversations.speech.stt import STTError, Transcript
 from conversations.speech.tts import TTSError
 from conversations.speech.voices import recognizer_for
@@ -96,6 +101,7 @@ class Turn:
     voice: Voice | None = None  # None: the turn is not spoken
     transcript: Transcript = field(default_factory=lambda: Transcript(text=None))
     usage: Usage | None = None  # tokens of all the turn's LLM calls, when the provider counts
+    tape: Tape = field(default_factory=lambda: Tape(keep=False))  # the audio heard and spoken
     # What this turn adds to the history: the user message, any tool rounds, the answer.
     added: list[ChatMessage] = field(default_factory=list)
     hooks: TurnHooks = field(default_factory=TurnHooks)  # the character's, once prepared
@@ -116,9 +122,11 @@ class Turn:
             request_text=request.text,
             provider=provider.name,
             model=character.llm_model,
+            api_key_id=request.api_key_id,
             started_at=timezone.now(),
         )
-        return cls(request, provider, record, ChunkComposer(character, context_id), started)
+        composer = ChunkComposer(character, context_id)
+        return cls(request, provider, record, composer, started, tape=Tape(character.record_audio))
 
     @property
     def who(self) -> ToolContext:
@@ -150,8 +158,16 @@ class Turn:
         return self.request.context.context_id
 
     def heard_audio(self, event: TurnEvent) -> None:
-        if isinstance(event, TurnChunk) and event.audio and self.record.first_audio_ms is None:
+        if not (isinstance(event, TurnChunk) and event.audio):
+            return
+        if self.record.first_audio_ms is None:
             self.record.first_audio_ms = self.ms()
+        self.tape.said(event.audio)
+        self.record.speech_out_seconds = self.tape.seconds_spoken
+
+    def guarded(self, hit: GuardrailHit, on: str) -> None:
+        """Note a guardrail that acted on the request or the answer."""
+        self.record.guardrails.append({"name": hit.name, "on": on, "action": hit.action})
 
     async def chunks_of(self, segments: list[str]) -> list[TurnChunk]:
         """The chunks of the reply's segments, each as the response hook has it said."""
@@ -307,6 +323,8 @@ async def guard(turn: Turn, prepared: Prepared, admitted: ShapedRequest) -> Guar
     guardrail that blocks the request, if one does."""
     text = admitted.text
     hit = await check(prepared.guardrails, turn.who, text, "request")
+    if hit is not None:
+        turn.guarded(hit, "request")
     if hit is not None and hit.action == Guardrail.Action.REPLACE:
         text = turn.record.request_text = hit.message
     turn.added.append(ChatMessage(role=Message.Role.USER, content=text, files=admitted.files))
@@ -355,6 +373,7 @@ async def generate(turn: Turn, prepared: Prepared) -> Events:
     answer = "".join(composer.texts[round_start:]).strip()
     corrected = await check(prepared.guardrails, turn.who, answer, "response")
     if corrected is not None:
+        turn.guarded(corrected, "response")
         # Already streamed; say the correction, and keep only it in the history.
         async for chunk in say(turn, corrected):
             yield chunk
@@ -436,7 +455,16 @@ async def record(
     if turn.composer.tag_speed is not None:  # later turns of the session keep it
         await remember_speed(turn.request.session_key, turn.composer.tag_speed)
     state = turn.request.context.provider_state
-    await sync_to_async(save_turn)(row, turn.request.end_user, messages, state)
+
+    def write() -> None:
+        turn.tape.store(row, turn.request.audio)
+        try:
+            save_turn(row, turn.request.end_user, messages, state)
+        except BaseException:
+            delete_files(row)  # no recording without its turn record
+            raise
+
+    await sync_to_async(write)()
     timings = " ".join(f"{name}={getattr(row, name)}" for name in TIMINGS.split())
     failure = f" error={error!r}" if error else ""
     facts = f"character={turn.character.slug} status={status} provider={turn.provider.name}"

@@ -1,4 +1,5 @@
-"""AIAvatarKit-compatible HTTP transport: `POST /chat` (SSE) and `POST /start`.
+"""AIAvatarKit-compatible HTTP transport: `POST /chat` (SSE), `POST /start`, and `POST /feedback`
+(an end user's like or dislike of an answer, named by its `transaction_id`).
 
 Thin by design: authenticate, validate the envelope, resolve who is talking to whom (one
 database hop), then stream the pipeline's events in AIAvatarKit's wire format.
@@ -7,18 +8,21 @@ database hop), then stream the pipeline's events in AIAvatarKit's wire format.
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import AsyncIterator, Mapping
+from typing import Any, Literal
 
 from asgiref.sync import sync_to_async
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from characters.models import Character
 
-from ..admission import Caller, admit, admit_session, find_character, identify
-from ..models import EndUser
+from ..admission import Caller, admit, admit_session, find_character, identify, known_end_user
+from ..feedback import MAX_COMMENT_LENGTH, rate_turn
+from ..models import EndUser, TurnRecord
 from ..pipeline.events import TurnRequest
 from ..pipeline.sessions import run_session_turn
 from ..pipeline.turn import prepare_now
@@ -34,6 +38,7 @@ from .aiavatar_wire import (
 )
 from .base import INTERNAL_ERROR, Rejected, methods, read_json
 from .sse import sse_response
+from .text import ID_MAX_LENGTH
 
 CHANNEL = "http"
 # What AIAvatarKit's HTTP clients send (`start`; its socket's `invoke` means the same here).
@@ -179,3 +184,68 @@ async def start(request: HttpRequest, slug: str | None = None) -> HttpResponseBa
         context_id=payload.context_id,
     )
     return sse_response(connected(), failed=failed)
+
+
+class FeedbackRequest(BaseModel):
+    """A verdict on one answer: the `transaction_id` its responses carried, who gave it (as
+    the turn named its user: `user_id`, else the `session_id` of a /chat turn without one),
+    like or dislike (null: none), and an optional comment."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    transaction_id: str = Field(max_length=ID_MAX_LENGTH)
+    user_id: str | None = Field(None, max_length=ID_MAX_LENGTH)
+    session_id: str | None = Field(None, max_length=ID_MAX_LENGTH)
+    rating: Literal["like", "dislike"] | None = None
+    comment: str | None = Field(None, max_length=MAX_COMMENT_LENGTH)
+
+
+def _rate(headers: Mapping[str, str], slug: str | None, data: Any) -> dict[str, Any]:
+    caller = identify(headers)
+    if isinstance(data, Rejected):
+        raise data
+    try:
+        payload = FeedbackRequest.model_validate(data)
+    except ValidationError as exc:
+        raise Rejected(
+            422, "invalid feedback", code="validation", body={"detail": validation_errors(exc)}
+        ) from None
+    user = caller.user(payload.user_id) or (
+        f"session:{payload.session_id}" if payload.session_id else None
+    )
+    if user is None:
+        raise Rejected(400, "user_id (or session_id) is required.", code="user_id")
+    character = find_character(caller, slug or headers.get("X-Character"))
+    unknown = Rejected(404, "Unknown transaction_id.", code="not_found")
+    try:
+        turn_id = uuid.UUID(payload.transaction_id)
+    except ValueError:
+        raise unknown from None
+    # The user is named on the channel the turn came in on (/chat's or /ws's identities).
+    channel = (
+        TurnRecord.objects.filter(id=turn_id, character=character)
+        .values_list("channel", flat=True)
+        .first()
+    )
+    end_user = known_end_user(caller, channel, user) if channel else None
+    if not rate_turn(turn_id, character, end_user, payload.rating, payload.comment):
+        raise unknown
+    return {
+        "transaction_id": str(turn_id),
+        "rating": payload.rating,
+        "comment": payload.comment or "",
+    }
+
+
+@csrf_exempt
+@methods("POST", refuse=error_response)
+async def feedback(request: HttpRequest, slug: str | None = None) -> HttpResponseBase:
+    try:
+        data: Any = read_json(request)
+    except Rejected as rejected:
+        data = rejected
+    try:
+        body = await sync_to_async(_rate)(request.headers, slug, data)
+    except Rejected as rejected:
+        return error_response(rejected)
+    return JsonResponse(body, json_dumps_params={"ensure_ascii": False})

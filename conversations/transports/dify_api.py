@@ -3,8 +3,9 @@
 
 `conversation_id` is our context id; `message_id` and `task_id` are the turn record's id;
 `answer` carries the raw chunk text (control tags included, as AIAvatarKit sends it).
-Streaming emits `message` per sentence and `message_end` (its metadata saying `interrupted`
-when a stop or a newer request cut the answer short), or `error` when the turn fails;
+Streaming emits `message` per sentence and `message_end` (its metadata carrying `usage` when
+the provider counted tokens, and `interrupted` when a stop or a newer request cut the answer
+short), or `error` when the turn fails;
 `blocking` returns one JSON object. A conversation keeps the `inputs` it started with
 (Dify's conversation variables, conversations/transports/dify_app.py).
 """
@@ -204,12 +205,25 @@ async def _stream(turn: TurnRequest, message_id: str) -> AsyncIterator[str]:
                         message_id,
                         conversation_id,
                         answer=None,
-                        metadata={"interrupted": True} if event.interrupted else {},
+                        metadata=_metadata(event),
                         created_at=created_at,
                     )
                 )
         if failure := _failure(event):
             yield _error_event(failure, message_id, conversation_id)
+
+
+def _metadata(event: TurnFinished) -> dict[str, Any]:
+    """message_end's metadata: `usage` as Dify reports its model's (when the provider counted
+    tokens), and `interrupted` when a newer request cut the reply short."""
+    metadata: dict[str, Any] = {"interrupted": True} if event.interrupted else {}
+    if event.usage is not None:
+        metadata["usage"] = {
+            "prompt_tokens": event.usage.prompt_tokens,
+            "completion_tokens": event.usage.completion_tokens,
+            "total_tokens": event.usage.total_tokens,
+        }
+    return metadata
 
 
 def _error_event(failure: Rejected, message_id: str, conversation_id: str) -> str:
@@ -232,7 +246,7 @@ async def _blocking(turn: TurnRequest) -> JsonResponse:
                     conversation_id,
                     mode="chat",
                     answer=event.text,
-                    metadata={"interrupted": True} if event.interrupted else {},
+                    metadata=_metadata(event),
                     created_at=int(time.time()),
                 ),
                 json_dumps_params={"ensure_ascii": False},

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from characters.models import Character
 
 from ..admission import Caller, find_character, identify, known_end_user
+from ..feedback import MAX_COMMENT_LENGTH, rate_turn
 from ..models import Context, EndUser, Message, TurnRecord
 from ..pipeline.prompt import BUILT_IN_PLACEHOLDERS, PLACEHOLDER
 from ..pipeline.sessions import interrupt_session
@@ -79,7 +80,7 @@ class RenameBody(_UserParams):
 
 class FeedbackBody(_UserParams):
     rating: str | None = Field(None, pattern=r"^(like|dislike)$")
-    content: str | None = None
+    content: str | None = Field(None, max_length=MAX_COMMENT_LENGTH)
 
 
 class VariableBody(_UserParams):
@@ -304,13 +305,8 @@ def delete_conversation(scope: Scope, body: _UserParams, conversation_id: str) -
 
 
 def feedback_body(scope: Scope, body: FeedbackBody, message_id: str) -> dict[str, Any]:
-    updated = TurnRecord.objects.filter(
-        id=_uuid(message_id, "message"),
-        character=scope.character,
-        end_user=scope.end_user,
-        status=TurnRecord.Status.COMPLETED,
-    ).update(feedback_rating=body.rating or "", feedback_content=body.content or "")
-    if scope.end_user is None or not updated:
+    turn_id = _uuid(message_id, "message")
+    if not rate_turn(turn_id, scope.character, scope.end_user, body.rating, body.content):
         raise _not_found("message")
     return {"result": "success"}
 

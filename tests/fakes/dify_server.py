@@ -77,7 +77,8 @@ class _DifyHandler(_Handler):
         common = {"conversation_id": conversation_id, "message_id": message_id}
         if self._ends_short(reply.ending, started=False):
             return
-        for sent, piece in enumerate(split_into_deltas(text)):
+        pieces = split_into_deltas(text)
+        for sent, piece in enumerate(pieces):
             if sent == reply.cut_after:
                 self._cut()
             self._pause(chunk_delay)
@@ -88,7 +89,15 @@ class _DifyHandler(_Handler):
             self._cut()
         if self._ends_short(reply.ending, started=True):
             return
-        self._event({"event": "message_end", "metadata": {"usage": {"total_tokens": 1}}, **common})
+        # Approximate counts, as Dify reports its model's: words asked, one a piece answered.
+        asked = len(str(body["query"]).split())
+        usage = {
+            "prompt_tokens": asked,
+            "completion_tokens": len(pieces),
+            "total_tokens": asked + len(pieces),
+            "currency": "USD",
+        }
+        self._event({"event": "message_end", "metadata": {"usage": usage}, **common})
         self._write_chunk(b"")
 
     def _upload(self, raw: bytes) -> None:

@@ -162,6 +162,7 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
                     "disabled_tools",
                     "dynamic_tools",
                     "openai_history",
+                    "record_audio",
                 )
             },
         ),

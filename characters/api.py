@@ -53,6 +53,7 @@ class CharacterSerializer(serializers.ModelSerializer):
             "news_country",
             "dynamic_tools",
             "openai_history",
+            "record_audio",
             "is_default",
             "is_active",
             "created_at",

@@ -159,6 +159,7 @@ EVERY_FIELD = {
     "news_country": "JP",
     "dynamic_tools": True,
     "openai_history": "client",
+    "record_audio": True,
     "is_default": True,
     "is_active": False,
 }

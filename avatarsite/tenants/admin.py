@@ -10,7 +10,7 @@ from .scoping import TenantScopedAdmin
 
 @admin.register(Tenant)
 class TenantAdmin(TenantScopedAdmin):
-    list_display = ["name", "slug", "created_at"]
+    list_display = ["name", "slug", "audio_retention_days", "created_at"]
     search_fields = ["name", "slug"]
     prepopulated_fields = {"slug": ["name"]}
 

@@ -213,6 +213,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# Every date and time the admin prints names its zone (avatarsite/formats/).
+FORMAT_MODULE_PATH = ["avatarsite.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = env.path("DJANGO_STATIC_ROOT", default=str(VAR_DIR / "static"))

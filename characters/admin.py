@@ -42,6 +42,7 @@ from .models import (
     Origin,
     WeeklySchedule,
 )
+from .rendering import markdown_tables, paragraphs, pretty_json
 from .tasks import enqueue_job
 from .times import with_zone
 
@@ -251,44 +252,80 @@ class CharacterAdmin(ManualEditMixin, TenantScopedAdmin):
 
 
 class LifeRowAdmin(ManualEditMixin, TenantScopedAdmin):
+    """A schedule or diary: shown rendered (a table, paragraphs) above its editable text, its
+    times on the character's clock with the zone."""
+
     list_select_related = ("character",)
-    readonly_fields: ClassVar[tuple[str, ...]] = ("origin", "created_at", "updated_at")
+    readonly_fields: ClassVar[tuple[str, ...]] = ("rendered", "origin", "created", "updated")
+    exclude = ("content_context",)
 
     def save_model(self, request: HttpRequest, obj: Any, form: Any, change: bool) -> None:
         self.mark_manual(obj, form.changed_data)
         super().save_model(request, obj, form, change)
 
+    @admin.display(description="as shown")
+    def rendered(self, obj: Any) -> SafeString | str:
+        return markdown_tables(obj.content) if obj.pk else "-"
+
+    @admin.display(description="created", ordering="created_at")
+    def created(self, obj: Any) -> SafeString | str:
+        return with_zone(obj.created_at, obj.character.zone) if obj.pk else "-"
+
+    @admin.display(description="updated", ordering="updated_at")
+    def updated(self, obj: Any) -> SafeString | str:
+        return with_zone(obj.updated_at, obj.character.zone) if obj.pk else "-"
+
+    @admin.display(description="generated from")
+    def generated_from(self, obj: Any) -> SafeString:
+        return pretty_json(obj.content_context)
+
 
 @admin.register(WeeklySchedule)
 class WeeklyScheduleAdmin(LifeRowAdmin):
-    list_display = ("character", "origin", "updated_at")
+    list_display = ("character", "origin", "updated")
+    fields = ("character", "rendered", "content", "origin", "created", "updated")
     search_fields = ("character__name", "character__slug")
 
 
 @admin.register(DailySchedule)
 class DailyScheduleAdmin(LifeRowAdmin):
-    list_display = ("character", "schedule_date", "origin", "updated_at")
+    list_display = ("character", "schedule_date", "origin", "updated")
     list_filter = ("origin", "character")
     date_hierarchy = "schedule_date"
     search_fields = ("character__name", "character__slug", "content")
-    readonly_fields = ("origin", "content_context", "created_at", "updated_at")
+    readonly_fields = ("rendered", "origin", "generated_from", "created", "updated")
+    fields = ("character", "schedule_date", "rendered", "content", *readonly_fields[1:])
 
 
 @admin.register(Diary)
 class DiaryAdmin(LifeRowAdmin):
-    list_display = ("character", "diary_date", "origin", "news_status", "updated_at")
+    list_display = ("character", "diary_date", "excerpt", "origin", "news_status", "updated")
     list_filter = ("origin", "news_status", "character")
     date_hierarchy = "diary_date"
     search_fields = ("character__name", "character__slug", "content")
     readonly_fields = (
+        "rendered",
         "origin",
         "news_status",
         "news_digest",
-        "content_context",
-        "memory_synced_at",
-        "created_at",
-        "updated_at",
+        "generated_from",
+        "memory_synced",
+        "created",
+        "updated",
     )
+    fields = ("character", "diary_date", "rendered", "content", "topics", *readonly_fields[1:])
+
+    @admin.display(description="as shown")
+    def rendered(self, obj: Any) -> SafeString | str:
+        return paragraphs(obj.content) if obj.pk else "-"
+
+    @admin.display(description="diary")
+    def excerpt(self, diary: Diary) -> str:
+        return Truncator(" ".join(diary.content.split())).chars(100)
+
+    @admin.display(description="in memory since")
+    def memory_synced(self, diary: Diary) -> SafeString | str:
+        return with_zone(diary.memory_synced_at, diary.character.zone)
 
 
 @admin.register(NewsDigest)

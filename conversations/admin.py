@@ -85,7 +85,7 @@ class MessageInline(TenantScopedTabularInline):
 
 def conversation_link(context_id: object) -> str:
     url = reverse("admin:conversations_turnrecord_conversation", args=[context_id])
-    return format_html('<a href="{}">Read the conversation</a>', url)
+    return format_html('<a href="{}">Read</a>', url)
 
 
 @admin.register(Context)
@@ -140,19 +140,17 @@ class FeedbackFilter(admin.SimpleListFilter):
 
 @admin.register(TurnRecord)
 class TurnRecordAdmin(ReadOnlyAdmin):
+    # The phases' timings are on each record's page, the conversation view and the dashboard.
     list_display = (
         "started",
         "character",
         "status",
-        "channel",
-        "provider",
-        "llm_first_token_ms",
-        "first_chunk_ms",
-        "tool_ms",
-        "llm_ms",
-        "total_ms",
-        "feedback",
         "read",
+        "feedback",
+        "asked",
+        "channel",
+        "llm_first_token_ms",
+        "total_ms",
     )
     list_filter = (
         "status",
@@ -179,15 +177,17 @@ class TurnRecordAdmin(ReadOnlyAdmin):
     def started(self, record: TurnRecord) -> str:
         return with_zone(record.started_at, record.character.zone)
 
+    @admin.display(description="request")
+    def asked(self, record: TurnRecord) -> str:
+        return Truncator(record.request_text).chars(60)
+
     @admin.display(description="feedback", ordering="feedback_at")
     def feedback(self, record: TurnRecord) -> str:
         if not (record.feedback_rating or record.feedback_content):
             return "-"
-        mark = {"like": "👍", "dislike": "👎"}.get(record.feedback_rating, "")
         return format_html(
-            '<span title="{}">{} {}</span>',
-            record.feedback_at or "",
-            mark,
+            "<strong>{}</strong> {}",
+            record.get_feedback_rating_display() or "",
             Truncator(record.feedback_content).chars(80),
         )
 

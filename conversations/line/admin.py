@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django.utils.text import Truncator
 
 from avatarsite.tenants.provider_secrets import describe
 from avatarsite.tenants.scoping import TenantScopedAdmin
+from characters.times import with_zone
 from conversations.admin import ChannelIdentityAdmin
 from conversations.models import ChannelIdentity
 
@@ -56,28 +60,74 @@ class LineChannelAdmin(TenantScopedAdmin):
         )
 
 
+STATUS_COLOURS: dict[str, str] = {
+    LineEvent.Status.FAILED: "#ba2121",
+    LineEvent.Status.DONE: "#2e7d32",
+}
+
+
 @admin.register(LineEvent)
 class LineEventAdmin(TenantScopedAdmin):
-    list_display = (
-        "received_at",
-        "channel",
-        "event_type",
-        "source_type",
-        "status",
-        "is_redelivery",
-        "duplicates",
-        "outcome",
-    )
+    """Events as they read: when (on the character's clock), who sent what, and what was done."""
+
+    list_display = ("received", "on", "sender", "said", "what_was_done")
     list_filter = ("status", "event_type", "source_type", "is_redelivery", "channel")
-    search_fields = ("webhook_event_id", "source_id", "outcome")
+    search_fields = ("webhook_event_id", "source_id", "sender_id", "text", "outcome")
     date_hierarchy = "received_at"
-    list_select_related = ("channel",)
+    list_select_related = ("channel__character",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LineEvent]:
+        # The sender's name as the character knows them (their one-to-one chat's end user).
+        named = ChannelIdentity.objects.filter(
+            tenant_id=OuterRef("tenant_id"),
+            channel=IDENTITY_CHANNELS["user"],
+            external_id=OuterRef("sender_id"),
+        ).values("end_user__display_name")[:1]
+        return super().get_queryset(request).annotate(sender_name=Subquery(named))
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    @admin.display(description="received", ordering="received_at")
+    def received(self, event: LineEvent) -> SafeString | str:
+        return with_zone(event.received_at, event.channel.character.zone)
+
+    @admin.display(description="channel", ordering="channel__slug")
+    def on(self, event: LineEvent) -> str:
+        return event.channel.slug
+
+    @admin.display(description="sender", ordering="sender_id")
+    def sender(self, event: LineEvent) -> SafeString | str:
+        if not event.sender_id:
+            return "-"
+        name = getattr(event, "sender_name", None) or event.sender_id[:9] + "…"
+        return format_html('<span title="{}">{}</span>', event.sender_id, name)
+
+    @admin.display(description="text")
+    def said(self, event: LineEvent) -> SafeString:
+        return format_html(
+            '<div style="min-width: 10em; white-space: normal">{}</div>',
+            Truncator(event.text).chars(200) or f"({event.event_type})",
+        )
+
+    @admin.display(description="outcome", ordering="status")
+    def what_was_done(self, event: LineEvent) -> SafeString:
+        """The status, then what was done (or why not), redeliveries and skipped duplicates."""
+        notes = [
+            *(["a redelivery"] if event.is_redelivery else []),
+            *([f"{event.duplicates} later delivery(ies) skipped"] if event.duplicates else []),
+        ]
+        return format_html(
+            '<div style="min-width: 14em; white-space: normal">'
+            '<strong style="color: {}">{}</strong> {}{}</div>',
+            STATUS_COLOURS.get(event.status, "inherit"),
+            event.get_status_display(),
+            event.outcome or "",
+            f" ({'; '.join(notes)})" if notes else "",
+        )
 
 
 class LineMessageForm(forms.Form):

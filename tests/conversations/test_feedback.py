@@ -136,5 +136,8 @@ def test_operators_list_and_filter_feedback(
     assert listed(client, "feedback=like") == [good]
     assert listed(client, "feedback=comment") == [bad]
     assert listed(client, "q=rude") == [bad]
-    assert "👎" in client.get(f"{changelist}?feedback=dislike").content.decode()
+    assert (
+        "<strong>Dislike</strong> rude"
+        in client.get(f"{changelist}?feedback=dislike").content.decode()
+    )
     assert listed(outsider, "feedback=any") == []

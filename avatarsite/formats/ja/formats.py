@@ -1,0 +1,2 @@
+DATETIME_FORMAT = "Y年n月j日G:i T"
+SHORT_DATETIME_FORMAT = "Y/m/d G:i T"

@@ -9,12 +9,8 @@ and speak, on_error where a failed turn apologises, on_finish after record; its 
 (invoke_timeout_seconds) bounds generate and speak, counted from the turn's start.
 
 Over ~400 lines on purpose: the stages read top to bottom in one module, as one turn runs;
-what each stage calls lives beside it (composing, speaking, hooks, tools).
+what each stage calls lives beside it (composing, speaking, hooks, tools, recordings).
 `announce` speaks an operator's text with the same speak stage and closing event.
-
-Over ~400 lines on purpose: the stages are one path, read in order; what each stage needs
-beyond a few lines lives in its own module (composing, speaking, shaping, tools/rounds,
-recordings).
 """
 
 from __future__ import annotations

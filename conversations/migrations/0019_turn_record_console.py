@@ -5,7 +5,7 @@ import conversations.models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0017_turn_record_usage"),
+        ("conversations", "0018_python_guardrails_shared_messages"),
     ]
 
     operations = [

@@ -34,7 +34,7 @@ def remove_entry(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0018_turn_record_console"),
+        ("conversations", "0019_turn_record_console"),
         ("django_celery_beat", "0018_improve_crontab_helptext"),
     ]
 

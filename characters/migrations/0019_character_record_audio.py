@@ -3,7 +3,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("characters", "0017_openai_history"),
+        ("characters", "0018_turn_hooks_shared_context_time_limit"),
     ]
 
     operations = [

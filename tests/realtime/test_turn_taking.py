@@ -245,10 +245,12 @@ async def test_smart_turn_keeps_a_pause_after_a_filler_from_ending_the_turn(
         await socket.close()
 
     heard = [seconds for _, seconds in await turns()]
-    assert len(heard) == (1 if hook else 2)
-    assert len(fake_llm.audio_requests) == len(heard)
     if hook:
-        assert heard[0] is not None and heard[0] > 3.0  # both parts, and the pause
+        [seconds] = heard
+        assert seconds is not None and seconds > 3.0  # both parts, and the pause
+        assert len(fake_llm.audio_requests) == 1
+    else:  # two turns (the second may cut the first short while it is being transcribed)
+        assert len(heard) == 2
 
 
 async def test_no_partial_arrives_for_speech_dropped_when_a_turn_is_accepted(

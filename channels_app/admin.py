@@ -24,8 +24,8 @@ class SpeakForm(forms.Form):
 
 @admin.register(LiveSession)
 class LiveSessionAdmin(TenantScopedAdmin):
-    list_display = ("session_id", "character", "user_id", "started_at")
-    list_filter = ("character",)
+    list_display = ("session_id", "channel", "character", "user_id", "started_at")
+    list_filter = ("channel", "character")
     search_fields = ("session_id", "user_id")
     readonly_fields = [f.name for f in LiveSession._meta.fields]
     actions = ["speak", "interrupt"]

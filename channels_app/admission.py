@@ -1,6 +1,8 @@
-"""Who a `/ws` socket speaks for, through the one admission path (conversations/admission.py):
-the credential at the handshake (a header, or a subprotocol browsers can set), the character,
-and at `start` the end user and session, with the row staff see the live session by."""
+"""Who a `/ws` or `/avatar/ws` socket speaks for, through the one admission path
+(conversations/admission.py): the credential at the handshake (a header, or a subprotocol
+browsers can set, or a browser token as `?token=` bound to the page's Origin), counted against
+the key's rate and stream limits, the character, and then the end user and session, with the
+row staff see the live session by."""
 
 from __future__ import annotations
 
@@ -78,10 +80,13 @@ def register(
     session_id: str,
     user_id: str | None,
     metadata: dict[str, Any],
+    *,
+    channel: str = CHANNEL,
 ) -> tuple[AdmittedSession, str]:
-    """Bind the socket to its admitted session (who is talking) and the row staff see it by."""
+    """Bind the socket to its admitted session (who is talking) and the row staff see it by;
+    `channel` names the socket's protocol (`/avatar/ws` passes its own)."""
     session = admit_session(
-        caller, character, channel=CHANNEL, user_id=user_id, session_id=session_id
+        caller, character, channel=channel, user_id=user_id, session_id=session_id
     )
     user_id = user_id or str(session.end_user.id)
     LiveSession.objects.update_or_create(
@@ -92,6 +97,7 @@ def register(
             "user_id": user_id,
             "end_user": session.end_user,
             "character": character,
+            "channel": channel,
             "metadata": metadata,
         },
     )

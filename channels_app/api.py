@@ -24,7 +24,16 @@ class LiveSessionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = LiveSession
-        fields = ["id", "session_id", "user_id", "end_user", "character", "metadata", "started_at"]
+        fields = [
+            "id",
+            "session_id",
+            "channel",
+            "user_id",
+            "end_user",
+            "character",
+            "metadata",
+            "started_at",
+        ]
 
 
 class SpeakSerializer(serializers.Serializer):
@@ -37,8 +46,9 @@ class LiveSessionViewSet(
     mixins.RetrieveModelMixin,
     viewsets.GenericViewSet,
 ):
-    """Open /ws sessions of every server process (filter with `?character=<slug>` or
-    `?user_id=`). Commands reach the session through the channel layer wherever it runs."""
+    """Open /ws and /avatar/ws sessions (`channel`: websocket or avatar) of every server
+    process (filter with `?character=<slug>` or `?user_id=`). Commands reach the session
+    through the channel layer wherever it runs."""
 
     queryset = LiveSession.objects.select_related("character")
     serializer_class = LiveSessionSerializer

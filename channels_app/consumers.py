@@ -169,13 +169,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if "response_audio_chunk_size" in metadata:
             connection.pcm_slice_bytes = metadata["response_audio_chunk_size"]
         await self._leave_groups()
-        for group in (
-            live.session_group(session.key),
-            live.user_group(session.end_user.pk),
-            live.character_group(connection.character.pk),
-        ):
-            await self.channel_layer.group_add(group, self.channel_name)
-            self.groups_joined.append(group)
+        self.groups_joined = await live.join(self.channel_layer, self.channel_name, session)
         await self.relay.send_now(messages.connected(connection, message.context_id))
 
     async def _data(self, connection: Connection, frame: AudioFrame) -> None:
@@ -292,8 +286,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         await self.relay.send_now(messages.error(self.connection, error))
 
     async def _leave_groups(self) -> None:
-        for group in self.groups_joined:
-            await self.channel_layer.group_discard(group, self.channel_name)
+        await live.leave(self.channel_layer, self.channel_name, self.groups_joined)
         self.groups_joined = []
 
 

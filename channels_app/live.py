@@ -12,9 +12,9 @@ import hashlib
 import uuid
 
 from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
+from channels.layers import BaseChannelLayer, get_channel_layer
 
-from conversations.admission import session_key
+from conversations.admission import AdmittedSession, session_key
 
 from .models import LiveSession
 
@@ -47,6 +47,23 @@ def user_group(end_user_id: uuid.UUID) -> str:
 
 def character_group(character_id: int) -> str:
     return f"live.character.{character_id}"
+
+
+async def join(layer: BaseChannelLayer, channel_name: str, session: AdmittedSession) -> list[str]:
+    """Put a socket in its session's three groups; the groups, to `leave` them."""
+    groups = [
+        session_group(session.key),
+        user_group(session.end_user.pk),
+        character_group(session.character.pk),
+    ]
+    for group in groups:
+        await layer.group_add(group, channel_name)
+    return groups
+
+
+async def leave(layer: BaseChannelLayer, channel_name: str, groups: list[str]) -> None:
+    for group in groups:
+        await layer.group_discard(group, channel_name)
 
 
 async def speak(group: str, text: str) -> None:

@@ -1,6 +1,7 @@
-"""The registry of live realtime sessions: one row per open WebSocket that has sent `start`.
+"""The registry of live realtime sessions: one row per open WebSocket that has sent `start`
+(/ws) or was admitted (/avatar/ws).
 
-Rows are written by the consumers (created on `start`, deleted on disconnect), so staff can
+Rows are written by the consumers (created then, deleted on disconnect), so staff can
 list the sessions of every server process and send them commands through the channel layer.
 """
 
@@ -25,6 +26,8 @@ class LiveSession(TenantOwned):
     user_id = models.CharField(max_length=255, blank=True, db_index=True)  # as the client sent
     end_user = models.ForeignKey(EndUser, on_delete=models.CASCADE, related_name="live_sessions")
     character = models.ForeignKey(Character, on_delete=models.CASCADE, related_name="live_sessions")
+    # The socket's protocol: "websocket" (/ws, AIAvatarKit's) or "avatar" (/avatar/ws).
+    channel = models.CharField(max_length=32, default="websocket")
     metadata = models.JSONField(default=dict, blank=True)  # the `start` message's metadata
     started_at = models.DateTimeField(auto_now_add=True)
 

@@ -1,9 +1,12 @@
 """The avatar socket: one connection, one admitted session, turns spoken as sync frames.
 
-Auth like avatar-chat-server's: an API key as `Authorization: Bearer`, or a browser token as
-`?token=`; `?character=<slug>` picks the character (else the credential's default). A wrong
-credential refuses the handshake; an unknown (or another tenant's) character is an `error`
-then close 4404.
+Admitted exactly as `/ws` is (channels_app/admission.py): an API key as `Authorization:
+Bearer` (or the `Authorization.<base64>` subprotocol), or a browser token as `?token=` bound to
+the page's Origin, counted against the key's request rate and concurrent streams;
+`?character=<slug>` picks the character (else the credential's default). A wrong credential
+refuses the handshake; an unknown (or another tenant's) character, or a key over its limits,
+is an `error` then close 4000 + the HTTP status (4404, 4429). Each socket is a live session
+staff see and command (`live.speak`, `live.interrupt`) like a `/ws` one.
 
 Each turn is one task that sends, in order: `avatar_state{Responding}`, `audio_start`,
 `transcript_delta`s and paced `sync_frame`s, `audio_end`, `transcript_done`,
@@ -22,21 +25,30 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
+from channels_app import live
+from channels_app.admission import admit_socket, credentials, register
 from channels_app.listening import Listener
+from channels_app.models import LiveSession
 from characters.models import Character
-from conversations.admission import AdmittedSession, admit_session, find_character, identify
+from conversations.admission import AdmittedSession, Caller
 from conversations.avatar.animator import FPS, SAMPLE_RATE, FaceFrame
 from conversations.avatar.speaking import FramePacer, face_track, sentence_frames
-from conversations.pipeline.events import TurnChunk, TurnFailed, TurnFinished, TurnStarted
+from conversations.pipeline.announcing import announce
+from conversations.pipeline.events import (
+    TurnChunk,
+    TurnEvent,
+    TurnFailed,
+    TurnFinished,
+    TurnStarted,
+)
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.rate_limits import StreamSlot
 from conversations.transports.base import Rejected
@@ -68,29 +80,25 @@ class _Turn:
     text: list[tuple[str, int, int]] = field(default_factory=list)  # delta, start, end ms
 
 
-def _admit(scope: Mapping[str, Any]) -> tuple[AdmittedSession, StreamSlot] | None:
-    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    headers = {k.decode("latin-1").title(): v.decode("latin-1") for k, v in scope["headers"]}
+def _register(
+    channel_name: str, caller: Caller, character: Character, slot: StreamSlot
+) -> AdmittedSession:
+    """The socket's session (a new end user, or a browser token's own) and its live-session
+    row; the stream slot is given back if that fails."""
     try:
-        caller = identify(headers, (query.get("token") or [""])[0] or None)
-    except Rejected as rejected:
-        if rejected.status == 401:
-            return None
-        raise
-    character: Character = find_character(caller, (query.get("character") or [""])[0] or None)
-    slot = caller.open_stream()
-    try:
-        session = admit_session(
+        session, _ = register(
+            channel_name,
             caller,
             character,
+            str(uuid.uuid4()),
+            caller.user(None),
+            {},
             channel=CHANNEL,
-            user_id=caller.user(None),
-            session_id=str(uuid.uuid4()),
         )
-    except Exception:
+    except BaseException:
         slot.release()
         raise
-    return session, slot
+    return session
 
 
 class AvatarConsumer(AsyncWebsocketConsumer):
@@ -103,18 +111,23 @@ class AvatarConsumer(AsyncWebsocketConsumer):
         self.listener: Listener | None = None
         self.streaming = False
         self.context_id: uuid.UUID | None = None
+        self.groups: list[str] = []
+        token, subprotocol = credentials(self.scope)
         try:
-            admitted = await sync_to_async(_admit)(self.scope)
+            admitted = await sync_to_async(admit_socket)(self.scope, token)
         except Rejected as rejected:
-            await self.accept()
+            await self.accept(subprotocol)
             await self.send(wire.error(rejected.code, rejected.message))
             await self.close(code=4000 + rejected.status)
             return
         if admitted is None:
             await self.close(code=POLICY_VIOLATION)  # before accept: the handshake fails
             return
-        self.session, self.slot = admitted
-        await self.accept()
+        caller, character, slot = admitted
+        self.session = await sync_to_async(_register)(self.channel_name, caller, character, slot)
+        self.slot = slot
+        self.groups = await live.join(self.channel_layer, self.channel_name, self.session)
+        await self.accept(subprotocol)
         engine = face_track().engine.name
         await self._send(wire.config(settings.SPEECH_SAMPLE_RATE, engine))
 
@@ -122,8 +135,25 @@ class AvatarConsumer(AsyncWebsocketConsumer):
         await self._cancel_turn()
         if self.listener is not None:
             self.listener.close()
+        await live.leave(self.channel_layer, self.channel_name, self.groups)
+        if self.session is not None:
+            await LiveSession.objects.filter(channel_name=self.channel_name).adelete()
         if self.slot is not None:
             await sync_to_async(self.slot.release)()
+
+    # --- live control: staff reach the socket through its groups (channels_app/live.py) ---
+
+    async def live_speak(self, message: dict[str, Any]) -> None:
+        """Say an operator's text in the character's voice: a turn of its own, which cuts
+        the one being spoken short (with its `interrupt`)."""
+        if self.session is None:
+            return
+        text = str(message.get("text", ""))[: live.MAX_SPEAK_CHARS]
+        await self._begin_turn(announce(self.session.character, text, self.context_id), False)
+
+    async def live_interrupt(self, message: dict[str, Any]) -> None:
+        """Stop the turn being spoken, as the client's own `interrupt` does."""
+        await self._interrupt()
 
     # --- client messages -----------------------------------------------------------------
 
@@ -197,19 +227,31 @@ class AvatarConsumer(AsyncWebsocketConsumer):
     # --- turns ---------------------------------------------------------------------------
 
     async def _start_turn(self, **inputs: Any) -> None:
+        """A turn of the user's: their text, or an utterance the server heard."""
+        await self._begin_turn(self._turn_events(inputs), inputs.get("audio") is not None)
+
+    async def _turn_events(self, inputs: dict[str, Any]) -> AsyncIterator[TurnEvent]:
+        session = self.session
+        assert session is not None
+        context = await sync_to_async(session.reopen)(self.context_id)
+        request = session.turn(context, **inputs)
+        async for event in run_session_turn(request):
+            yield event
+
+    async def _begin_turn(self, events: AsyncIterator[TurnEvent], heard: bool) -> None:
         if self.turn is not None:
             await self._interrupt()  # a new request while speaking cuts the reply short
         turn = _Turn(turn_id=f"turn_{wire.now_ms()}_{uuid.uuid4().hex[:8]}")
-        turn.task = asyncio.create_task(self._speak(turn, inputs))
+        turn.task = asyncio.create_task(self._speak(turn, events, heard))
         self.turn = turn
 
-    async def _speak(self, turn: _Turn, inputs: dict[str, Any]) -> None:
+    async def _speak(self, turn: _Turn, events: AsyncIterator[TurnEvent], heard: bool) -> None:
         """Send the turn's messages and paced frames while `_produce` prepares the next
         sentence's, so a sentence's phonemes and weights never hold up the frame clock."""
         assert self.session is not None
         session_id = self.session.session_id
         queue: asyncio.Queue[str | FaceFrame | None] = asyncio.Queue(maxsize=QUEUED_ITEMS)
-        producer = asyncio.create_task(self._produce(turn, inputs, queue))
+        producer = asyncio.create_task(self._produce(turn, events, heard, queue))
         pacer = FramePacer()
         try:
             while (item := await queue.get()) is not None:
@@ -227,20 +269,24 @@ class AvatarConsumer(AsyncWebsocketConsumer):
                 self.turn = None
 
     async def _produce(
-        self, turn: _Turn, inputs: dict[str, Any], queue: asyncio.Queue[str | FaceFrame | None]
+        self,
+        turn: _Turn,
+        events: AsyncIterator[TurnEvent],
+        heard: bool,
+        queue: asyncio.Queue[str | FaceFrame | None],
     ) -> None:
+        """The turn's messages and frames, from its events (`heard`: the user's utterance,
+        whose transcript is sent first)."""
         session = self.session
         assert session is not None
         track = face_track(seed=hash(turn.turn_id))
         started = False
         spoken: list[str] = []
         try:
-            context = await sync_to_async(session.reopen)(self.context_id)
-            request = session.turn(context, **inputs)
-            async for event in run_session_turn(request):
+            async for event in events:
                 if isinstance(event, TurnStarted):
                     self.context_id = event.context_id
-                    if inputs.get("audio") is not None:
+                    if heard:
                         await queue.put(
                             wire.message(
                                 "transcript_done",

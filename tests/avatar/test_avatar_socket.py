@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
+from django.contrib.auth.models import User
 from django.test import Client
 
 from avatarsite.asgi import application
-from avatarsite.tenants.models import Tenant, TenantOrigin
+from avatarsite.tenants.models import Membership, Tenant, TenantOrigin
+from channels_app.models import LiveSession
 from characters.models import Character
 from conversations.avatar import arkit
 from conversations.models import ApiKey, TurnRecord
@@ -137,13 +139,14 @@ async def test_an_interrupt_stops_face_and_audio_at_the_same_offset(
     fake_llm.script(SLOW)
     socket = await _connect(api_key)
     await socket.send_json_to({"type": "text", "data": "Count"})
-    received = 0
-    while received < 20:
-        if (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "sync_frame":
-            received += 1
+    frames: list[dict[str, Any]] = []
+    while len(frames) < 20:
+        if (message := await socket.receive_json_from(timeout=TIMEOUT))["type"] == "sync_frame":
+            frames.append(message)
     await socket.send_json_to({"type": "interrupt"})
     after = await _until(socket, "transcript_done")
-    received += sum(m["type"] == "sync_frame" for m in after)
+    frames += [m for m in after if m["type"] == "sync_frame"]
+    received = len(frames)
     interrupt = next(m for m in after if m["type"] == "interrupt")
     # Every frame sent before `interrupt` counts; none comes after it.
     assert after[-1]["type"] == "transcript_done" and after[-1]["interrupted"] is True
@@ -153,10 +156,12 @@ async def test_an_interrupt_stops_face_and_audio_at_the_same_offset(
         "transcript_done",
     ]
     assert interrupt["offsetMs"] == round(received * 1000 / 30)
+    # The audio ends exactly there too: the frames' PCM lasts offsetMs (24 kHz, 16-bit).
+    assert round(len(_pcm(frames)) / 48) == interrupt["offsetMs"]
     assert after[-1]["text"] in "One two three four five six."
-    # The socket goes on: a ping answers, the next turn speaks.
+    # Nothing of the turn moves after it: the next message answers a ping.
     await socket.send_json_to({"type": "ping"})
-    assert (await _until(socket, "pong"))[-1]["type"] == "pong"
+    assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "pong"
     await socket.disconnect()
     await wait_until_async(
         lambda: TurnRecord.objects.filter(status="interrupted").aexists(), "interrupted turn record"
@@ -269,3 +274,62 @@ async def test_a_browser_token_in_the_url_opens_the_socket_from_its_origin(
         application, f"/avatar/ws?token={token}", headers=[(b"origin", b"https://evil.example")]
     )
     assert (await elsewhere.connect(timeout=TIMEOUT))[0] is False
+
+
+async def test_avatar_sessions_are_live_sessions_staff_see_and_command(
+    api_key: str, character: Character, fake_llm: FakeOpenAI
+) -> None:
+    staff = Client()
+    admin = await sync_to_async(User.objects.create_superuser)("staff", "s@example.com", "pw")
+    await sync_to_async(staff.force_login)(admin)
+    socket = await _connect(api_key)
+    [row] = (await sync_to_async(staff.get)("/api/live-sessions/")).json()["results"]
+    assert (row["channel"], row["character"]) == ("avatar", "mia")
+
+    async def command(name: str, **body: str) -> int:
+        answer = await sync_to_async(staff.post)(
+            f"/api/live-sessions/{row['id']}/{name}/", body, content_type="application/json"
+        )
+        return answer.status_code
+
+    # Staff make it speak: the character's voice and face, without the LLM.
+    assert await command("speak", text="[face:joy]Welcome to the shop!") == 202
+    spoken = await _until(socket, "transcript_done")
+    assert [m for m in spoken if m["type"] == "sync_frame"]
+    assert spoken[-1]["text"] == "Welcome to the shop!" and fake_llm.requests == []
+
+    # Staff stop a reply: the same interrupt as the client's own.
+    fake_llm.script(SLOW)
+    await socket.send_json_to({"type": "text", "data": "Count"})
+    await _until(socket, "sync_frame")
+    assert await command("interrupt") == 202
+    stopped = await _until(socket, "transcript_done")
+    assert stopped[-1]["interrupted"] is True
+    assert [m["type"] for m in stopped].count("interrupt") == 1
+
+    # Another tenant's staff see nothing of it and cannot command it.
+    other = await sync_to_async(Tenant.named)("globex")
+    outsider = await sync_to_async(User.objects.create_user)("bob", password="pw", is_staff=True)
+    await Membership.objects.acreate(user=outsider, tenant=other, role=Membership.Role.ADMIN)
+    stranger = Client()
+    await sync_to_async(stranger.force_login)(outsider)
+    assert (await sync_to_async(stranger.get)("/api/live-sessions/")).json()["results"] == []
+    refused = await sync_to_async(stranger.post)(f"/api/live-sessions/{row['id']}/interrupt/")
+    assert refused.status_code == 404
+    await socket.disconnect()
+    assert not await LiveSession.objects.aexists()
+
+
+async def test_a_keys_stream_limit_holds_on_the_avatar_socket(character: Character) -> None:
+    key, raw = await sync_to_async(ApiKey.issue)("one-stream")
+    key.concurrent_streams = 1
+    await key.asave(update_fields=["concurrent_streams"])
+    first = await _connect(raw)
+    second = await _open("/avatar/ws", [(b"authorization", f"Bearer {raw}".encode())])
+    error = await second.receive_json_from(timeout=TIMEOUT)
+    closed = await second.receive_output(timeout=TIMEOUT)
+    assert (error["code"], closed["code"]) == ("rate_limited", 4429)
+    await first.disconnect()
+    # The slot is given back when the first socket closes.
+    third = await _connect(raw)
+    await third.disconnect()

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('channels_app', '0005_end_user_required'),
+        ("channels_app", "0005_end_user_required"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='livesession',
-            name='channel',
-            field=models.CharField(default='websocket', max_length=32),
+            model_name="livesession",
+            name="channel",
+            field=models.CharField(default="websocket", max_length=32),
         ),
     ]

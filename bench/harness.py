@@ -19,9 +19,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.processes import BASE_DIR, stop_process
+from tests.processes import BASE_DIR, free_port, stop_process, wait_for_port
 
 VAR_DIR = BASE_DIR / "var"
+# The AIAvatarKit peer harness (its README: setup.sh makes .venv-peer and .venv-bench), where
+# a benchmark compares against AIAvatarKit 0.9.2; unset: no comparison.
+PEER_VARIABLE = "PEER_BENCH_DIR"
+PEER_NAME = "AIAvatarKit"
 LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
 DEFAULT_SECRET_KEY = "insecure-key-for-benchmarks-only"
 START_TIMEOUT_SECONDS = 30.0
@@ -52,6 +56,43 @@ def store_secrets(tenant: Any, names: Sequence[str]) -> None:
         secret = secret or ProviderSecret(tenant=tenant, name=name)
         secret.set_value(os.environ[name])
         secret.save()
+
+
+def peer_dir(given: Path | None) -> Path | None:
+    """The peer harness to compare against (`given`, else PEER_BENCH_DIR), or None; exits
+    with the reason when it is named but not set up."""
+    named = given or (Path(os.environ[PEER_VARIABLE]) if os.environ.get(PEER_VARIABLE) else None)
+    if named is not None and not (named / ".venv-peer" / "bin" / "python").exists():
+        raise SystemExit(f"{named} has no .venv-peer: run the peer harness's setup.sh first")
+    return named
+
+
+def start_peer(
+    directory: Path, llm_base_url: str, llm_api_key: str, api_key: str, log_path: Path
+) -> tuple[subprocess.Popen[bytes], str]:
+    """AIAvatarKit's server from the peer harness (`peer_server.py`: one uvicorn worker, /chat
+    and /ws), on the given fake LLM, requiring our API key."""
+    port = free_port()
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                str(directory / ".venv-peer" / "bin" / "python"),
+                "peer_server.py",
+                "--port",
+                str(port),
+                "--openai-base-url",
+                llm_base_url,
+                "--openai-api-key",
+                llm_api_key,
+                "--api-key",
+                api_key,
+            ],
+            cwd=directory,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_port(process, port, log_path, PEER_NAME)
+    return process, f"http://127.0.0.1:{port}"
 
 
 def start_fake_llm(

@@ -16,6 +16,15 @@ the real Silero VAD (batched across sessions), pipeline and daphne. All on 127.0
 
     .venv/bin/python -m bench.realtime                       # levels 10,25,50,100
     .venv/bin/python -m bench.realtime --levels 20,40 --duration 15
+
+Over ~400 lines on purpose: its own load generator and the side-by-side run against
+AIAvatarKit share one setup (the fake, the bench character and key, the daphne process).
+
+Against AIAvatarKit: with the peer harness set up (its folder in PEER_BENCH_DIR or
+`--peer-dir`), the same daphne and AIAvatarKit's server (`peer_server.py`, in the harness's own
+virtualenv) are then both driven by the harness's load generator (`load_ws.py`: speech end ->
+first audio, pass at p99 <= 1000 ms), level by level, the order alternating, with each server's
+CPU per session-second and the ratios printed.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
 import django
 import websockets
@@ -42,14 +53,17 @@ django.setup()
 from bench.harness import (  # noqa: E402
     DEFAULT_SECRET_KEY,
     LLM_KEY_VARIABLE,
+    PEER_NAME,
     VAR_DIR,
     add_smoke_flag,
     database_url,
     machine_description,
     manage,
+    peer_dir,
     percentile,
     process_cpu_seconds,
     start_fake_llm,
+    start_peer,
     stop_fake,
 )
 from channels_app.listening import speech_detector  # noqa: E402
@@ -60,6 +74,8 @@ from tests.speech.audio import utterance  # noqa: E402
 FRAME_BYTES = 1024  # 512 samples: one Silero window, 32 ms
 FRAME_SECONDS = FRAME_BYTES / 2 / 16000
 TARGET_P99_MS = 300.0
+PEER_THRESHOLD_MS = 1000.0  # the harness's pass mark: p99 speech end -> first audio
+PEER_TURNS = 5
 SETUP_MARKER = "RT_BENCH_SETUP "
 SETUP_CODE = f"""
 import json, os
@@ -220,16 +236,154 @@ def fmt(values: list[float], q: float) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
+# --- Against AIAvatarKit (the peer harness) ------------------------------------------------
+
+
+@dataclass
+class PeerRun:
+    """One server at one level of the harness's `load_ws.py`."""
+
+    server: str
+    sessions: int
+    summary: dict[str, Any]  # load_ws.py's JSON line
+    cpu_seconds: float  # the server process's CPU over the run
+    wall_seconds: float
+    load: str  # /proc/loadavg's 1-minute figure before and after
+
+    @property
+    def cpu_percent(self) -> float:
+        return 100 * self.cpu_seconds / self.wall_seconds
+
+    @property
+    def cpu_ms_per_session_second(self) -> float:
+        """Server CPU per second of one live microphone: comparable across levels and loads."""
+        return 1000 * self.cpu_seconds / (self.sessions * self.wall_seconds)
+
+    def latency(self, name: str, q: str) -> float | None:
+        value = (self.summary.get(name) or {}).get(q)
+        return float(value) if value is not None else None
+
+
+def _load_average() -> str:
+    return Path("/proc/loadavg").read_text().split()[0]
+
+
+def peer_level(
+    directory: Path, server: str, url: str, pid: int, key: str, sessions: int
+) -> PeerRun:
+    """Run the harness's load generator once against one server, timing its CPU."""
+    load_before = _load_average()
+    cpu_before, began = process_cpu_seconds(pid), time.perf_counter()
+    command = [
+        str(directory / ".venv-bench" / "bin" / "python"),
+        "load_ws.py",
+        *("--url", url, "--api-key", key, "--clients", str(sessions)),
+        *("--turns", str(PEER_TURNS), "--threshold-ms", str(PEER_THRESHOLD_MS)),
+        *("--max-seconds", "150", "--label", server),
+    ]
+    done = subprocess.run(command, cwd=directory, capture_output=True, text=True, timeout=240)
+    wall = time.perf_counter() - began
+    cpu = process_cpu_seconds(pid) - cpu_before
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    summary = json.loads(lines[0]) if lines else {"pass": False, "stderr": done.stderr[-500:]}
+    return PeerRun(server, sessions, summary, cpu, wall, f"{load_before}->{_load_average()}")
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def print_peer_runs(runs: list[PeerRun]) -> None:
+    print(
+        f"{'sessions':>8} {'server':<11} {'turns ok':>9} {'first audio p50/p99 ms':>23} "
+        f"{'accepted p99':>12} {'CPU %':>6} {'CPU ms/session-s':>16} {'pass':>5} {'load':>11}"
+    )
+    for run in runs:
+        planned = run.summary.get("turns_planned", run.sessions * PEER_TURNS)
+        print(
+            f"{run.sessions:>8} {run.server:<11} "
+            f"{str(run.summary.get('turns_ok', 0)) + '/' + str(planned):>9} "
+            f"{_ms(run.latency('latency_first_audio_ms', 'p50')):>11}/"
+            f"{_ms(run.latency('latency_first_audio_ms', 'p99')):<11} "
+            f"{_ms(run.latency('latency_accepted_ms', 'p99')):>12} {run.cpu_percent:>6.1f} "
+            f"{run.cpu_ms_per_session_second:>16.2f} {bool(run.summary.get('pass'))!s:>5} "
+            f"{run.load:>11}"
+        )
+
+
+def peer_ratios(runs: list[PeerRun]) -> list[str]:
+    """The comparison's lines: sessions passing at the harness's mark, and CPU per
+    session-second at each level measured for both (ours / AIAvatarKit's)."""
+    passing = {
+        server: max(
+            (r.sessions for r in runs if r.server == server and r.summary.get("pass")), default=0
+        )
+        for server in ("avatarsite", PEER_NAME)
+    }
+    ratio = f"{passing['avatarsite'] / passing[PEER_NAME]:.2f}" if passing[PEER_NAME] else "-"
+    lines = [
+        f"sessions passing (p99 speech end -> first audio <= {PEER_THRESHOLD_MS:.0f} ms): "
+        f"avatarsite {passing['avatarsite']}, {PEER_NAME} {passing[PEER_NAME]}, ratio {ratio} "
+        "(goal: at least 2)"
+    ]
+    peers = {r.sessions: r for r in runs if r.server == PEER_NAME}
+    for ours in (r for r in runs if r.server == "avatarsite"):
+        peer = peers.get(ours.sessions)
+        if peer is not None and peer.cpu_seconds > 0:
+            lines.append(
+                f"{ours.sessions} sessions: CPU per session-second avatarsite / {PEER_NAME} = "
+                f"{ours.cpu_ms_per_session_second / peer.cpu_ms_per_session_second:.2f}"
+            )
+    return lines
+
+
+def compare_with_peer(
+    directory: Path,
+    levels: list[int],
+    fake_url: str,
+    key: str,
+    server: subprocess.Popen[bytes],
+    ws_url: str,
+) -> None:
+    """Both servers under the harness's load, level by level, the order alternating."""
+    peer, peer_url = start_peer(
+        directory, fake_url, FAKE_API_KEY, key, VAR_DIR / "bench-realtime-peer.log"
+    )
+    try:
+        targets = [
+            ("avatarsite", ws_url, server.pid),
+            (PEER_NAME, peer_url.replace("http://", "ws://") + "/ws", peer.pid),
+        ]
+        runs: list[PeerRun] = []
+        for index, sessions in enumerate(levels):
+            for name, url, pid in targets if index % 2 == 0 else targets[::-1]:
+                runs.append(peer_level(directory, name, url, pid, key, sessions))
+        print()
+        print(
+            f"against {PEER_NAME} 0.9.2 (peer harness at {directory}): its load_ws.py, "
+            f"{PEER_TURNS} spoken turns per session, speech end -> first audio, servers "
+            "alternating; CPU of each server process"
+        )
+        print_peer_runs(sorted(runs, key=lambda r: (r.sessions, r.server)))
+        for line in peer_ratios(runs):
+            print(line)
+    finally:
+        stop_process(peer)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--levels", default="10,25,50,100")
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--duration", type=float, default=15.0)
+    parser.add_argument("--peer-dir", type=Path, default=None, help="the peer harness's folder")
+    parser.add_argument("--peer-levels", default="10,20,40")
     add_smoke_flag(parser)
     args = parser.parse_args(argv)
+    peer = None if args.smoke else peer_dir(args.peer_dir)
     if args.smoke:  # one session, one speech cycle (set below, once its length is known)
         args.levels, args.warmup = "1", 0.0
-    levels = [int(n) for n in args.levels.split(",")]
+    levels = [int(n) for n in args.levels.split(",") if n]
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     db_url, _ = database_url("bench.sqlite3")
@@ -264,7 +418,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"machine : {machine['cpu_model']}, {machine['cores']} cores "
             f"({machine['cores_usable']} usable), Linux {machine['kernel']}, "
-            f"Python {machine['python']}, {datetime.now(UTC):%Y-%m-%d}"
+            f"Python {machine['python']}, {datetime.now(UTC):%Y-%m-%d}, "
+            f"load average {_load_average()}"
         )
         print(
             f"setup   : 1 daphne process, Silero VAD (batched), fake OpenAI STT/LLM/TTS at zero "
@@ -276,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"{'sessions':>8} {'turns':>6} {'first audio p50/p95/p99 ms':>27} "
             f"{'VAD lag p50/p99/max ms':>23} {'daphne CPU%':>11} {'load CPU%':>9} "
-            f"{'fake CPU%':>8} {'errors':>6}"
+            f"{'fake CPU%':>8} {'CPU ms/session-s':>16} {'errors':>6}"
         )
         sustained = 0
         errors = 0
@@ -300,7 +455,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{fmt(level.first_audio_ms, 99):<8} "
                 f"{fmt(level.vad_lag_ms, 50):>9}/{fmt(level.vad_lag_ms, 99)}/{lag_max:<6.0f} "
                 f"{100 * cpu:>11.0f} {100 * own:>9.0f} {100 * fake_cpu:>8.0f} "
-                f"{len(level.errors):>6}"
+                f"{1000 * cpu / sessions:>16.2f} {len(level.errors):>6}"
             )
             errors += len(level.errors)
             for error in level.errors[:3]:
@@ -315,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
             f"sustained: {sustained} concurrent sessions with p99 speech end -> first audio "
             f"under {TARGET_P99_MS:.0f} ms"
         )
+        if peer is not None:
+            peer_levels = [int(n) for n in args.peer_levels.split(",") if n]
+            compare_with_peer(peer, peer_levels, fake_url, key, server, ws_url)
     finally:
         if server is not None:
             stop_process(server)

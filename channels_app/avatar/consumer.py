@@ -14,6 +14,10 @@ Each turn is one task that sends, in order: `avatar_state{Responding}`, `audio_s
 the next sentence meanwhile (a bounded queue between them). An interrupt cancels the turn's
 task (and with it the producer) first, so no frame of the turn can follow the `interrupt`
 message, whose `offsetMs` is the frames sent x 1000 / 30: audio and face stop together.
+
+Over ~400 lines on purpose: connecting, the client's messages, live control and a turn's
+producer and paced sender all act on one socket's turn in progress; the wire format and the
+frame engine already live apart (wire.py, conversations/avatar/).
 """
 
 from __future__ import annotations

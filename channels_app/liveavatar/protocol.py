@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ SEQ_RANGE = 1 << 12
 TS_RANGE = 1 << 20
 RATE_CODES = {16000: 0b00, 24000: 0b01, 48000: 0b10}
 RATES = {code: rate for rate, code in RATE_CODES.items()}
+
+# Audio frames held to put late ones back in order: 3 x 40 ms.
+REORDER_FRAMES = 3
 
 # Business errors of POST /v1/session/start: (name, worth retrying).
 START_ERRORS: dict[int, tuple[str, bool]] = {
@@ -167,3 +171,32 @@ class AudioFrame:
 def ts_after(a: int, b: int) -> bool:
     """Whether timestamp `a` comes after `b`, on the wrapping 20-bit clock."""
     return 0 < (a - b) % TS_RANGE < TS_RANGE // 2
+
+
+class Reorder:
+    """A small jitter buffer: frames leave in timestamp order once more than `depth` are held;
+    a repeated sequence number or a frame older than one already passed on is dropped."""
+
+    def __init__(self, depth: int = REORDER_FRAMES) -> None:
+        self.depth = depth
+        self.held: list[AudioFrame] = []
+        self.seen: deque[int] = deque(maxlen=64)
+        self.last: int | None = None  # timestamp of the last frame passed on
+
+    def push(self, frame: AudioFrame) -> list[AudioFrame]:
+        if frame.seq in self.seen:
+            return []
+        self.seen.append(frame.seq)
+        if self.last is not None and not 0 < (frame.timestamp - self.last) % TS_RANGE < (
+            TS_RANGE // 2
+        ):
+            return []
+        self.held.append(frame)
+        # Order on the wrapping clock from a quarter turn before the oldest held frame.
+        origin = (self.last if self.last is not None else self.held[0].timestamp) - TS_RANGE // 4
+        self.held.sort(key=lambda f: (f.timestamp - origin) % TS_RANGE)
+        out = []
+        while len(self.held) > self.depth:
+            out.append(self.held.pop(0))
+            self.last = out[-1].timestamp
+        return out

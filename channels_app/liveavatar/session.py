@@ -12,6 +12,10 @@ Requests become turns of the character's pipeline, as on every other transport: 
 the platform's own transcripts (`input.text`, `input.asr.final`, once per requestId), and with
 developer ASR the user's audio frames, heard by the server's VAD and speech-to-text. New user
 input cancels the answer in progress (`response.cancel` for it) before the next one starts.
+
+Over ~400 lines on purpose: the connection's lifecycle, the platform's events and the answers
+they start share one session's state (the answer in progress, the utterance being heard, the
+socket of the moment); split apart, each piece would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -23,19 +27,15 @@ import logging
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from itertools import count
 from typing import Any
 
-import httpx
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.utils import timezone
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from avatarsite.tenants import crypto
-from avatarsite.tenants.provider_secrets import load_secrets
 from channels_app.listening import Listener, PartialTranscripts, barge_in_seconds
 from characters.models import Character
 from conversations.admission import AdmittedSession, Caller, admit_session
@@ -50,121 +50,18 @@ from conversations.pipeline.events import (
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.speech.audio import resample_pcm
 
-from .models import LiveAvatarAgent, Side, State
-from .protocol import PCM, TS_RANGE, AudioFrame, FrameError, Started, StartError, event
+from .models import State
+from .platform import AgentConfig, report, start_session
+from .protocol import PCM, AudioFrame, FrameError, Reorder, Started, event
 from .speaking import OwnVoice, PlatformVoice, Response
 
 logger = logging.getLogger(__name__)
 
 CHANNEL = "liveavatar"
-# Audio frames held to put late ones back in order: 3 x 40 ms.
-REORDER_FRAMES = 3
 
 
 class SessionFailed(Exception):
     """The session cannot go on: the worker reports it and starts a new one later."""
-
-
-@dataclass(frozen=True, slots=True)
-class AgentConfig:
-    """An agent's row as one session needs it, read once when the session starts."""
-
-    agent_id: int
-    character: Character  # with its tenant's secrets loaded
-    base_url: str
-    api_key: str
-    avatar_id: str
-    voice_id: str
-    developer_asr: bool
-    developer_tts: bool
-    tts_rate: int
-    sandbox: bool
-    idle_prompt: str
-
-    @classmethod
-    def load(cls, agent_id: int) -> AgentConfig | None:
-        """The enabled agent's configuration (synchronous ORM); None when it is not enabled."""
-        agent = (
-            LiveAvatarAgent.objects.select_related("character__voice")
-            .filter(pk=agent_id, enabled=True, character__is_active=True)
-            .first()
-        )
-        if agent is None:
-            return None
-        load_secrets(agent.character)
-        return cls(
-            agent_id=agent.pk,
-            character=agent.character,
-            base_url=agent.base_url.rstrip("/"),
-            api_key=agent.api_key,
-            avatar_id=agent.avatar_id,
-            voice_id=agent.voice_id,
-            developer_asr=agent.asr_provider == Side.DEVELOPER,
-            developer_tts=agent.tts_provider == Side.DEVELOPER,
-            tts_rate=agent.tts_sample_rate,
-            sandbox=agent.sandbox,
-            idle_prompt=agent.idle_prompt,
-        )
-
-
-async def report(agent_id: int, state: State, **fields: Any) -> None:
-    """Write what the worker knows onto the agent's row (never its configuration)."""
-    await LiveAvatarAgent.objects.filter(pk=agent_id).aupdate(
-        state=state, reported_at=timezone.now(), **fields
-    )
-
-
-async def start_session(config: AgentConfig) -> Started:
-    """POST /v1/session/start with the platform API key; `StartError` when refused."""
-    if not config.api_key:
-        raise StartError(0, "The API key secret is not set.")
-    headers = {"Authorization": f"Bearer {config.api_key}"}
-    if config.sandbox:
-        headers["X-Env-Sandbox"] = "true"
-    body: dict[str, Any] = {"avatarId": config.avatar_id, "mode": "websocketAgent"}
-    if config.voice_id:
-        body["voiceId"] = config.voice_id
-    try:
-        async with httpx.AsyncClient(timeout=settings.LIVEAVATAR_TIMEOUT_SECONDS) as client:
-            answer = await client.post(
-                f"{config.base_url}/v1/session/start", json=body, headers=headers
-            )
-            answer.raise_for_status()
-            parsed = answer.json()
-    except httpx.HTTPStatusError as exc:
-        raise StartError(0, f"The platform answered HTTP {exc.response.status_code}.") from None
-    except (httpx.HTTPError, ValueError) as exc:
-        raise StartError(0, f"The platform could not be reached: {exc}") from None
-    return Started.parse(parsed)
-
-
-class Reorder:
-    """A small jitter buffer: frames leave in timestamp order once more than `depth` are held;
-    a repeated sequence number or a frame older than one already passed on is dropped."""
-
-    def __init__(self, depth: int = REORDER_FRAMES) -> None:
-        self.depth = depth
-        self.held: list[AudioFrame] = []
-        self.seen: deque[int] = deque(maxlen=64)
-        self.last: int | None = None  # timestamp of the last frame passed on
-
-    def push(self, frame: AudioFrame) -> list[AudioFrame]:
-        if frame.seq in self.seen:
-            return []
-        self.seen.append(frame.seq)
-        if self.last is not None and not 0 < (frame.timestamp - self.last) % TS_RANGE < (
-            TS_RANGE // 2
-        ):
-            return []
-        self.held.append(frame)
-        # Order on the wrapping clock from a quarter turn before the oldest held frame.
-        origin = (self.last if self.last is not None else self.held[0].timestamp) - TS_RANGE // 4
-        self.held.sort(key=lambda f: (f.timestamp - origin) % TS_RANGE)
-        out = []
-        while len(self.held) > self.depth:
-            out.append(self.held.pop(0))
-            self.last = out[-1].timestamp
-        return out
 
 
 class AgentSession:

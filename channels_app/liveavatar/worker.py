@@ -22,8 +22,9 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from .models import LiveAvatarAgent, State
+from .platform import AgentConfig, report
 from .protocol import StartError
-from .session import AgentConfig, AgentSession, SessionFailed, report
+from .session import AgentSession, SessionFailed
 
 logger = logging.getLogger(__name__)
 

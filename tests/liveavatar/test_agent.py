@@ -15,8 +15,9 @@ from pytest_django.fixtures import Settings
 
 from avatarsite.tenants.models import ProviderSecret
 from channels_app.liveavatar.models import LiveAvatarAgent, Side, State
+from channels_app.liveavatar.platform import AgentConfig
 from channels_app.liveavatar.protocol import StartError
-from channels_app.liveavatar.session import AgentConfig, AgentSession, SessionFailed
+from channels_app.liveavatar.session import AgentSession, SessionFailed
 from characters.models import Character
 from conversations.models import TurnRecord
 from conversations.pipeline.composing import sentences

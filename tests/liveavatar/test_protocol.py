@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from channels_app.liveavatar.protocol import AudioFrame, FrameError, Started, StartError
-from channels_app.liveavatar.session import Reorder
+from channels_app.liveavatar.protocol import AudioFrame, FrameError, Reorder, Started, StartError
 
 
 @pytest.mark.parametrize(

@@ -18,9 +18,11 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core.cache import cache
 from django.core.cache.backends.locmem import LocMemCache
+from django.db import connections
 from pytest_django.fixtures import Settings
 
 from avatarsite.celery import app as celery_app
@@ -258,6 +260,18 @@ def eager_celery() -> Iterator[None]:
         yield
     finally:
         celery_app.conf.task_always_eager = previous
+
+
+@pytest.fixture(scope="module")
+def worker() -> Iterator[None]:
+    """A real Celery worker in this process (threads), on the configured broker (Redis in
+    CI) and this run's own queue."""
+    if IN_CI:
+        require_service("Redis broker", settings.CELERY_BROKER_URL.startswith("redis://"))
+    celery_app.control.purge()  # messages left by an interrupted run would name other databases
+    with start_worker(celery_app, pool="threads", concurrency=2, perform_ping_check=False):
+        yield
+    connections.close_all()
 
 
 @pytest.fixture

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from celery.contrib.testing.worker import start_worker
-from django.conf import settings
-from django.db import connections
 
-from avatarsite.celery import app
 from characters.models import Character, DailySchedule, Diary, GenerationJob
 from characters.tasks import enqueue_due, enqueue_job
 from tests.characters.conftest import answers, make_character
-from tests.conftest import IN_CI, require_service
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI
 from tests.waiting import wait_until
@@ -25,16 +19,6 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 DAY = date(2026, 1, 16)
 # How long to wait for the worker before calling the test failed (not a speed limit).
-
-
-@pytest.fixture(scope="module")
-def worker() -> Iterator[None]:
-    if IN_CI:
-        require_service("Redis broker", settings.CELERY_BROKER_URL.startswith("redis://"))
-    app.control.purge()  # messages left by an interrupted run would refer to other databases
-    with start_worker(app, pool="threads", concurrency=2, perform_ping_check=False):
-        yield
-    connections.close_all()
 
 
 def wait_for_jobs(count: int) -> list[GenerationJob]:

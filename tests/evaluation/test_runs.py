@@ -288,3 +288,31 @@ def test_the_judge_model_is_the_runs_choice_else_the_setting(
     assert first == ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o", "gpt-4o", "gpt-4o"]
     assert [r["model"] for r in fake_llm.requests][2:] == ["judge-x"] * 3
     assert Scenario.objects.count() == 1  # the same file again updated its scenario
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["missing.json", "--character", "mia"], "Cannot read missing.json: No such file"),
+        (["{file}", "--character", "nobody"], "No character with the slug 'nobody' in the tenant"),
+        (["{file}", "--character", "mia", "--tenant", "acme"], "in the tenant 'acme'."),
+        (["{file}", "--character", "mia", "--timeout", "nan"], "--timeout must be a number"),
+        (["{file}", "--character", "mia", "--timeout", "-1"], "--timeout must be a number"),
+        (["{bad}", "--character", "mia"], "scenarios[0].turns[0].input_text is required"),
+    ],
+)
+def test_the_command_refuses_bad_arguments_before_queueing_anything(
+    character: Character,
+    scenario_file: ScenarioFile,
+    args: list[str],
+    message: str,
+) -> None:
+    good = scenario_file(DOCUMENTED)
+    bad = scenario_file({"scenarios": [{"turns": [{"input_text": ""}]}]}, "bad.json")
+    filled = [arg.format(file=good, bad=bad) for arg in args]
+
+    with pytest.raises(CommandError) as refused:
+        call_command("evaluate", *filled, stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert message in str(refused.value)
+    assert (Scenario.objects.count(), EvaluationRun.objects.count()) == (0, 0)

@@ -8,6 +8,7 @@ deployment.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -50,6 +51,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if not 0 < options["timeout"] < math.inf:
+            raise CommandError(
+                f"--timeout must be a number of seconds above 0, not {options['timeout']}."
+            )
         path = Path(options["file"])
         try:
             specs = parse(path.read_bytes(), source=path.stem)
@@ -80,9 +85,9 @@ class Command(BaseCommand):
         shown = ""
         while True:
             run.refresh_from_db()
-            if run.progress != shown:
-                shown = run.progress
-                self.stderr.write(f"  {run.status}: {shown} steps", ending="\n")
+            if (now := f"  {run.status}: {run.progress} steps") != shown:
+                shown = now
+                self.stderr.write(shown)
             if run.status in FINISHED:
                 return run
             if time.monotonic() > deadline:

@@ -9,7 +9,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
 from django.db.models import QuerySet
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from django.utils import timezone
@@ -221,7 +222,7 @@ class TurnRecordAdmin(ReadOnlyAdmin):
     def conversation(self, request: HttpRequest, context_id: uuid.UUID) -> HttpResponse:
         return conversation(request, self, context_id)
 
-    def audio(self, request: HttpRequest, object_id: uuid.UUID, which: str) -> FileResponse:
+    def audio(self, request: HttpRequest, object_id: uuid.UUID, which: str) -> HttpResponseBase:
         return audio(request, self, str(object_id), which)
 
 

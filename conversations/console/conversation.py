@@ -11,6 +11,7 @@ other id, another tenant's or made up, answers 404. The audio is streamed from t
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
@@ -126,8 +128,9 @@ def conversation(
 
 def audio(
     request: HttpRequest, model_admin: admin.ModelAdmin[Any], object_id: str, which: str
-) -> FileResponse:
-    """A turn's recording, streamed from the storage to staff who may see the turn."""
+) -> HttpResponseBase:
+    """A turn's recording, streamed from the storage to staff who may see the turn; a single
+    byte range when asked for one (Safari plays media only through ranges)."""
     record = model_admin.get_object(request, object_id)  # another tenant's: None
     if record is None or which not in AUDIO_FIELDS:
         raise Http404
@@ -136,6 +139,36 @@ def audio(
     recording = getattr(record, AUDIO_FIELDS[which])
     if not recording:
         raise Http404
-    response = FileResponse(recording.open("rb"), content_type="audio/wav")
+    size = recording.size
+    wanted = request.headers.get("Range")
+    response: HttpResponseBase
+    if wanted is None:
+        response = FileResponse(recording.open("rb"), content_type="audio/wav")
+    elif (span := byte_range(wanted, size)) is None:
+        response = HttpResponse(status=416, headers={"Content-Range": f"bytes */{size}"})
+    else:
+        start, end = span
+        with recording.open("rb") as file:
+            file.seek(start)
+            part = file.read(end - start + 1)
+        response = HttpResponse(part, status=206, content_type="audio/wav")
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=3600"
     return response
+
+
+RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The first and last byte of a single `Range: bytes=a-b` (or `a-`, or `-n`: the last n)
+    within `size` bytes; None when it is not one the file can satisfy."""
+    found = RANGE.fullmatch(header.strip())
+    if found is None or found.groups() == ("", ""):
+        return None
+    first, last = found.groups()
+    if not first:  # the last n bytes
+        return (max(size - int(last), 0), size - 1) if int(last) and size else None
+    start, end = int(first), min(int(last) if last else size - 1, size - 1)
+    return (start, end) if start <= end else None

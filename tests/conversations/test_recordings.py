@@ -101,6 +101,19 @@ def test_a_recording_characters_voice_turn_is_stored_and_played_to_its_tenant_on
         404
     )
     assert mine.get(f"/admin/conversations/turnrecord/{record.pk}/audio/other/").status_code == 404
+    # Byte ranges, as Safari asks for media.
+    whole = wav_bytes(silence(1.25), RATE)
+    part = mine.get(heard, HTTP_RANGE="bytes=0-43")
+    tail = mine.get(heard, HTTP_RANGE="bytes=-100")
+    assert (part.status_code, part.content, part["Content-Range"]) == (
+        206,
+        whole[:44],
+        f"bytes 0-43/{len(whole)}",
+    )
+    assert (tail.status_code, tail.content) == (206, whole[-100:])
+    assert played["Accept-Ranges"] == "bytes"
+    for unsatisfiable in (f"bytes={len(whole)}-", "bytes=5-2", "bytes=-0", "items=0-1"):
+        assert mine.get(heard, HTTP_RANGE=unsatisfiable).status_code == 416
 
 
 def test_recordings_past_the_tenants_retention_are_deleted(character: Character) -> None:
@@ -201,3 +214,8 @@ def test_the_conversation_view_shows_bubbles_tools_guardrails_and_timings(
     assert "dislike" in html and "too short" in html
     assert failed.error in html
     assert "UTC" in html  # every time with its zone (the character's)
+    # The conversation's turn records, listed.
+    listed = staff("amy", character.tenant).get(
+        f"/admin/conversations/turnrecord/?context_id={context.id}"
+    )
+    assert listed.context["cl"].result_count == 2

@@ -24,7 +24,7 @@ from characters.times import with_zone
 
 from .models import EvaluationRun, Scenario, ScenarioTurn
 from .results import as_csv, as_json, compared
-from .scenario_file import ScenarioFileError, import_scenarios, parse
+from .scenario_file import MAX_FILE_BYTES, ScenarioFileError, import_scenarios, parse
 from .tasks import enqueue_run
 
 
@@ -109,7 +109,9 @@ class ScenarioAdmin(TenantScopedAdmin):
             if not self.has_add_permission(request, character):
                 return HttpResponse(status=403)
             try:
-                specs = parse(upload.read(), source=upload.name.rsplit(".", 1)[0])
+                # One byte over the limit is enough to refuse it: never read a huge upload.
+                content = upload.read(MAX_FILE_BYTES + 1)
+                specs = parse(content, source=upload.name.rsplit(".", 1)[0])
             except ScenarioFileError as exc:
                 form.add_error("file", str(exc))
             else:

@@ -8,3 +8,6 @@ class EvaluationConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
     name = "evaluation"
     verbose_name = "Dialog evaluation"
+
+    def ready(self) -> None:
+        from . import signals  # noqa: F401  (a deleted run's end users and turn records)

@@ -316,3 +316,26 @@ def test_the_command_refuses_bad_arguments_before_queueing_anything(
 
     assert message in str(refused.value)
     assert (Scenario.objects.count(), EvaluationRun.objects.count()) == (0, 0)
+
+
+def test_deleting_a_run_removes_its_end_users_and_turn_records_only(
+    character: Character, fake_llm: FakeOpenAI
+) -> None:
+    production = production_conversation(character)
+    specs = parse(json.dumps([{"name": "a", "turns": [{"input_text": "Hi"}]}]))
+    scenarios = import_scenarios(character, specs)
+    kept, deleted = runner.plan(character, scenarios), runner.plan(character, scenarios)
+    runner.execute(kept.pk)
+    runner.execute(deleted.pk)
+    before = snapshot()
+
+    deleted.delete()
+
+    assert snapshot() == before
+    assert list(EndUser.objects.exclude(pk=production.end_user_id)) == [
+        ScenarioResult.objects.get().end_user
+    ]
+    assert TurnRecord.objects.filter(channel=EVALUATION_CHANNEL).get().context_id == (
+        ScenarioResult.objects.get(run=kept).context_id
+    )
+    assert Scenario.objects.count() == 1  # the scenario stays; only the run went

@@ -8,6 +8,7 @@ from asgiref.sync import async_to_sync
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin.options import InlineModelAdmin
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -295,6 +296,7 @@ class SharedMessageInline(TenantScopedTabularInline):
     fields = ("content", "source", "created_at")
     readonly_fields = ("source", "created_at")
     extra = 1
+    formfield_overrides = {models.TextField: {"widget": forms.Textarea(attrs={"rows": 2})}}
 
 
 class PreviewForm(forms.Form):

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from characters.models import Character
@@ -16,6 +17,7 @@ from conversations.pipeline import turn as stages
 from conversations.pipeline.events import TurnFinished, TurnRequest
 from conversations.shared_context import ashare, share, shared_messages
 from conversations.tools import Tool, ToolContext, registry
+from tests.characters.test_characters import _character_form
 from tests.conversations.test_turn_stages import collect
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
@@ -104,3 +106,22 @@ def test_a_character_keeping_no_shared_context_sees_none(character: Character) -
     character.save()
 
     assert shared_messages(character) == []
+
+
+def test_staff_add_shared_messages_on_the_character_page_within_its_retention(
+    admin_client: Client,
+) -> None:
+    form = _character_form(
+        shared_context_size="1",
+        **{
+            "shared_messages-TOTAL_FORMS": "2",
+            "shared_messages-0-content": "The festival is on Sunday.",
+            "shared_messages-1-content": "It rained all morning.",
+        },
+    )
+
+    page = admin_client.post("/admin/characters/character/add/", form)
+
+    assert page.status_code == 302
+    kept = SharedMessage.objects.get()
+    assert kept.character.slug == "kai" and kept.source == SharedMessage.Source.STAFF

@@ -272,6 +272,7 @@ class McpServerAdmin(TenantScopedAdmin):
     readonly_fields = ("created_at", "updated_at")
     fieldsets = (
         (None, {"fields": ("name", "transport", "character", "enabled")}),
+        ("Tools", {"fields": ("dynamic_tools", "instruction")}),
         ("stdio", {"fields": ("command", "args", "environment")}),
         ("Streamable HTTP", {"fields": ("url", "headers")}),
         ("Changes", {"fields": ("created_at", "updated_at")}),

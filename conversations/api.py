@@ -278,6 +278,8 @@ class McpServerSerializer(serializers.ModelSerializer):
             "headers",
             "character",
             "enabled",
+            "dynamic_tools",
+            "instruction",
             "created_at",
             "updated_at",
         ]

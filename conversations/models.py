@@ -557,6 +557,16 @@ class McpServer(TenantOwned):
         help_text="Blank: every character.",
     )
     enabled = models.BooleanField(default=True)
+    dynamic_tools = models.BooleanField(
+        default=False,
+        help_text="Offer its tools only once chosen for the conversation through "
+        "execute_external_tool (dynamic tools), not on every request.",
+    )
+    instruction = models.TextField(
+        blank=True,
+        help_text="When and how to use its tools: added to the system prompt whenever one of "
+        "them is offered.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

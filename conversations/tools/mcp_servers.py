@@ -72,6 +72,8 @@ class ServerConfig:
     environment: tuple[tuple[str, str], ...] = field(repr=False)
     url: str
     headers: tuple[tuple[str, str], ...] = field(repr=False)
+    dynamic_tools: bool = False  # its tools are dynamic (conversations/tools/offer.py)
+    instruction: str = ""  # every one of its tools' instruction
 
     @classmethod
     def of(cls, server: McpServer, character: Character) -> ServerConfig:
@@ -87,6 +89,8 @@ class ServerConfig:
             environment=tuple((n, value(n)) for n in server.environment if value(n)),
             url=server.url,
             headers=tuple(sorted((h, value(n)) for h, n in server.headers.items())),
+            dynamic_tools=server.dynamic_tools,
+            instruction=server.instruction,
         )
 
 
@@ -253,6 +257,8 @@ class _Session:
             description=listed.description or listed.title or remote_name,
             parameters=listed.input_schema or {"type": "object", "properties": {}},
             func=call,
+            is_dynamic=self.config.dynamic_tools,
+            instruction=self.config.instruction,
         )
 
     async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:

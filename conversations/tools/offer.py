@@ -170,8 +170,13 @@ class ToolOffer:
 
 
 def with_instructions(system: str, tools: list[Tool]) -> str:
-    """`system` followed by the instructions of the offered `tools` that have one."""
-    said = [f"## {t.name}\n{t.instruction.strip()}" for t in tools if t.instruction.strip()]
-    if not said:
+    """`system` followed by the instructions of the offered `tools` that have one, each once
+    under the names of the tools it is for (an MCP server's is every one of its tools')."""
+    names: dict[str, list[str]] = {}
+    for t in tools:
+        if instruction := t.instruction.strip():
+            names.setdefault(instruction, []).append(t.name)
+    if not names:
         return system
+    said = [f"## {', '.join(tools_of)}\n{instruction}" for instruction, tools_of in names.items()]
     return "\n\n".join([system, "How to use your tools:", *said])

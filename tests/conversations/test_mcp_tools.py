@@ -200,6 +200,30 @@ def test_it_offers_a_server_only_to_its_character_and_not_when_disabled(
     assert not [n for n in names if n.startswith(("theirs__", "off__"))]
 
 
+def test_a_dynamic_servers_tools_wait_for_the_trigger_and_bring_its_instruction(
+    asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+    stdio_server("dyn", dynamic_tools=True, instruction="Name the city you looked up.")
+    trigger = {"target": "Kyoto", "action": "weather"}
+    fake_llm.script(
+        call("execute_external_tool", trigger, "call_t"),
+        ScriptedReply(text="[tools:dyn__weather]"),  # the selection, by the character's LLM
+        call("dyn__weather", {"city": "Kyoto"}, "call_w"),
+        ScriptedReply(text="Clear in Kyoto."),
+    )
+
+    result = post_sse(f"{asgi_server.url}/chat", ask(), key=api_key)
+
+    assert result.types[-1] == "final" and results(result)[-1] == FORECAST
+    first, _, chosen, _ = fake_llm.requests
+    assert "execute_external_tool" in offered(first) and "check_temperature" in offered(first)
+    assert not [n for n in offered(first) if n.startswith("dyn__")]
+    assert "Name the city you looked up." not in first["messages"][0]["content"]
+    assert "dyn__weather" in offered(chosen)
+    system = chosen["messages"][0]["content"]
+    assert system.count("Name the city you looked up.") == 1  # once for all its tools
+
+
 def test_it_leaves_out_a_server_it_cannot_reach(
     asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import inspect
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -25,8 +24,9 @@ from typing import Any, cast
 
 import numpy as np
 import onnxruntime
-from django.conf import settings
 from django.utils.module_loading import import_string
+
+from characters.hooks import async_function
 
 from .audio import pcm_to_float
 
@@ -45,19 +45,12 @@ _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="smart-turn")
 def turn_end_hook(path: str) -> TurnEndHook:
     """The hook at `path`: a built-in one, or an async function of one of the modules
     STT_HOOK_MODULES lists (operators' own code); ValueError says why not."""
-    module = path.rpartition(".")[0]
-    if path not in BUILT_IN_HOOKS and module not in settings.STT_HOOK_MODULES:
-        raise ValueError(
-            f"{module or path!r} is neither the built-in {SMART_TURN} nor one of the "
-            "STT_HOOK_MODULES."
-        )
+    if path in BUILT_IN_HOOKS:
+        return cast(TurnEndHook, import_string(path))
     try:
-        function = import_string(path)
-    except ImportError as exc:
-        raise ValueError(f"{path!r} cannot be imported: {exc}") from exc
-    if not inspect.iscoroutinefunction(function):
-        raise ValueError(f"{path!r} is not an async function.")
-    return cast(TurnEndHook, function)
+        return cast(TurnEndHook, async_function(path, "STT_HOOK_MODULES"))
+    except ValueError as exc:
+        raise ValueError(f"{exc} The built-in {SMART_TURN} may be named too.") from exc
 
 
 def smart_turn_model_path() -> str:

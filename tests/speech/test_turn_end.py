@@ -97,7 +97,7 @@ async def test_smart_turn_hears_a_trailing_filler_as_unfinished() -> None:
 @pytest.mark.parametrize(
     ("path", "problem"),
     [
-        ("os.system", "neither the built-in"),
+        ("os.system", "not one of the STT_HOOK_MODULES. The built-in"),
         ("tests.speech.hooks.not_async", "is not an async function"),
         ("tests.speech.hooks.missing", "cannot be imported"),
     ],

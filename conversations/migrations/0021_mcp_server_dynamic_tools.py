@@ -5,7 +5,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("conversations", "0018_python_guardrails_shared_messages"),
+        ("conversations", "0020_recordings_purge_beat_entry"),
     ]
 
     operations = [

@@ -46,15 +46,25 @@ class TurnHooks:
     on_error: Hook | None = None
     response: Hook | None = None
     on_finish: Hook | None = None
+    refused: str = ""  # why a hook the character names cannot be loaded (the turn fails)
 
     @classmethod
     def of(cls, character: Character) -> TurnHooks:
-        """The character's hooks, loaded (HookRefused for one that cannot be)."""
-        return cls(
-            on_error=_load(character.on_error_hook),
-            response=_load(character.response_hook),
-            on_finish=_load(character.on_finish_hook),
-        )
+        """The character's hooks, loaded; a refusal is kept for the turn to fail with, since
+        transports prepare turns where they cannot report it."""
+        try:
+            return cls(
+                on_error=_load(character.on_error_hook),
+                response=_load(character.response_hook),
+                on_finish=_load(character.on_finish_hook),
+            )
+        except HookRefused as exc:
+            return cls(refused=str(exc))
+
+    def check(self) -> None:
+        """HookRefused when a hook could not be loaded."""
+        if self.refused:
+            raise HookRefused(self.refused)
 
     async def apology(self, turn: ToolContext, error: Exception) -> str:
         """What the character says after `error`: the on_error hook's text, else its own."""

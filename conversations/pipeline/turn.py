@@ -180,6 +180,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     try:
         prepared = await prepare(request)
         turn.hooks = prepared.hooks
+        turn.hooks.check()
         heard = await listen(turn)
         if heard is None:
             drop = "No speech recognized."

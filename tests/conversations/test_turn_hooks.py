@@ -218,3 +218,18 @@ def test_a_python_guardrail_must_name_a_class_with_an_async_check(
     with pytest.raises(ValidationError) as refused:
         guardrail.full_clean(exclude=["tenant"])
     assert problem in str(refused.value.message_dict["class_path"])
+
+
+def test_on_chat_a_hook_refused_since_it_was_saved_is_an_error_event(
+    hooked: Character, fake_llm: FakeOpenAI, settings: Settings, app: InProcessApp, api_key: str
+) -> None:
+    hooked.on_finish_hook = f"{HOOKS}.note_finish"
+    hooked.save()
+    settings.TURN_HOOK_MODULES = []
+    body = {"type": "start", "session_id": "s1", "user_id": "u1", "text": "Hi"}
+
+    result = app.post_sse("/chat", body, key=api_key)
+
+    assert result.status == 200 and result.types == ["error"]
+    assert "not one of the TURN_HOOK_MODULES" in result.events[0]["metadata"]["error"]
+    assert fake_llm.requests == [] and turn_hooks.finished == []

@@ -1,4 +1,4 @@
-"""The chat endpoints outside the OpenAPI schema, fed hostile bodies over a real daphne.
+"""The chat endpoints, fed hostile bodies with an API key over a real daphne.
 
 Hypothesis builds bodies from each endpoint's own fields with wrong types and junk nested in
 them (lone surrogates and NUL included), plus bare JSON values and bytes that are not JSON. No

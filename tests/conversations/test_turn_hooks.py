@@ -233,3 +233,21 @@ def test_on_chat_a_hook_refused_since_it_was_saved_is_an_error_event(
     assert result.status == 200 and result.types == ["error"]
     assert "not one of the TURN_HOOK_MODULES" in result.events[0]["metadata"]["error"]
     assert fake_llm.requests == [] and turn_hooks.finished == []
+
+
+def test_on_chat_a_turn_over_its_time_limit_says_the_apology_then_an_error_event(
+    hooked: Character, fake_llm: FakeOpenAI, app: InProcessApp, api_key: str
+) -> None:
+    hooked.invoke_timeout_seconds = 0.3
+    hooked.apology = "Sorry, that took too long."
+    hooked.save()
+    fake_llm.script(ScriptedReply(text="Slow answer.", delay=2.0))
+    body = {"type": "start", "session_id": "s1", "user_id": "u1", "text": "Hi"}
+
+    result = app.post_sse("/chat", body, key=api_key)
+
+    assert result.types == ["start", "chunk", "error"]
+    assert result.events[1]["text"] == "Sorry, that took too long."
+    assert "time limit" in result.events[2]["metadata"]["error"]
+    assert result.events[2]["transaction_id"] == result.events[0]["transaction_id"]
+    assert Message.objects.count() == 0

@@ -49,6 +49,7 @@ from conversations.pipeline.events import (
 )
 from conversations.pipeline.sessions import interrupt_session, run_session_turn
 from conversations.speech.audio import resample_pcm
+from conversations.transports.text import text_problem
 
 from .models import State
 from .platform import AgentConfig, report, start_session
@@ -275,6 +276,16 @@ class AgentSession:
         if request_id in self.answered:
             return  # the same request as text and as the platform's transcript
         self.answered.append(request_id)
+        if (problem := text_problem(text)) is not None:
+            # A NUL or a lone surrogate can be neither stored nor spoken: say so, answer not.
+            await self._send(
+                event(
+                    "error",
+                    request_id=request_id,
+                    data={"code": "INVALID_REQUEST", "message": f"text {problem}"},
+                )
+            )
+            return
         await self._respond(request_id, text=text[: settings.LIVEAVATAR_MAX_INPUT_CHARS])
 
     async def _idle(self) -> None:

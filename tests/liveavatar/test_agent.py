@@ -315,3 +315,35 @@ async def test_an_idle_user_hears_the_idle_prompt_once(character: Character, tts
         events = platform.events()
         first, last = events.index("response.audio.promptStart"), events.index(done)
         assert set(events[first + 1 : last]) == {"frame"} and platform.frames()[0].key
+
+
+async def test_malformed_platform_messages_are_ignored_and_the_session_goes_on(
+    character: Character, fake_llm: FakeOpenAI
+) -> None:
+    fake_llm.script(ScriptedReply(text="Still fine."))
+    async with (
+        FakePlatform() as platform,
+        serving(character, platform, asr_provider=Side.DEVELOPER) as (_, task),
+    ):
+        connection = await platform.connected()
+        for text in (
+            "not json",
+            '["input.text"]',
+            '{"event": 7}',
+            '{"event": "input.text", "data": "text"}',
+            '{"event": "input.text", "requestId": 5, "data": {"text": "hi"}}',
+            '{"event": "input.text", "requestId": "r0", "data": {"text": "\\u0000\\ud800"}}',
+            '{"event": "response.state", "seq": "x", "data": null}',
+            '{"event": "something.new", "data": {"text": "hi"}}',
+        ):
+            await connection.ws.send_str(text)
+        for data in (b"", b"\x80" + bytes(20), b"\x40\x00", bytes.fromhex("4c00000000f00007ff")):
+            await connection.send_binary(data)  # empty, an image, short, payload short of L
+        await connection.send({"event": "input.text", "requestId": "r1", "data": {"text": "Hi"}})
+        await platform.wait_for(lambda: platform.sent("response.done"), "the answer")
+        assert not task.done()
+    assert platform.problems == []
+    # Text that cannot be stored or spoken is refused, by its requestId; the rest is answered.
+    [refused] = platform.sent("error")
+    assert refused["requestId"] == "r0" and refused["data"]["code"] == "INVALID_REQUEST"
+    assert {m["requestId"] for m in platform.sent("response.chunk")} == {"r1"}

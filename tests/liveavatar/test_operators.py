@@ -151,3 +151,36 @@ async def _state_is(
 ) -> bool:
     agent = await read()
     return bool(agent.state == state and error in agent.last_error)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("change", "status"),
+    [
+        ({}, 201),  # the body every other case spoils in one field
+        ({"character": "mi\x00a"}, 400),
+        ({"character": "\ud800"}, 400),
+        ({"api_key_env": "ACME\x00LA"}, 400),
+        ({"avatar_id": "a\x00"}, 400),
+        ({"idle_prompt": "x" * 501}, 400),
+        ({"base_url": "javascript:alert(1)"}, 400),
+        ({"tts_sample_rate": 10**30}, 400),
+        ({"enabled": "maybe"}, 400),
+    ],
+)
+def test_bad_input_is_a_clear_400_and_writes_nothing(
+    change: dict[str, object], status: int
+) -> None:
+    acme = Tenant.named("acme")
+    Character.objects.create(tenant=acme, slug="mia", name="Mia")
+    secret = ProviderSecret(tenant=acme, name="ACME_LA")
+    secret.set_value("acme-platform-key")
+    secret.save()
+    alice = staff("alice", acme, Membership.Role.OWNER)
+    body = {"character": "mia", "base_url": URL, "api_key_env": "ACME_LA", "avatar_id": "a1"}
+    # json.dumps escapes a lone surrogate as \ud800, as a browser's JSON.stringify does.
+    raw = json.dumps({**body, **change})
+    answer = alice.post("/api/liveavatar-agents/", raw, content_type="application/json")
+    assert answer.status_code == status
+    assert answer.headers["Content-Type"] == "application/json" and answer.json()
+    assert LiveAvatarAgent.objects.count() == (status == 201)

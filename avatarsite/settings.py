@@ -440,6 +440,9 @@ LINE_API_TIMEOUT_SECONDS = env.float("LINE_API_TIMEOUT_SECONDS", default=10.0)
 # Retries of push and content calls on 429, 5xx and connection errors (never of a reply: a
 # reply token works once, so a retried reply could not be told apart from a lost one).
 LINE_API_MAX_RETRIES = env.int("LINE_API_MAX_RETRIES", default=2)
+# The lease a worker holds on a LINE event while handling it, renewed every third of it; once
+# it runs out (the worker was killed) the beat fails the event and pushes the apology.
+LINE_EVENT_LEASE_SECONDS = env.int("LINE_EVENT_LEASE_SECONDS", default=60)
 
 # Realtime voice sessions over /ws (AIAvatarKit's WebSocket protocol).
 # Server-side VAD: "silero" (ONNX, batched across sessions) or "volume" (a plain dB gate).

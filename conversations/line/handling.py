@@ -17,12 +17,15 @@ the claim, the chat's scope and the reply-or-push path.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.db import IntegrityError, close_old_connections, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -47,6 +50,7 @@ from linebot.v3.webhooks import (
     VideoMessageContent,
 )
 
+from avatarsite.heartbeat import heartbeat
 from avatarsite.tenants.provider_secrets import load_secrets
 from characters import thread_loops
 from conversations.admission import Caller, admit, admit_session
@@ -124,12 +128,14 @@ def process_events(channel_id: int, events: list[dict[str, Any]]) -> None:
         if row is None:
             continue
         try:
-            status, outcome = handle_event(channel, raw)
+            with heartbeat(functools.partial(_renew, row.pk), every=_lease().total_seconds() / 3):
+                status, outcome = handle_event(channel, raw, row)
         except Exception as exc:
             logger.exception("LINE event %s failed", row.webhook_event_id)
             status, outcome = Status.FAILED, f"{type(exc).__name__}: {exc}"
-        LineEvent.objects.filter(pk=row.pk).update(
-            status=status, outcome=outcome, finished_at=timezone.now()
+        # Only while still ours: an event whose lease ran out was failed by the beat.
+        LineEvent.objects.filter(pk=row.pk, status=Status.PROCESSING).update(
+            status=status, outcome=outcome, finished_at=timezone.now(), leased_until=None
         )
         logger.info(
             "line event id=%s type=%s status=%s outcome=%s",
@@ -164,6 +170,7 @@ def _claim(channel: LineChannel, raw: dict[str, Any]) -> LineEvent | None:
                 text=text_of(raw),
                 is_redelivery=bool(delivery.get("isRedelivery")),
                 status=Status.PROCESSING,
+                leased_until=timezone.now() + _lease(),
             )
     except IntegrityError:
         LineEvent.objects.filter(channel=channel, webhook_event_id=event_id[:64]).update(
@@ -171,6 +178,16 @@ def _claim(channel: LineChannel, raw: dict[str, Any]) -> LineEvent | None:
         )
         logger.info("LINE event %s already taken; skipped", event_id)
         return None
+
+
+def _lease() -> timedelta:
+    return timedelta(seconds=settings.LINE_EVENT_LEASE_SECONDS)
+
+
+def _renew(pk: int) -> None:
+    LineEvent.objects.filter(pk=pk, status=Status.PROCESSING).update(
+        leased_until=timezone.now() + _lease()
+    )
 
 
 def _chat_of(event: Event) -> Chat | None:
@@ -188,7 +205,9 @@ def _chat_of(event: Event) -> Chat | None:
     return Chat(kind, line_id, reply_token, event.webhook_event_id)
 
 
-def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
+def handle_event(
+    channel: LineChannel, raw: dict[str, Any], row: LineEvent | None = None
+) -> Outcome:
     if raw.get("mode") == "standby":
         # Another module (a chat handover) holds the chat: the event is seen, not answered.
         return Status.IGNORED, "standby mode: the channel is not the active responder"
@@ -205,7 +224,7 @@ def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
     if not isinstance(event, MessageEvent | PostbackEvent | FollowEvent | JoinEvent):
         kind = "left the group" if isinstance(event, LeaveEvent) else f"{event.type} event"
         return Status.IGNORED, f"{kind}: nothing to answer"
-    scope = Scope(channel, LineApi(channel), chat)
+    scope = Scope(channel, LineApi(channel), chat, row)
     if isinstance(event, MessageEvent):
         return scope.on_message(event)
     if isinstance(event, PostbackEvent):
@@ -215,11 +234,17 @@ def handle_event(channel: LineChannel, raw: dict[str, Any]) -> Outcome:
 
 @dataclass(slots=True)
 class Scope:
-    """One event's (or operator request's) channel, API client and chat."""
+    """One event's (or operator request's) channel, API client and chat; `event` is the
+    webhook event's row, which records whether its answer is owed or sent."""
 
     channel: LineChannel
     api: LineApi
     chat: Chat
+    event: LineEvent | None = None
+
+    def _answer(self, answer: LineEvent.Answer) -> None:
+        if self.event is not None:
+            LineEvent.objects.filter(pk=self.event.pk).update(answer=answer)
 
     def on_message(self, event: MessageEvent) -> Outcome:
         message = event.message
@@ -275,6 +300,8 @@ class Scope:
         """A turn of the pipeline, its answer sent back; a failed turn sends the character's
         apology (except when the operator started it: nobody is waiting for an answer)."""
         character = self.channel.character
+        if not initiated:
+            self._answer(LineEvent.Answer.OWED)  # an apology, should this worker be lost
         if self.chat.kind == "user" and not initiated:
             self.api.show_loading(self.chat.id, self.channel.loading_seconds)
         session, context = admit(
@@ -317,6 +344,7 @@ class Scope:
             self.api.push(self.chat.id, group, key)
         if pending:
             how.append(f"pushed {len(pending)} request(s)")
+        self._answer(LineEvent.Answer.SENT)
         return ", ".join(how)
 
 

@@ -101,7 +101,17 @@ class LineEvent(TenantOwned):
 
     LINE redelivers events, and a Celery task with acks_late can reach a second worker; the
     insert that fails on the unique constraint is what tells them the event is taken.
+
+    The worker handling the event holds a lease on it (`leased_until`, renewed while it works);
+    `answer` says whether the user is owed a reply and whether it went out, so a worker lost
+    mid-way (its lease ran out) is answered with the character's apology, once
+    (conversations/line/lost.py).
     """
+
+    class Answer(models.TextChoices):
+        NONE = "", "not owed"
+        OWED = "owed"
+        SENT = "sent"
 
     class Status(models.TextChoices):
         PROCESSING = "processing"
@@ -126,6 +136,18 @@ class LineEvent(TenantOwned):
     )
     status = models.CharField(max_length=16, choices=Status.choices)
     outcome = models.TextField(blank=True, help_text="What was done, or why it failed.")
+    answer = models.CharField(
+        max_length=8,
+        choices=Answer.choices,
+        blank=True,
+        default=Answer.NONE,
+        help_text="Whether the user is owed a reply to this event, and whether it was sent.",
+    )
+    leased_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While processing: when the handling worker's lease runs out unless renewed.",
+    )
     received_at = models.DateTimeField(auto_now_add=True, db_index=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

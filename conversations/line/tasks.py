@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import Task, shared_task
 
-from . import handling
+from . import handling, lost
 
 
 @shared_task(name="line.process_events", ignore_result=True)
@@ -22,3 +22,10 @@ def start_conversation(self: Task, channel_id: int, to: str, instruction: str) -
     LINE still accepts its message only once."""
     status, outcome = handling.start_conversation(channel_id, to, instruction, key=self.request.id)
     return {"status": status, "outcome": outcome}
+
+
+@shared_task(name="line.fail_lost_events", ignore_result=True)
+def fail_lost_events() -> int:
+    """The beat entry (every minute): events whose worker was lost are failed, and the users
+    owed an answer get the character's apology."""
+    return lost.fail_lost_events()

@@ -1,0 +1,63 @@
+"""LINE events record the handling worker's lease and whether the user's answer is owed or
+sent; a beat entry (every minute, editable in the admin's Periodic tasks) fails the events of
+lost workers and apologises where an answer was owed."""
+
+from django.db import migrations, models
+from django.utils import timezone
+
+TASK_NAME = "LINE events of lost workers"
+
+
+def create_entry(apps, schema_editor):
+    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
+    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
+    every_minute, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
+    _, created = PeriodicTask.objects.get_or_create(
+        name=TASK_NAME,
+        defaults={
+            "task": "line.fail_lost_events",
+            "interval": every_minute,
+            "description": "Fails LINE events whose worker was lost (lease run out) and "
+            "pushes the character's apology to users who were owed an answer.",
+        },
+    )
+    if created:
+        # A beat already running reloads its schedule when this timestamp moves.
+        apps.get_model("django_celery_beat", "PeriodicTasks").objects.update_or_create(
+            ident=1, defaults={"last_update": timezone.now()}
+        )
+
+
+def remove_entry(apps, schema_editor):
+    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+
+
+class Migration(migrations.Migration):
+    dependencies = [
+        ("line", "0002_tenant"),
+        ("django_celery_beat", "0018_improve_crontab_helptext"),
+    ]
+
+    operations = [
+        migrations.AddField(
+            model_name="lineevent",
+            name="answer",
+            field=models.CharField(
+                blank=True,
+                choices=[("", "not owed"), ("owed", "Owed"), ("sent", "Sent")],
+                default="",
+                help_text="Whether the user is owed a reply to this event, and whether it was sent.",
+                max_length=8,
+            ),
+        ),
+        migrations.AddField(
+            model_name="lineevent",
+            name="leased_until",
+            field=models.DateTimeField(
+                blank=True,
+                help_text="While processing: when the handling worker's lease runs out unless renewed.",
+                null=True,
+            ),
+        ),
+        migrations.RunPython(create_entry, remove_entry),
+    ]

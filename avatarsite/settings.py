@@ -468,6 +468,10 @@ REALTIME_MAX_MESSAGE_BYTES = env.int("REALTIME_MAX_MESSAGE_BYTES", default=4 * 1
 REALTIME_AUDIO_CHUNK_BYTES = env.int("REALTIME_AUDIO_CHUNK_BYTES", default=0)
 # Seconds of speech between partial transcripts (`info`), for sessions that ask for them.
 REALTIME_PARTIAL_INTERVAL_SECONDS = env.float("REALTIME_PARTIAL_INTERVAL_SECONDS", default=1.0)
+# Each open socket renews its live-session row this often; a row not renewed for the TTL (its
+# server process died) is no longer listed or controllable, and is deleted.
+LIVE_SESSION_HEARTBEAT_SECONDS = env.float("LIVE_SESSION_HEARTBEAT_SECONDS", default=20.0)
+LIVE_SESSION_TTL_SECONDS = env.float("LIVE_SESSION_TTL_SECONDS", default=60.0)
 
 # Live Avatar agents (manage.py run_liveavatar_agents; docs/avatar.md#the-live-avatar-agent).
 # REST session start and waiting for the platform's session.init.

@@ -13,7 +13,7 @@ from django.template.response import TemplateResponse
 from avatarsite.tenants.scoping import TenantScopedAdmin
 
 from . import live
-from .models import LiveSession
+from .models import LiveSession, LiveSessionQuerySet
 
 
 class SpeakForm(forms.Form):
@@ -29,6 +29,12 @@ class LiveSessionAdmin(TenantScopedAdmin):
     search_fields = ("session_id", "user_id")
     readonly_fields = [f.name for f in LiveSession._meta.fields]
     actions = ["speak", "interrupt"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[LiveSession]:
+        """Only sessions a server process still renews: a dead process's sessions expire."""
+        sessions = super().get_queryset(request)
+        assert isinstance(sessions, LiveSessionQuerySet)
+        return sessions.alive()
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

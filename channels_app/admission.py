@@ -6,11 +6,18 @@ row staff see the live session by."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
+import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qs
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
 
 from characters.models import Character
 from conversations.admission import (
@@ -24,6 +31,8 @@ from conversations.rate_limits import StreamSlot
 from conversations.transports.base import Rejected, bearer_token
 
 from .models import LiveSession
+
+logger = logging.getLogger(__name__)
 
 CHANNEL = "websocket"
 SUBPROTOCOL_PREFIX = "Authorization."
@@ -89,6 +98,7 @@ def register(
         caller, character, channel=channel, user_id=user_id, session_id=session_id
     )
     user_id = user_id or str(session.end_user.id)
+    LiveSession.objects.expired().delete()  # rows of server processes that died
     LiveSession.objects.update_or_create(
         channel_name=channel_name,
         defaults={
@@ -99,6 +109,24 @@ def register(
             "character": character,
             "channel": channel,
             "metadata": metadata,
+            "seen_at": timezone.now(),
         },
     )
     return session, user_id
+
+
+async def keep_alive(channel_name: str) -> None:
+    """Renew the socket's live-session row until cancelled (on disconnect): if this server
+    process dies, the row expires instead of being listed and commanded forever."""
+    while True:
+        await asyncio.sleep(settings.LIVE_SESSION_HEARTBEAT_SECONDS)
+        try:
+            await sync_to_async(_renew)(channel_name)
+        except DatabaseError:  # the next beat tries again
+            logger.exception("renewing live session %s failed", channel_name)
+
+
+def _renew(channel_name: str) -> None:
+    # Sockets skip Channels' per-message database housekeeping: do it here.
+    close_old_connections()
+    LiveSession.objects.filter(channel_name=channel_name).update(seen_at=timezone.now())

@@ -14,7 +14,7 @@ from rest_framework.response import Response
 from avatarsite.tenants.scoping import TenantScopedViewSetMixin
 
 from . import live
-from .models import LiveSession
+from .models import LiveSession, LiveSessionQuerySet
 
 
 class LiveSessionSerializer(serializers.ModelSerializer):
@@ -48,13 +48,16 @@ class LiveSessionViewSet(
 ):
     """Open /ws and /avatar/ws sessions (`channel`: websocket or avatar) of every server
     process (filter with `?character=<slug>` or `?user_id=`). Commands reach the session
-    through the channel layer wherever it runs."""
+    through the channel layer wherever it runs. The session of a server process that died
+    expires (LIVE_SESSION_TTL_SECONDS): not listed, 404."""
 
     queryset = LiveSession.objects.select_related("character")
     serializer_class = LiveSessionSerializer
 
     def get_queryset(self) -> QuerySet[LiveSession]:
         sessions = super().get_queryset()  # the staff user's tenants' only
+        assert isinstance(sessions, LiveSessionQuerySet)
+        sessions = sessions.alive()
         if slug := self.request.query_params.get("character"):
             sessions = sessions.filter(character__slug=slug)
         if user_id := self.request.query_params.get("user_id"):

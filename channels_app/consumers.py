@@ -16,6 +16,8 @@ database housekeeping, which is a thread round trip, and the work that does reac
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -39,12 +41,14 @@ from conversations.transports.aiavatar_wire import AIAvatarRequest, speech_speed
 from conversations.transports.base import Rejected
 
 from . import live, messages
-from .admission import admit_socket, credentials, register
+from .admission import admit_socket, credentials, keep_alive, register
 from .connection import Connection
 from .listening import Listener, PartialTranscripts
 from .messages import AudioFrame, ClientError
 from .models import LiveSession
 from .relaying import TurnRelay
+
+logger = logging.getLogger(__name__)
 
 POLICY_VIOLATION = 1008  # refused handshake: "Invalid or missing API Key"
 # Servers may only send 1000 or an application code (3000-4999); 4009 mirrors 1009.
@@ -65,6 +69,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     connection: Connection | None = None  # None: the socket was refused
     listener: Listener | None = None  # from `start` on
     partials: PartialTranscripts | None = None
+    heartbeat: asyncio.Task[None] | None = None  # renews the live-session row, from `start` on
     groups_joined: list[str]
 
     async def connect(self) -> None:
@@ -87,6 +92,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         await self.accept(subprotocol)
 
     async def disconnect(self, code: int) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         await self.relay.close()
         if self.partials is not None:
             await self.partials.close()
@@ -160,6 +167,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             metadata,
         )
         connection.session, connection.session_id = session, message.session_id
+        if self.heartbeat is None:
+            self.heartbeat = asyncio.create_task(keep_alive(self.channel_name))
         connection.continue_in(message.context_id)
         if self.listener is None:
             self.listener = Listener(self.channel_name)

@@ -3,17 +3,37 @@
 
 Rows are written by the consumers (created then, deleted on disconnect), so staff can
 list the sessions of every server process and send them commands through the channel layer.
+A consumer renews its row's `seen_at` while the socket is open; the row of a server process
+that died (no disconnect ran) stops being renewed and expires after
+`LIVE_SESSION_TTL_SECONDS`: it is no longer listed or controllable, and the next `start` on
+any process deletes it.
 """
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 
 from avatarsite.tenants.models import TenantOwned
 from characters.models import Character
 from conversations.models import EndUser
+
+
+def _oldest_alive() -> datetime:
+    return timezone.now() - timedelta(seconds=settings.LIVE_SESSION_TTL_SECONDS)
+
+
+class LiveSessionQuerySet(models.QuerySet["LiveSession"]):
+    def alive(self) -> LiveSessionQuerySet:
+        """Sessions whose server process renewed them within the TTL."""
+        return self.filter(seen_at__gte=_oldest_alive())
+
+    def expired(self) -> LiveSessionQuerySet:
+        return self.filter(seen_at__lt=_oldest_alive())
 
 
 class LiveSession(TenantOwned):
@@ -30,6 +50,10 @@ class LiveSession(TenantOwned):
     channel = models.CharField(max_length=32, default="websocket")
     metadata = models.JSONField(default=dict, blank=True)  # the `start` message's metadata
     started_at = models.DateTimeField(auto_now_add=True)
+    # Renewed by the consumer every LIVE_SESSION_HEARTBEAT_SECONDS while the socket is open.
+    seen_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = LiveSessionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-started_at"]

@@ -41,7 +41,8 @@ def sessions(request: HttpRequest) -> JsonResponse:
     # as absent as one that never existed.
     end_user = known_end_user(caller, CHANNEL, user_id)
     live = (
-        LiveSession.objects.filter(end_user=end_user, character__in=reachable_characters(caller))
+        LiveSession.objects.alive()
+        .filter(end_user=end_user, character__in=reachable_characters(caller))
         .order_by("-started_at")
         .first()
         if end_user is not None

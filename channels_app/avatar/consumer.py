@@ -38,7 +38,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from channels_app import live
-from channels_app.admission import admit_socket, credentials, register
+from channels_app.admission import admit_socket, credentials, keep_alive, register
 from channels_app.listening import Listener
 from channels_app.models import LiveSession
 from characters.models import Character
@@ -108,6 +108,7 @@ def _register(
 class AvatarConsumer(AsyncWebsocketConsumer):
     session: AdmittedSession | None = None
     slot: StreamSlot | None = None
+    heartbeat: asyncio.Task[None] | None = None  # renews the live-session row
 
     async def connect(self) -> None:
         self.send_lock = asyncio.Lock()
@@ -130,12 +131,15 @@ class AvatarConsumer(AsyncWebsocketConsumer):
         caller, character, slot = admitted
         self.session = await sync_to_async(_register)(self.channel_name, caller, character, slot)
         self.slot = slot
+        self.heartbeat = asyncio.create_task(keep_alive(self.channel_name))
         self.groups = await live.join(self.channel_layer, self.channel_name, self.session)
         await self.accept(subprotocol)
         engine = face_track().engine.name
         await self._send(wire.config(settings.SPEECH_SAMPLE_RATE, engine))
 
     async def disconnect(self, code: int) -> None:
+        if self.heartbeat is not None:
+            self.heartbeat.cancel()
         await self._cancel_turn()
         if self.listener is not None:
             self.listener.close()

@@ -3,6 +3,8 @@ commands for each: say something, or stop talking."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
@@ -46,9 +48,10 @@ class LiveSessionAdmin(TenantScopedAdmin):
     def speak(self, request: HttpRequest, queryset: QuerySet[LiveSession]) -> HttpResponse | None:
         form = SpeakForm(request.POST if "text" in request.POST else None)
         if form.is_valid():
-            for session in queryset:
-                live.speak_now(live.session_group_of(session), form.cleaned_data["text"])
-            self.message_user(request, f"Sent to {queryset.count()} session(s).", messages.SUCCESS)
+            text = form.cleaned_data["text"]
+            sent = self._command(request, queryset, lambda group: live.speak_now(group, text))
+            if sent is not None:
+                self.message_user(request, f"Sent to {sent} session(s).", messages.SUCCESS)
             return None
         context = {
             **self.admin_site.each_context(request),
@@ -62,6 +65,23 @@ class LiveSessionAdmin(TenantScopedAdmin):
 
     @admin.action(description="Interrupt selected sessions", permissions=["view"])
     def interrupt(self, request: HttpRequest, queryset: QuerySet[LiveSession]) -> None:
-        for session in queryset:
-            live.interrupt_now(live.session_group_of(session))
-        self.message_user(request, f"Interrupted {queryset.count()} session(s).", messages.SUCCESS)
+        interrupted = self._command(request, queryset, live.interrupt_now)
+        if interrupted is not None:
+            self.message_user(request, f"Interrupted {interrupted} session(s).", messages.SUCCESS)
+
+    def _command(
+        self,
+        request: HttpRequest,
+        queryset: QuerySet[LiveSession],
+        send: Callable[[str], None],
+    ) -> int | None:
+        """Send to each session's group; how many, or None (and an error shown) when the
+        channel layer cannot be reached."""
+        sessions = list(queryset)
+        try:
+            for session in sessions:
+                send(live.session_group_of(session))
+        except live.LiveControlUnavailable as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
+        return len(sessions)

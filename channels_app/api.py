@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 from django.db.models import QuerySet
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
@@ -15,6 +17,15 @@ from avatarsite.tenants.scoping import TenantScopedViewSetMixin
 
 from . import live
 from .models import LiveSession, LiveSessionQuerySet
+
+
+def _command(send: Callable[..., None], *args: str) -> Response:
+    """202 once the channel layer took the command; 503 while it cannot be reached."""
+    try:
+        send(*args)
+    except live.LiveControlUnavailable as exc:
+        return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return Response(status=status.HTTP_202_ACCEPTED)
 
 
 class LiveSessionSerializer(serializers.ModelSerializer):
@@ -64,20 +75,20 @@ class LiveSessionViewSet(
             sessions = sessions.filter(user_id=user_id)
         return sessions
 
-    @extend_schema(request=SpeakSerializer, responses={202: None})
+    @extend_schema(request=SpeakSerializer, responses={202: None, 503: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["post"])
     def speak(self, request: Request, pk: uuid.UUID | None = None) -> Response:
         """Say the text in the character's voice, cutting short what the session is saying."""
         session = self.get_object()
         command = SpeakSerializer(data=request.data)
         command.is_valid(raise_exception=True)
-        live.speak_now(live.session_group_of(session), command.validated_data["text"])
-        return Response(status=status.HTTP_202_ACCEPTED)
+        return _command(
+            live.speak_now, live.session_group_of(session), command.validated_data["text"]
+        )
 
-    @extend_schema(request=None, responses={202: None})
+    @extend_schema(request=None, responses={202: None, 503: OpenApiTypes.OBJECT})
     @action(detail=True, methods=["post"])
     def interrupt(self, request: Request, pk: uuid.UUID | None = None) -> Response:
         """Stop the reply the session is giving; it ends as an interrupted turn."""
         session = self.get_object()
-        live.interrupt_now(live.session_group_of(session))
-        return Response(status=status.HTTP_202_ACCEPTED)
+        return _command(live.interrupt_now, live.session_group_of(session))

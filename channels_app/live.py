@@ -4,15 +4,22 @@ Every session joins three groups: its admitted session (tenant, character, end u
 session id, so another tenant's equal session id is another group), its end user and its
 character. Staff tools (admin, REST API) send `live.speak` / `live.interrupt` to a group; the
 consumers in whatever process holds those sockets act on it.
+
+When the channel layer cannot take the command (Redis unreachable), `LiveControlUnavailable`
+says so: the REST API answers 503, the admin shows an error. Nothing is cached about the
+failure, so commands work again as soon as Redis is back.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
+from typing import Any
 
 from asgiref.sync import async_to_sync
 from channels.layers import BaseChannelLayer, get_channel_layer
+from redis.exceptions import RedisError
 
 from conversations.admission import AdmittedSession, session_key
 
@@ -21,6 +28,8 @@ from .models import LiveSession
 SPEAK = "live.speak"
 INTERRUPT = "live.interrupt"
 MAX_SPEAK_CHARS = 2000
+
+logger = logging.getLogger(__name__)
 
 
 def _name(kind: str, value: str) -> str:
@@ -66,18 +75,30 @@ async def leave(layer: BaseChannelLayer, channel_name: str, groups: list[str]) -
         await layer.group_discard(group, channel_name)
 
 
-async def speak(group: str, text: str) -> None:
-    """Make every session in `group` say `text` in its character's voice."""
+class LiveControlUnavailable(Exception):
+    """The channel layer (Redis) did not take the command; nothing was sent."""
+
+    message = "Live control is unavailable: the channel layer (Redis) cannot be reached."
+
+
+async def _send(group: str, command: dict[str, Any]) -> None:
     layer = get_channel_layer()
     assert layer is not None
-    await layer.group_send(group, {"type": SPEAK, "text": text})
+    try:
+        await layer.group_send(group, command)
+    except (RedisError, OSError) as exc:
+        logger.warning("live control command %s not sent: %r", command["type"], exc)
+        raise LiveControlUnavailable(LiveControlUnavailable.message) from exc
+
+
+async def speak(group: str, text: str) -> None:
+    """Make every session in `group` say `text` in its character's voice."""
+    await _send(group, {"type": SPEAK, "text": text})
 
 
 async def interrupt(group: str) -> None:
     """Cut short what every session in `group` is saying."""
-    layer = get_channel_layer()
-    assert layer is not None
-    await layer.group_send(group, {"type": INTERRUPT})
+    await _send(group, {"type": INTERRUPT})
 
 
 speak_now = async_to_sync(speak)

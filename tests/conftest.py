@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 import types
 from collections.abc import Iterator
@@ -35,7 +36,7 @@ from tests.fakes.line_server import FakeLine
 from tests.fakes.openai_server import FakeOpenAI, ScriptedFake
 from tests.fakes.voicevox_server import FakeVoicevox
 from tests.inprocess import InProcessApp
-from tests.processes import start_daphne, stop_process
+from tests.processes import RedisServer, start_daphne, stop_process
 
 IN_CI = os.environ.get("CI") == "1"
 
@@ -119,6 +120,17 @@ def require_service(name: str, available: bool) -> None:
     if IN_CI:
         pytest.fail(f"{name} is required in CI but is not configured")
     pytest.skip(f"{name} is not configured")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis of the test's own, never the shared one: tests stop it, or fill its queues."""
+    require_service("redis-server", shutil.which("redis-server") is not None)
+    server = RedisServer(tmp_path)
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 Fake = TypeVar("Fake", bound=ScriptedFake | FakeVoicevox | FakeLine)

@@ -158,13 +158,14 @@ def start_celery_worker(
     return process
 
 
-def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """A Redis server of the test's own on a free loopback port (never the shared one), with
-    nothing saved to disk; returns it and its URL."""
+def start_redis(directory: Path, port: int | None = None) -> tuple[subprocess.Popen[bytes], str]:
+    """A Redis server of the test's own on a free loopback port (never the shared one), or on
+    `port` (to bring back one that was stopped), with nothing saved to disk; returns it and
+    its URL."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed")
-    port = free_port()
+    port = port or free_port()
     log_path = directory / f"redis-{port}.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -175,3 +176,19 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
         )
     wait_for_port(process, port, log_path, "Redis")
     return process, f"redis://127.0.0.1:{port}/0"
+
+
+class RedisServer:
+    """A Redis server of the test's own (start_redis) that can be stopped and brought back on
+    the same port, as a Redis outage and its end look to the clients."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.process, self.url = start_redis(directory)
+        self.port = int(self.url.rsplit(":", 1)[1].split("/")[0])
+
+    def stop(self) -> None:
+        stop_process(self.process)
+
+    def restart(self) -> None:
+        self.process, _ = start_redis(self.directory, self.port)

@@ -3,10 +3,8 @@ to the next worker once its lease runs out and is done exactly once."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import threading
-from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
@@ -16,10 +14,10 @@ from avatarsite.celery import app
 from characters.models import DailySchedule, GenerationClaim, GenerationJob
 from characters.tasks import run_generation_job
 from tests.characters.conftest import answers, make_character
-from tests.conftest import IN_CI, server_env
+from tests.conftest import server_env
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
-from tests.processes import start_celery_worker, start_redis, stop_process
+from tests.processes import RedisServer, start_celery_worker, stop_process
 from tests.waiting import wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.live]
@@ -28,16 +26,8 @@ DAY = date(2026, 1, 16)
 
 
 @pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        if IN_CI:
-            pytest.fail("redis-server is required in CI")
-        pytest.skip("redis-server is not installed")
-    process, url = start_redis(tmp_path)
-    try:
-        yield url
-    finally:
-        stop_process(process)
+def redis_url(redis_server: RedisServer) -> str:
+    return redis_server.url
 
 
 def test_a_killed_workers_job_is_finished_once_by_the_next_worker(

@@ -1,7 +1,12 @@
-"""A daphne process killed with live sessions open: nothing runs their disconnect, so their
-rows stop being renewed and expire (LIVE_SESSION_TTL_SECONDS). Expired sessions are not
-listed (REST API, admin, AIAvatarKit's /sessions) nor controllable, and the next session that
-starts anywhere deletes them."""
+"""Faults of live control.
+
+- A daphne process killed with live sessions open: nothing runs their disconnect, so their
+  rows stop being renewed and expire (LIVE_SESSION_TTL_SECONDS). Expired sessions are not
+  listed (REST API, admin, AIAvatarKit's /ws/sessions) nor controllable, and the next session
+  that starts anywhere deletes them.
+- Redis unreachable: commands answer 503 with the API's JSON error (the admin shows an error),
+  and work again once Redis is back, without a restart.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from conversations.models import EndUser
 from tests.conftest import server_env
 from tests.fakes.openai_server import FakeOpenAI
 from tests.inprocess import InProcessApp
-from tests.processes import start_daphne, stop_process
+from tests.processes import RedisServer, start_daphne, stop_process
 from tests.realtime.ws import Socket
 from tests.waiting import wait_until
 
@@ -108,3 +113,43 @@ async def test_a_new_session_deletes_expired_ones(
         await socket.close()
 
     assert not await LiveSession.objects.filter(pk=expired.pk).aexists()
+
+
+def test_live_control_answers_503_while_redis_is_down_then_recovers(
+    character: Character, admin_client: Client, settings: Settings, redis_server: RedisServer
+) -> None:
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [redis_server.url]},
+        }
+    }
+    session = LiveSession.objects.create(
+        channel_name="specific.elsewhere!1",
+        session_id="kiosk",
+        end_user=EndUser.objects.create(display_name="Ada"),
+        character=character,
+    )
+    speak = f"/api/live-sessions/{session.pk}/speak/"
+    interrupt = f"/api/live-sessions/{session.pk}/interrupt/"
+    admin_interrupt = {"action": "interrupt", "_selected_action": [str(session.pk)]}
+
+    def say() -> int:
+        body = {"text": "Hello"}
+        return admin_client.post(speak, body, content_type="application/json").status_code
+
+    before = say()
+    redis_server.stop()
+    spoken, stopped = (
+        admin_client.post(speak, {"text": "Hello"}, content_type="application/json"),
+        admin_client.post(interrupt),
+    )
+    in_admin = admin_client.post("/admin/channels_app/livesession/", admin_interrupt, follow=True)
+    redis_server.restart()
+    after = say()
+
+    assert (before, spoken.status_code, stopped.status_code, after) == (202, 503, 503, 202)
+    assert spoken["Content-Type"] == "application/json"
+    assert "Redis" in spoken.json()["detail"] and stopped.json() == spoken.json()
+    shown = [str(m) for m in in_admin.context["messages"]]
+    assert shown == [spoken.json()["detail"]]

@@ -16,7 +16,13 @@ logger = logging.getLogger(__name__)
 
 @contextmanager
 def heartbeat(renew: Callable[[], object], every: float) -> Iterator[None]:
-    """Call `renew()` every `every` seconds while the block runs (and never after it)."""
+    """Call `renew()` every `every` seconds while the block runs (and never after it).
+
+    Not inside a transaction: the beat's own connection could not see the rows the block has
+    not committed, and would wait on the block's locks while the block waits for the beat."""
+    if connections["default"].in_atomic_block:
+        yield
+        return
     stop = threading.Event()
 
     def beat() -> None:

@@ -365,14 +365,16 @@ LIFE_BACKFILL_DAYS = env.int("LIFE_BACKFILL_DAYS", default=7)
 # Attempts per LLM answer, the first included: an answer that fails its JSON schema is shown
 # back to the LLM with the error. (Transport errors are retried by the provider, LLM_MAX_RETRIES.)
 LIFE_LLM_ATTEMPTS = env.int("LIFE_LLM_ATTEMPTS", default=3)
-# A run holds the lease on a schedule or diary this long (extended after every LLM answer);
-# a crashed run's lease expires and another run takes over, reusing the answers paid for.
-LIFE_LEASE_SECONDS = env.int("LIFE_LEASE_SECONDS", default=600)
+# A run holds the lease on a schedule or diary this long, renewed every third of it while it
+# works (however long one LLM answer takes); a killed run's lease expires and another run
+# takes over, reusing the answers paid for. Short, so a killed worker's job resumes within a
+# minute (on Redis the broker's visibility timeout follows it, below).
+LIFE_LEASE_SECONDS = env.int("LIFE_LEASE_SECONDS", default=30)
 # After a failed attempt the beat waits this long, doubling per failure (at most 6 hours).
 LIFE_RETRY_BASE_SECONDS = env.int("LIFE_RETRY_BASE_SECONDS", default=300)
 # A job that found its work leased by another run looks again after this long, this many times.
-LIFE_BUSY_RETRY_SECONDS = env.int("LIFE_BUSY_RETRY_SECONDS", default=60)
-LIFE_BUSY_RETRIES = env.int("LIFE_BUSY_RETRIES", default=30)
+LIFE_BUSY_RETRY_SECONDS = env.int("LIFE_BUSY_RETRY_SECONDS", default=15)
+LIFE_BUSY_RETRIES = env.int("LIFE_BUSY_RETRIES", default=120)
 # Queued jobs older than this are taken for lost (their worker died) and enqueued again.
 LIFE_JOB_STALE_SECONDS = env.int("LIFE_JOB_STALE_SECONDS", default=3600)
 # Redis, unlike RabbitMQ, cannot tell that a worker died: the message it held comes back only

@@ -17,6 +17,8 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from avatarsite.heartbeat import heartbeat
+
 from ..models import Character, GenerationClaim
 from .errors import GenerationBusy
 
@@ -42,10 +44,16 @@ class Claim:
         return None
 
     def keep(self, step: str, fingerprint: str, output: str) -> None:
-        """Remember a paid answer and extend the lease (this doubles as a heartbeat)."""
+        """Remember a paid answer and extend the lease."""
         self.row.steps[step] = {"input": fingerprint, "output": output}
         GenerationClaim.objects.filter(pk=self.row.pk, token=self.row.token).update(
             steps=self.row.steps, leased_until=timezone.now() + _lease()
+        )
+
+    def renew(self) -> None:
+        """Extend the lease (only if it is still ours): the heartbeat while the run works."""
+        GenerationClaim.objects.filter(pk=self.row.pk, token=self.row.token).update(
+            leased_until=timezone.now() + _lease()
         )
 
     def release(self) -> None:
@@ -80,7 +88,8 @@ def _lease() -> timedelta:
 def claimed(key: str, character: Character | None, *, fresh: bool = False) -> Iterator[Claim]:
     """Hold the lease on `key` for the block; raise GenerationBusy if someone else holds it.
 
-    A lease whose holder died (a killed worker) simply expires, and the next run takes over
+    A lease whose holder died (a killed worker) stops being renewed and expires, and the next
+    run takes over
     with the answers the dead one already paid for, unless `fresh` (overwriting) asks for new
     ones. A failure inside the block frees the lease and records the error.
     """
@@ -103,7 +112,10 @@ def claimed(key: str, character: Character | None, *, fresh: bool = False) -> It
         row.save()
     claim = Claim(row)
     try:
-        yield claim
+        # Renewed while the block runs, so the lease can be much shorter than one LLM call:
+        # a killed run's work is taken over soon after its heartbeat stops.
+        with heartbeat(claim.renew, every=_lease().total_seconds() / 3):
+            yield claim
     except Exception as exc:
         claim.fail(exc)
         raise

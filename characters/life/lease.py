@@ -4,23 +4,29 @@ Every generator looks for the row it would write *before* any LLM call, and call
 while holding the GenerationClaim lease for that row, so concurrent runs and tasks delivered
 twice never duplicate a row nor pay twice. Each paid, validated LLM answer is kept on the claim
 until the row is saved, so a run that takes over after a crash resumes there.
+
+Leases are kept alive by a heartbeat while their holder works (`heartbeat`, also used for LINE
+events): a killed process stops renewing, so its lease runs out and the work is handed on
+soon, even when one step (an LLM call) takes longer than the lease itself.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
-
-from avatarsite.heartbeat import heartbeat
 
 from ..models import Character, GenerationClaim
 from .errors import GenerationBusy
+
+logger = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=6)
 
@@ -78,6 +84,36 @@ class Claim:
             last_error=f"{type(exc).__name__}: {exc}"[:2000],
             retry_after=timezone.now() + backoff,
         )
+
+
+@contextmanager
+def heartbeat(renew: Callable[[], object], every: float) -> Iterator[None]:
+    """Call `renew()` every `every` seconds while the block runs (and never after it).
+
+    Not inside a transaction: the beat's own connection could not see the rows the block has
+    not committed, and would wait on the block's locks while the block waits for the beat."""
+    if connections["default"].in_atomic_block:
+        yield
+        return
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(every):
+                try:
+                    renew()
+                except Exception:  # the next beat tries again; the lease may run out meanwhile
+                    logger.exception("renewing a lease failed")
+        finally:
+            connections.close_all()  # this thread's own database connections
+
+    thread = threading.Thread(target=beat, name="lease-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _lease() -> timedelta:

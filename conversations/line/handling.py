@@ -50,9 +50,9 @@ from linebot.v3.webhooks import (
     VideoMessageContent,
 )
 
-from avatarsite.heartbeat import heartbeat
 from avatarsite.tenants.provider_secrets import load_secrets
 from characters import thread_loops
+from characters.life.lease import heartbeat
 from conversations.admission import Caller, admit, admit_session
 from conversations.models import EndUser
 from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished, TurnRequest

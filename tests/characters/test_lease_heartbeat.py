@@ -25,7 +25,7 @@ def test_a_working_run_keeps_its_lease_past_the_lease_time(settings: Settings) -
             lambda: (
                 timezone.now() > first
                 and GenerationClaim.objects.get(pk=claim.row.pk).leased_until > first
-            ),  # type: ignore[operator]
+            ),
             "the heartbeat to renew the lease past its first end",
         )
         with pytest.raises(GenerationBusy), claimed("news:jp:ja:2026-01-16", None):

@@ -88,7 +88,7 @@ def test_a_killed_workers_event_is_failed_and_apologised_for_once(
         claimed_until = row.leased_until
         wait_until(
             lambda: (
-                LineEvent.objects.get(pk=row.pk).leased_until > claimed_until  # type: ignore[operator]
+                LineEvent.objects.get(pk=row.pk).leased_until > claimed_until
                 and timezone.now() > claimed_until
             ),
             "the worker to renew its lease past the first one",

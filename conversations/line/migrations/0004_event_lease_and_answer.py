@@ -34,7 +34,7 @@ def remove_entry(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("line", "0002_tenant"),
+        ("line", "0003_line_event_sender_and_text"),
         ("django_celery_beat", "0018_improve_crontab_helptext"),
     ]
 

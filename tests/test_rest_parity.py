@@ -107,6 +107,9 @@ def test_a_foreign_character_or_row_answers_like_an_unknown_one(
             [f"Object with slug={character} does not exist."]
         ] * 3
     assert SharedMessage.objects.count() == 1 and VoiceSettings.objects.count() == 1
+    for unstorable in ("mi\x00a", "mi\ud800a"):  # found by the fuzz campaign: a 500 before
+        refused = post(alice, "/api/shared-messages/", {"character": unstorable, "content": "x"})
+        assert refused.status_code == 400 and "character" in refused.json()
 
 
 def test_guardrails_are_created_in_the_staff_users_tenant_and_validated(

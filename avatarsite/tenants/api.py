@@ -5,8 +5,10 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from django.core.validators import ProhibitNullCharactersValidator
 from django.db.models import Model
 from rest_framework import mixins, serializers, viewsets
+from rest_framework.validators import ProhibitSurrogateCharactersValidator
 
 from . import crypto
 from .models import ProviderSecret, TenantOrigin
@@ -35,6 +37,15 @@ def serializer_tenant(serializer: serializers.BaseSerializer) -> Any:
 class InTenant(serializers.SlugRelatedField):
     """A related row named by `slug_field` among the rows of the serializer's tenant only, so
     another tenant's answers exactly as an unknown one."""
+
+    # A NUL or a lone surrogate never names a row, and PostgreSQL refuses to even look.
+    unstorable = (ProhibitNullCharactersValidator(), ProhibitSurrogateCharactersValidator())
+
+    def to_internal_value(self, data: Any) -> Any:
+        if isinstance(data, str):
+            for refuse in self.unstorable:
+                refuse(data)
+        return super().to_internal_value(data)
 
     def get_queryset(self) -> Any:
         rows = super().get_queryset()

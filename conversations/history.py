@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import F, QuerySet
-from django.utils import timezone
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Field, ForeignObjectRel, QuerySet
 
 from characters.models import Character
 
@@ -151,25 +151,32 @@ def save_turn(
     messages: list[ChatMessage] | None = None,
     provider_state: dict[str, Any] | None = None,
 ) -> None:
-    """Store the turn's record and, for a completed turn, its messages, all or nothing."""
+    """Store the turn's record and, for a completed turn, its messages, all or nothing.
+
+    Three statements for a completed turn (besides what the record's own signals write): the
+    record, the context's count raised (or the context created) in one upsert that returns the
+    new count, and the messages in one bulk insert. Nothing is read first: the upsert locks the
+    context's row until commit, so a concurrent turn of the same conversation waits there and
+    then takes the positions after these."""
     with transaction.atomic():
         record.save(force_insert=True)
         if not messages:
             return
-        context, _ = Context.objects.select_for_update().get_or_create(
+        context = Context(
             id=record.context_id,
-            defaults={
-                "tenant_id": record.tenant_id,
-                "character_id": record.character_id,
-                "end_user": end_user,
-                "channel": record.channel,
-            },
+            tenant_id=record.tenant_id,
+            character_id=record.character_id,
+            end_user=end_user,
+            channel=record.channel,
+            message_count=len(messages),
+            provider_state=provider_state or {},
         )
+        first = _count_messages(context) - len(messages)
         Message.objects.bulk_create(
             Message(
-                tenant_id=context.tenant_id,
-                context=context,
-                position=context.message_count + offset,
+                tenant_id=record.tenant_id,
+                context_id=record.context_id,
+                position=first + offset,
                 role=m.role,
                 content=m.content,
                 files=m.files,
@@ -179,8 +186,34 @@ def save_turn(
             )
             for offset, m in enumerate(messages)
         )
-        Context.objects.filter(pk=context.pk).update(
-            message_count=F("message_count") + len(messages),
-            updated_at=timezone.now(),
-            provider_state=provider_state or {},
-        )
+
+
+def _count_messages(context: Context) -> int:
+    """Insert `context` or, when its id exists, add its `message_count` to the stored one and
+    take its `updated_at` and `provider_state`; the stored count afterwards.
+
+    Raw SQL because the ORM can neither upsert with an increment nor return what an update
+    wrote. Every column's value is prepared by its field, so the row is what `save()` writes."""
+    ops = connection.ops
+    fields = Context._meta.concrete_fields
+    columns = [ops.quote_name(_column(f)) for f in fields]
+    values = [f.get_db_prep_save(f.pre_save(context, add=True), connection) for f in fields]
+    table = ops.quote_name(Context._meta.db_table)
+    key, count, updated, state = (
+        ops.quote_name(_column(Context._meta.get_field(name)))
+        for name in ("id", "message_count", "updated_at", "provider_state")
+    )
+    sql = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(values))}) "
+        f"ON CONFLICT ({key}) DO UPDATE SET {count} = {table}.{count} + EXCLUDED.{count}, "
+        f"{updated} = EXCLUDED.{updated}, {state} = EXCLUDED.{state} RETURNING {count}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        row = cursor.fetchone()
+    return int(row[0])
+
+
+def _column(field: Field[Any, Any] | ForeignObjectRel | GenericForeignKey) -> str:
+    assert isinstance(field, Field) and field.column is not None, field
+    return field.column

@@ -10,9 +10,12 @@ class MemoryConfig(AppConfig):
     verbose_name = "Long-term memory"
 
     def ready(self) -> None:
+        from avatarsite.tenants.config_cache import watch
         from conversations.pipeline.prompt import add_prompt_section
 
         from . import signals, tools  # noqa: F401  (receivers and the search_memory tool)
-        from .recall import recall
+        from .models import MemorySettings
+        from .recall import recall_section
 
-        add_prompt_section(recall)
+        add_prompt_section(recall_section)
+        watch(MemorySettings)

@@ -29,15 +29,25 @@ SCHEDULE_INTRO = (
 NO_SCHEDULE = "You have no written schedule for today; improvise in character."
 
 # What other apps add to the end of a turn's system prompt from the user's message (long-term
-# memory's recall): (character, end user, text) -> a section, or "" for none.
-PromptSection = Callable[[Character, EndUser | None, str], Awaitable[str]]
-_sections: list[PromptSection] = []
+# memory's recall). An app registers a reader: called with the character in the turn's
+# preparation (plain ORM, on the thread that prepares the turn; best read from the tenant's
+# cached configuration), it returns the turn's section writer, (end user, text) -> a section or
+# "" for none, or None when the character gets no such section at all. So a character without
+# the feature costs its turns no trip to the database thread.
+PromptSection = Callable[[EndUser | None, str], Awaitable[str]]
+SectionReader = Callable[[Character], PromptSection | None]
+_readers: list[SectionReader] = []
 
 
-def add_prompt_section(section: PromptSection) -> None:
-    """Register a section (once per process; registering the same one again is a no-op)."""
-    if section not in _sections:
-        _sections.append(section)
+def add_prompt_section(reader: SectionReader) -> None:
+    """Register a section's reader (once per process; registering it again is a no-op)."""
+    if reader not in _readers:
+        _readers.append(reader)
+
+
+def prompt_sections(character: Character) -> list[PromptSection]:
+    """The sections the character's turns get (plain ORM, in the preparation)."""
+    return [section for read in _readers if (section := read(character)) is not None]
 
 
 def render_persona(persona: str, params: Mapping[str, Any] | None) -> str:
@@ -100,11 +110,10 @@ def system_prompt(
 
 
 async def with_sections(
-    prompt: str, character: Character, end_user: EndUser | None, text: str
+    prompt: str, sections: list[PromptSection], end_user: EndUser | None, text: str
 ) -> str:
-    """`prompt` with the registered sections (add_prompt_section) about the user's `text`
-    after it."""
-    parts = [prompt, *[await section(character, end_user, text) for section in _sections]]
+    """`prompt` with the turn's `sections` (prompt_sections) about the user's `text` after it."""
+    parts = [prompt, *[await section(end_user, text) for section in sections]]
     return "\n\n".join(part for part in parts if part)
 
 
@@ -116,5 +125,9 @@ async def compose_system_prompt(
     text: str = "",
 ) -> str:
     """The whole system prompt for a user's `text`, from async code."""
-    prompt = await sync_to_async(system_prompt)(character, end_user, params, now)
-    return await with_sections(prompt, character, end_user, text)
+
+    def read() -> tuple[str, list[PromptSection]]:
+        return system_prompt(character, end_user, params, now), prompt_sections(character)
+
+    prompt, sections = await sync_to_async(read)()
+    return await with_sections(prompt, sections, end_user, text)

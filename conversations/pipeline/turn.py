@@ -61,7 +61,7 @@ from .events import (
     TurnToolCall,
 )
 from .hooks import HookRefused, TurnHooks
-from .prompt import system_prompt, with_sections
+from .prompt import PromptSection, prompt_sections, system_prompt, with_sections
 from .session_data import remember_speed
 from .shaping import ShapedRequest, needs_shaping, refusal, shape
 from .speaking import Events, Voice
@@ -80,6 +80,8 @@ class Prepared:
 
     guardrails: list[Guardrail]
     system_prompt: str
+    # What other apps add to the system prompt once the user's words are known (memory).
+    sections: list[PromptSection]
     tools: CharacterTools
     hooks: TurnHooks
 
@@ -272,6 +274,7 @@ def prepare_now(request: TurnRequest) -> Prepared:
     return Prepared(
         guardrails=guardrails_for(character),
         system_prompt=system_prompt(character, request.end_user, request.system_prompt_params),
+        sections=prompt_sections(character),
         tools=registry.load(character),
         hooks=TurnHooks.of(character),
     )
@@ -333,7 +336,7 @@ async def generate(turn: Turn, prepared: Prepared) -> Events:
     then the answer's guardrails."""
     request, record, composer = turn.request, turn.record, turn.composer
     asked = turn.added[0].content  # the user's message, as guarded
-    system = await with_sections(prepared.system_prompt, turn.character, request.end_user, asked)
+    system = await with_sections(prepared.system_prompt, prepared.sections, request.end_user, asked)
     if request.client_system:  # a client that keeps the conversation adds its own
         system = f"{system}\n\n{request.client_system}"
     history = request.context.history

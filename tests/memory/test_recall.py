@@ -68,7 +68,9 @@ def test_a_fact_told_on_line_is_recalled_on_chat_for_that_person_only(
     assert "Pochi" not in system_prompt(fake_llm)
 
     # Through the tool, with automatic recall off.
-    MemorySettings.objects.filter(character=character).update(auto_recall=False)
+    settings = MemorySettings.objects.get(character=character)
+    settings.auto_recall = False
+    settings.save()  # as the admin does: the configuration cache sees it on the next turn
     for user in ("hana-web", "somebody-else"):
         fake_llm.script(
             ScriptedReply(

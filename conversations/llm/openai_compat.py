@@ -12,7 +12,6 @@ from typing import Any
 
 import openai
 from django.conf import settings
-from openai.types.chat import ChatCompletion, ChatCompletionChunk
 
 from .base import ChatMessage, LLMError, LLMRequest, ToolCallRequest, Usage
 from .sdk import LLM, broke_off, failure_message, loop_client
@@ -108,40 +107,40 @@ class OpenAICompatibleProvider:
         streaming = finished = False
         try:
             # `client.post` is the SDK's documented raw-body call: same auth, retries, timeouts
-            # and typed chunks as `chat.completions.create`, without the per-call walk over
-            # every history message that `create` does to validate its typed parameters (it
-            # costs ~0.35 ms per message, the largest single cost of a turn on long chats).
+            # and server-sent-event decoding as `chat.completions.create`, without the per-call
+            # walk over every history message that `create` does to validate its typed
+            # parameters (~0.35 ms per message). Chunks come as the JSON objects they are
+            # (`object` as the chunk type): building the SDK's typed chunk from each costs
+            # more than everything else done with it (docs/benchmarks.md).
             stream = await openai_client(self.base_url, self.api_key).post(
                 "/chat/completions",
                 body=params,
-                cast_to=ChatCompletion,
+                cast_to=object,
                 stream=True,
-                stream_cls=openai.AsyncStream[ChatCompletionChunk],
+                stream_cls=openai.AsyncStream[object],
             )
             streaming = True
             async with stream:
                 async for chunk in stream:
-                    if chunk.usage is not None:
-                        usage = Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+                    counted, choice = _read_chunk(chunk)
+                    if counted is not None:
+                        usage = counted
                     # Azure's content-filter chunks and usage chunks carry no choices.
-                    if not chunk.choices:
+                    if choice is None:
                         continue
-                    finished = finished or chunk.choices[0].finish_reason is not None
-                    delta = chunk.choices[0].delta
-                    if delta.content:
-                        yield delta.content
-                    for piece in delta.tool_calls or ():
-                        call = calls.setdefault(piece.index, {"id": "", "name": "", "args": ""})
-                        call["id"] = piece.id or call["id"]
-                        if piece.function:
-                            call["name"] = piece.function.name or call["name"]
-                            call["args"] += piece.function.arguments or ""
+                    finished = finished or choice.get("finish_reason") is not None
+                    delta = _object(choice.get("delta") or {})
+                    content = delta.get("content")
+                    if content:
+                        yield _text(content)
+                    for piece in _list(delta.get("tool_calls") or []):
+                        _add_piece(calls, _object(piece))
         except openai.OpenAIError as exc:
             status = exc.status_code if isinstance(exc, openai.APIStatusError) else None
             body = exc.body if isinstance(exc, openai.APIError) else None
             message = describe_failure(LLM, exc, streaming=streaming)
             raise LLMError(message, status_code=status, body=body) from exc
-        except ValueError as exc:  # an event that is not JSON
+        except ValueError as exc:  # an event that is not JSON, or not a chunk's shape
             raise broke_off() from exc
         # Every completion's last chunk names why it finished; without one the stream was cut.
         if not finished:
@@ -150,3 +149,55 @@ class OpenAICompatibleProvider:
             yield ToolCallRequest(id=call["id"], name=call["name"], arguments=call["args"])
         if usage is not None:
             yield usage
+
+
+def _read_chunk(chunk: object) -> tuple[Usage | None, dict[str, Any] | None]:
+    """A streamed chunk's usage, if it counts, and its first choice, if it has one (ValueError
+    for anything not shaped like a chat-completion chunk)."""
+    fields = _object(chunk)
+    counted = fields.get("usage")
+    usage = None
+    if counted is not None:
+        tokens = _object(counted)
+        usage = Usage(_count(tokens.get("prompt_tokens")), _count(tokens.get("completion_tokens")))
+    choices = _list(fields.get("choices") or [])
+    return usage, (_object(choices[0]) if choices else None)
+
+
+def _add_piece(calls: dict[int, dict[str, str]], piece: dict[str, Any]) -> None:
+    """Fold a piece of a streamed tool call into `calls`: id and name first, then the
+    arguments, keyed by the call's index."""
+    index = piece.get("index")
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise ValueError("a tool call piece without an index")
+    call = calls.setdefault(index, {"id": "", "name": "", "args": ""})
+    call["id"] = _text(piece.get("id") or call["id"])
+    function = _object(piece.get("function") or {})
+    call["name"] = _text(function.get("name") or call["name"])
+    call["args"] += _text(function.get("arguments") or "")
+
+
+def _object(value: object) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("not a JSON object")
+    return value
+
+
+def _list(value: object) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("not a JSON array")
+    return value
+
+
+def _text(value: object) -> str:
+    if not isinstance(value, str):
+        raise ValueError("not a string")
+    return value
+
+
+def _count(value: object) -> int:
+    if value is None:
+        return 0
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise ValueError("not a token count")
+    return value

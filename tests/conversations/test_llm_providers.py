@@ -10,6 +10,7 @@ import pytest
 from characters.models import Character, LLMProvider
 from conversations.llm import (
     ChatMessage,
+    LLMError,
     LLMRequest,
     Usage,
     provider_for,
@@ -48,6 +49,20 @@ async def test_it_streams_text_deltas(fake_llm: FakeOpenAI) -> None:
         "type": "image_url",
         "image_url": {"url": "https://x/cat.png"},
     }
+
+
+@pytest.mark.parametrize("ending", ["garbage", "misshapen"])
+async def test_a_stream_event_that_is_no_chunk_breaks_the_stream_off(
+    fake_llm: FakeOpenAI, ending: str
+) -> None:
+    fake_llm.script(ScriptedReply(text="One. Two.", ending=ending))
+
+    items: list[Any] = []
+    with pytest.raises(LLMError, match="LLM provider stream broke off"):
+        async for item in provider(fake_llm).stream(HELLO):
+            items.append(item)
+    # The text before the bad event, and nothing of the event itself (a number is no text).
+    assert "".join(items) == "One. Two."
 
 
 def test_it_falls_back_to_echo_without_a_key(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -114,7 +114,7 @@ _ERROR_KINDS: dict[int, tuple[str, str | None, str]] = {
 }
 
 
-ENDINGS = ("complete", "eof", "garbage", "empty")
+ENDINGS = ("complete", "eof", "garbage", "misshapen", "empty")
 
 
 @dataclass
@@ -148,8 +148,9 @@ class ScriptedReply:
     ending: str = "complete"
     """How a stream ends when it is not cut: "complete" (the API's own terminator), "eof" (the
     body ends cleanly after the content, without the final chunk or terminator), "garbage"
-    (the same, after a `data:` line that is not JSON) or "empty" (a 200 stream ending before
-    its first event)."""
+    (the same, after a `data:` line that is not JSON), "misshapen" (the same, after a JSON
+    event that is no chunk: its content a number) or "empty" (a 200 stream ending before its
+    first event)."""
     delay: float = 0.0
     """Seconds to wait before sending response headers (for client timeouts)."""
     gate: threading.Event | None = None
@@ -619,6 +620,8 @@ class _Handler(BaseHTTPRequestHandler):
             return False
         if ending == "garbage":
             self._write_chunk(b"data: {not json\n\n")
+        if ending == "misshapen":
+            self._send_event({"choices": [{"index": 0, "delta": {"content": 7}}]})
         self._write_chunk(b"")  # zero-length chunk: a well-formed end of the body
         return True
 

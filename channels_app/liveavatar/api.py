@@ -7,32 +7,17 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from django.db.models import QuerySet
 from rest_framework import serializers, viewsets
 
+from avatarsite.tenants.api import InTenant
 from avatarsite.tenants.scoping import TenantScopedViewSetMixin
 from characters.models import Character
 
 from .models import LiveAvatarAgent
 
 
-class TenantCharacterField(serializers.SlugRelatedField):
-    """A character by slug, among the agent's tenant's only: another tenant's slug is as
-    unknown as one nobody uses."""
-
-    def get_queryset(self) -> QuerySet[Character]:
-        serializer = self.parent
-        instance = getattr(serializer, "instance", None)
-        tenant_id = (
-            instance.tenant_id
-            if isinstance(instance, LiveAvatarAgent)
-            else serializer.context["view"].creation_tenant().pk
-        )
-        return Character.objects.filter(tenant_id=tenant_id)
-
-
 class LiveAvatarAgentSerializer(serializers.ModelSerializer):
-    character = TenantCharacterField(slug_field="slug", queryset=Character.objects.all())
+    character = InTenant(slug_field="slug", queryset=Character.objects.all())
     user_token = serializers.CharField(
         read_only=True, help_text="The browser's token for the RTC room of the current session."
     )

@@ -63,7 +63,7 @@ fuzz: $(VENV)/.installed-dev
 # configuration; the test suite does that for every bench target (tests/test_benchmarks.py).
 bench: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench: $(VENV)/.installed-dev
-	$(BIN)/python -m bench.chat_sse
+	$(BIN)/python -m bench.chat_sse $(BENCH_ARGS)
 
 bench-life: export DJANGO_SECRET_KEY ?= insecure-key-for-benchmarks-only
 bench-life: $(VENV)/.installed-dev

@@ -156,7 +156,8 @@ CHANNEL_LAYER_SOCKET_TIMEOUT = 30
 if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels-redis' layer, waiting out Redis outages instead of ending sockets.
+            "BACKEND": "channels_app.layers.OutageTolerantRedisChannelLayer",
             "CONFIG": {
                 "hosts": [{"address": REDIS_URL, "socket_timeout": CHANNEL_LAYER_SOCKET_TIMEOUT}],
                 "prefix": env.str("CHANNELS_PREFIX", "asgi"),

@@ -59,20 +59,30 @@ def character_group(character_id: int) -> str:
 
 
 async def join(layer: BaseChannelLayer, channel_name: str, session: AdmittedSession) -> list[str]:
-    """Put a socket in its session's three groups; the groups, to `leave` them."""
+    """Put a socket in its session's three groups; the groups, to `leave` them. With the
+    channel layer unreachable the socket works on without live control (none joined)."""
     groups = [
         session_group(session.key),
         user_group(session.end_user.pk),
         character_group(session.character.pk),
     ]
-    for group in groups:
-        await layer.group_add(group, channel_name)
-    return groups
+    joined: list[str] = []
+    try:
+        for group in groups:
+            await layer.group_add(group, channel_name)
+            joined.append(group)
+    except (RedisError, OSError) as exc:
+        logger.warning("live control unavailable for %s: %r", channel_name, exc)
+    return joined
 
 
 async def leave(layer: BaseChannelLayer, channel_name: str, groups: list[str]) -> None:
-    for group in groups:
-        await layer.group_discard(group, channel_name)
+    """Leave the groups; with the channel layer unreachable their entries expire there."""
+    try:
+        for group in groups:
+            await layer.group_discard(group, channel_name)
+    except (RedisError, OSError) as exc:
+        logger.warning("could not leave live groups of %s: %r", channel_name, exc)
 
 
 class LiveControlUnavailable(Exception):

@@ -5,7 +5,7 @@
   listed (REST API, admin, AIAvatarKit's /ws/sessions) nor controllable, and the next session
   that starts anywhere deletes them.
 - Redis unreachable: commands answer 503 with the API's JSON error (the admin shows an error),
-  and work again once Redis is back, without a restart.
+  and work again once Redis is back, without a restart; a socket keeps talking meanwhile.
 """
 
 from __future__ import annotations
@@ -153,3 +153,27 @@ def test_live_control_answers_503_while_redis_is_down_then_recovers(
     assert "Redis" in spoken.json()["detail"] and stopped.json() == spoken.json()
     shown = [str(m) for m in in_admin.context["messages"]]
     assert shown == [spoken.json()["detail"]]
+
+
+async def test_a_socket_keeps_talking_while_redis_is_down(
+    app: InProcessApp, character: Character, api_key: str, settings: Settings
+) -> None:
+    """The layer the settings name for Redis waits out the outage: the socket starts, answers
+    and closes cleanly, without live control."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_app.layers.OutageTolerantRedisChannelLayer",
+            "CONFIG": {"hosts": ["redis://127.0.0.1:1/0"]},
+        }
+    }
+    socket = await Socket.open(app.url, api_key, session_id="offline")
+    try:
+        connected = await socket.start(user_id="u3")
+        await socket.send("invoke", text="Hello")
+        answered = await socket.until("final")
+    finally:
+        await socket.close()
+
+    assert connected["type"] == "connected"
+    assert answered[-1]["type"] == "final" and answered[-1]["text"]
+    assert not await LiveSession.objects.filter(session_id="offline").aexists()

@@ -9,6 +9,7 @@ the test's thread, inside its transaction: these tests need no transactional dat
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,4 +54,5 @@ async def _post_sse(path: str, payload: bytes, headers: dict[str, str]) -> SSERe
         return result
     assert isinstance(response, StreamingHttpResponse)
     streamed = b"".join([part async for part in response.streaming_content])
-    return result.read(streamed.decode().splitlines())
+    # SSE lines end at CR, LF or CRLF only (str.splitlines also cuts at U+2028, U+0085...).
+    return result.read(re.split(r"\r\n|\r|\n", streamed.decode()))

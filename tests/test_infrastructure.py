@@ -14,7 +14,8 @@ from tests.conftest import IN_CI, AsgiServer, require_service
 @pytest.mark.skipif(not IN_CI, reason="CI runs on PostgreSQL and Redis; elsewhere any is fine")
 def test_ci_runs_on_postgresql_and_redis() -> None:
     assert connection.vendor == "postgresql"
-    assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
+    backend = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    assert backend == "channels_app.layers.OutageTolerantRedisChannelLayer"
     assert settings.CELERY_BROKER_URL.startswith("redis://")
 
 

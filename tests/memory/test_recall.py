@@ -21,7 +21,9 @@ from tests.fakes.line_server import FakeLine, text_event, user_id
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
 
-pytestmark = pytest.mark.django_db
+# Committed rows: a LINE turn does its database work on asgiref's thread, with a connection
+# of its own (characters/thread_loops.py), as in a Celery worker.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def chat(app: InProcessApp, key: str, user: str, text: str) -> None:

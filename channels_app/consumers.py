@@ -11,7 +11,10 @@ in their own module; this class routes what arrives to them. Turns run through
 Audio frames are the hot path (31 a second per microphone): they skip Channels' per-message
 database housekeeping, which is a thread round trip, and the work that does reach the database
 (the start of a session, typed turns, the first read of a spoken turn) runs it itself
-(docs/benchmarks.md#where-the-time-goes).
+(docs/benchmarks.md#where-the-time-goes). Nor does a frame wait for its VAD verdict: it joins
+the socket's backlog, and one task hears the backlog frame by frame, the whole of it scored in
+one trip to Silero's thread however many frames queued up behind a busy loop. Any other message
+first waits until the audio before it has been heard, so messages keep their order.
 """
 
 from __future__ import annotations
@@ -70,11 +73,13 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     listener: Listener | None = None  # from `start` on
     partials: PartialTranscripts | None = None
     heartbeat: asyncio.Task[None] | None = None  # renews the live-session row, from `start` on
+    hearing: asyncio.Task[None] | None = None  # hears the backlog while audio arrives
     groups_joined: list[str]
 
     async def connect(self) -> None:
         self.relay = TurnRelay(lambda text: self.send(text))
         self.groups_joined = []
+        self.backlog: list[bytes] = []  # audio frames received, not yet heard
         token, subprotocol = credentials(self.scope)
         try:
             admitted = await sync_to_async(admit_socket)(self.scope, token)
@@ -94,6 +99,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.heartbeat is not None:
             self.heartbeat.cancel()
+        if self.hearing is not None:
+            self.hearing.cancel()
+            await asyncio.gather(self.hearing, return_exceptions=True)
         await self.relay.close()
         if self.partials is not None:
             await self.partials.close()
@@ -136,6 +144,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             if message.type == "data":
                 await self._data(connection, messages.json_frame(message))
                 return
+            if self.hearing is not None:  # the audio sent before this message comes first
+                await asyncio.gather(self.hearing, return_exceptions=True)
             await aclose_old_connections()  # what Channels' dispatch would have done
             match message.type:
                 case "start":
@@ -182,8 +192,36 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         await self.relay.send_now(messages.connected(connection, message.context_id))
 
     async def _data(self, connection: Connection, frame: AudioFrame) -> None:
+        """Queue the frame's audio for the hearing task (started when none runs)."""
+        self.backlog.append(frame.pcm)
+        if self.hearing is None or self.hearing.done():
+            self.hearing = asyncio.create_task(self._hear_backlog(connection))
+
+    async def _hear_backlog(self, connection: Connection) -> None:
+        """Hear the queued frames one by one (barge-in, partials and turns react to each as
+        if it came alone), each with the audio queued behind it for the VAD to score ahead."""
+        while self.backlog:
+            frames, self.backlog = self.backlog, []
+            queued = memoryview(b"".join(frames))
+            end = 0
+            try:
+                for pcm in frames:
+                    end += len(pcm)
+                    try:
+                        await self._hear(connection, pcm, queued[end:])
+                    except ClientError as exc:
+                        await self._error(str(exc))
+                    # What the frame started (a partial transcript's request) gets its turn on
+                    # the loop before the next frame, as between frames arriving one by one.
+                    await asyncio.sleep(0)
+            except Exception:
+                logger.exception("hearing the audio failed; closing the socket")
+                self.backlog = []
+                await self.close(code=1011)
+
+    async def _hear(self, connection: Connection, pcm: bytes, ahead: memoryview) -> None:
         assert self.listener is not None and self.partials is not None
-        heard = await self.listener.hear(frame.pcm)
+        heard = await self.listener.hear(pcm, ahead=ahead)
         if heard.voiced and connection.send_voiced:
             await self.relay.send_now(messages.voiced(connection))
         if (

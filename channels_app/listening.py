@@ -99,10 +99,12 @@ class Listener:
         self.held: list[SpeechSegment] = []  # pieces of an utterance still going on
         self.barged_in = False  # the utterance being spoken has already stopped a reply
 
-    async def hear(self, pcm: bytes) -> Heard:
+    async def hear(self, pcm: bytes, *, ahead: bytes | memoryview = b"") -> Heard:
+        """What these frames completed; `ahead` is the audio queued behind them, scored with
+        them in one trip to the VAD (`SpeechDetector.process`)."""
         before = self.detector.voiced_windows(self.key)
         utterances = []
-        for piece in await self.detector.process(self.key, pcm):
+        for piece in await self.detector.process(self.key, pcm, ahead=ahead):
             self.held.append(piece)
             held = sum(p.duration for p in self.held)
             if not piece.cut or held >= settings.REALTIME_UTTERANCE_MAX_SECONDS - 1e-6:

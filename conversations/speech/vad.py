@@ -8,8 +8,9 @@ scored once and pre-roll is a duration, not a frame count.
 
 Unlike AIAvatarKit, every session owns its recurrent Silero state and buffers;
 nothing one session does resets another. Silero inference for all sessions goes through one
-`SileroBatcher`: windows waiting at the same moment are scored in one batched ONNX call on a
-single worker thread, off the event loop. A recording that reaches `max_duration` is handed
+`SileroBatcher`: a session's whole backlog of windows goes to its single worker thread in one
+trip, and the windows of all sessions waiting at the same moment are scored together, one
+batched ONNX call per step, off the event loop. A recording that reaches `max_duration` is handed
 over as a `cut` piece and goes on (the same utterance); a session's turn-end hook may hold a
 pause open (docs/turn.md#semantic-end-of-turn).
 
@@ -128,8 +129,10 @@ def silero_infer(
 class SileroBatcher:
     """Scores windows from many streams with batched ONNX calls on one worker thread.
 
-    A stream submits one window at a time (its next window depends on the state this one
-    produces). While a batch runs, new windows queue up; the next call takes all of them.
+    A stream submits its backlog: the consecutive windows it has not scored yet. One trip to the
+    worker thread scores every backlog waiting at that moment, step by step (a stream's next
+    window depends on the state the one before produces): step i is one ONNX call over the i-th
+    window of each stream that has one. While a trip runs, new backlogs queue up for the next.
     `max_batch=1` gives the unbatched behaviour, for comparison in the benchmark.
     """
 
@@ -137,14 +140,17 @@ class SileroBatcher:
         self._session = silero_session(model_path)
         self._max_batch = max_batch
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="silero")
-        self._pending: list[tuple[SileroStream, np.ndarray, asyncio.Future[float]]] = []
+        self._pending: list[tuple[SileroStream, np.ndarray, asyncio.Future[np.ndarray]]] = []
         self._drainer: asyncio.Task[None] | None = None
-        self.batches = 0  # calls made, for tests and the benchmark
+        self.trips = 0  # round trips to the worker thread, for tests and the benchmark
+        self.batches = 0  # ONNX calls made
         self.windows = 0
 
-    async def score(self, stream: SileroStream, window: np.ndarray) -> float:
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self._pending.append((stream, window, future))
+    async def score(self, stream: SileroStream, windows: np.ndarray) -> np.ndarray:
+        """Speech probabilities of a stream's consecutive windows ([N, 512] floats), in order;
+        the stream's state and context move past the last one."""
+        future: asyncio.Future[np.ndarray] = asyncio.get_running_loop().create_future()
+        self._pending.append((stream, windows, future))
         if self._drainer is None or self._drainer.done():
             self._drainer = asyncio.create_task(self._drain())
         return await future
@@ -154,26 +160,49 @@ class SileroBatcher:
         while self._pending:
             batch = self._pending[: self._max_batch]
             del self._pending[: self._max_batch]
-            windows = np.stack(
-                [np.concatenate((stream.context, window)) for stream, window, _ in batch]
-            )
-            states = np.stack([stream.state for stream, _, _ in batch], axis=1)
+            backlogs = [(stream.context, stream.state, windows) for stream, windows, _ in batch]
             try:
-                probabilities, new_states = await loop.run_in_executor(
-                    self._executor, silero_infer, self._session, windows, states
-                )
+                results = await loop.run_in_executor(self._executor, self._run, backlogs)
             except Exception as exc:
                 for _, _, future in batch:
                     if not future.done():
                         future.set_exception(exc)
                 continue
-            self.batches += 1
-            self.windows += len(batch)
-            for index, (stream, window, future) in enumerate(batch):
-                stream.state = np.ascontiguousarray(new_states[:, index, :])
-                stream.context = window[-CONTEXT_SAMPLES:]
+            self.trips += 1
+            self.batches += max(len(windows) for _, windows, _ in batch)
+            self.windows += sum(len(windows) for _, windows, _ in batch)
+            for (stream, windows, future), (probabilities, state) in zip(
+                batch, results, strict=True
+            ):
+                stream.state = state
+                stream.context = windows[-1, -CONTEXT_SAMPLES:]
                 if not future.done():
-                    future.set_result(float(probabilities[index]))
+                    future.set_result(probabilities)
+
+    def _run(
+        self, backlogs: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """On the worker thread: each backlog's probabilities and final state."""
+        # A window is scored with the last CONTEXT_SAMPLES of the one before it.
+        inputs = [
+            np.concatenate((context, windows.reshape(-1))) for context, _, windows in backlogs
+        ]
+        states = [state for _, state, _ in backlogs]
+        probabilities = [np.empty(len(windows), np.float32) for _, _, windows in backlogs]
+        for step in range(max(len(windows) for _, _, windows in backlogs)):
+            active = [i for i, (_, _, windows) in enumerate(backlogs) if len(windows) > step]
+            start = step * WINDOW_SAMPLES
+            scored, new_states = silero_infer(
+                self._session,
+                np.stack(
+                    [inputs[i][start : start + CONTEXT_SAMPLES + WINDOW_SAMPLES] for i in active]
+                ),
+                np.stack([states[i] for i in active], axis=1),
+            )
+            for column, i in enumerate(active):
+                probabilities[i][step] = scored[column]
+                states[i] = np.ascontiguousarray(new_states[:, column, :])
+        return list(zip(probabilities, states, strict=True))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)
@@ -200,8 +229,11 @@ class _Session:
     # Asked when a pause would end the utterance (its audio so far): False holds it open.
     turn_end: Callable[[bytes], Awaitable[bool]] | None = None
     held_open: bool = False  # the hook said this pause does not end the turn
+    # Verdicts of the next windows, scored ahead of them with the stream state they leave.
+    verdicts: deque[bool] = field(default_factory=deque)
 
     def reset(self, *, clear_preroll: bool = True) -> None:
+        self.verdicts.clear()  # scored from the state this restarts
         self.recording = self.continued = self.held_open = False
         self.buffer = []
         self.record_duration = self.silence_duration = 0.0
@@ -224,7 +256,8 @@ class SpeechDetector:
         )
         self._sessions: dict[str, _Session] = {}
 
-    async def is_voiced(self, session: _Session, window: bytes) -> bool:
+    async def voiced(self, session: _Session, windows: list[bytes]) -> list[bool]:
+        """Whether each of the session's next windows is speech, in order."""
         raise NotImplementedError
 
     def _session(self, session_id: str) -> _Session:
@@ -273,7 +306,12 @@ class SpeechDetector:
     def finalize_session(self, session_id: str) -> None:
         self._sessions.pop(session_id, None)
 
-    async def process(self, session_id: str, pcm: bytes) -> list[SpeechSegment]:
+    async def process(
+        self, session_id: str, pcm: bytes, *, ahead: bytes | memoryview = b""
+    ) -> list[SpeechSegment]:
+        """The utterances `pcm` completes. `ahead` is audio already queued behind it, which
+        the next calls will bring: it is scored now, with this input, in the same trip to
+        Silero's thread, and its verdicts wait for their windows."""
         session = self._session(session_id)
         segments: list[SpeechSegment] = []
         # Frames of one session are handled in arrival order even if calls overlap.
@@ -281,19 +319,30 @@ class SpeechDetector:
             window_bytes = WINDOW_SAMPLES * 2
             session.pending += pcm
             while len(session.pending) >= window_bytes:
+                if not session.verdicts:
+                    # Every whole window known so far, at once. An utterance's end restarts
+                    # the stream state and drops the verdicts past it (`_Session.reset`): the
+                    # windows after it are scored again, so each decision is the one
+                    # frame-by-frame scoring makes.
+                    known = bytes(session.pending) + bytes(ahead)
+                    windows = [
+                        known[start : start + window_bytes]
+                        for start in range(0, len(known) - window_bytes + 1, window_bytes)
+                    ]
+                    session.verdicts.extend(await self.voiced(session, windows))
                 window = bytes(session.pending[:window_bytes])
                 del session.pending[:window_bytes]
                 session.samples += WINDOW_SAMPLES
-                segment = await self._window(session_id, session, window)
+                voiced = session.verdicts.popleft()
+                segment = await self._window(session_id, session, window, voiced)
                 if segment is not None:
                     segments.append(segment)
         return segments
 
     async def _window(
-        self, session_id: str, session: _Session, window: bytes
+        self, session_id: str, session: _Session, window: bytes, voiced: bool
     ) -> SpeechSegment | None:
         config, step = self.config, self.window_seconds
-        voiced = await self.is_voiced(session, window)
         session.voiced_windows += voiced
         now = session.samples / SAMPLE_RATE  # end of this window
         if not session.recording:
@@ -394,10 +443,10 @@ class VolumeSpeechDetector(SpeechDetector):
             config = dataclasses.replace(config, volume_db_threshold=-40.0)
         super().__init__(config)
 
-    async def is_voiced(self, session: _Session, window: bytes) -> bool:
+    async def voiced(self, session: _Session, windows: list[bytes]) -> list[bool]:
         db = session.volume_db_threshold or self.config.volume_db_threshold
         assert db is not None
-        return _peak_above(window, db)
+        return [_peak_above(window, db) for window in windows]
 
 
 class SileroSpeechDetector(SpeechDetector):
@@ -407,9 +456,12 @@ class SileroSpeechDetector(SpeechDetector):
         super().__init__(config)
         self.batcher = batcher
 
-    async def is_voiced(self, session: _Session, window: bytes) -> bool:
-        probability = await self.batcher.score(session.silero, pcm_to_float(window))
-        if probability <= self.config.speech_probability_threshold:
-            return False
+    async def voiced(self, session: _Session, windows: list[bytes]) -> list[bool]:
+        samples = pcm_to_float(b"".join(windows)).reshape(len(windows), WINDOW_SAMPLES)
+        probabilities = await self.batcher.score(session.silero, samples)
         db = session.volume_db_threshold or self.config.volume_db_threshold
-        return db is None or _peak_above(window, db)
+        threshold = self.config.speech_probability_threshold
+        return [
+            bool(probability > threshold) and (db is None or _peak_above(window, db))
+            for probability, window in zip(probabilities, windows, strict=True)
+        ]

@@ -108,6 +108,35 @@ async def test_it_scores_concurrent_sessions_in_batches(batcher: SileroBatcher) 
     assert batcher.windows / batcher.batches > 4
 
 
+async def test_a_queued_burst_is_scored_in_few_trips_with_the_frame_by_frame_decisions(
+    batcher: SileroBatcher,
+) -> None:
+    # Two utterances: the first one's end restarts the stream state in the middle of the burst.
+    first = utterance("What is the capital of France?", before=0.4, after=0.8)
+    second = utterance("Tell me a story about a dragon.", before=0.3, after=0.9)
+    stream = first.pcm + second.pcm
+    frame = 2 * WINDOW_SAMPLES  # one 32 ms frame, as a microphone sends it
+    frames = [stream[start : start + frame] for start in range(0, len(stream), frame)]
+
+    one_by_one = SileroSpeechDetector(batcher=batcher)
+    trips_before = batcher.trips
+    expected: list[SpeechSegment] = []
+    for piece in frames:
+        expected += await one_by_one.process("s", piece)
+    trips_one_by_one = batcher.trips - trips_before
+
+    burst = SileroSpeechDetector(batcher=batcher)
+    trips_before = batcher.trips
+    found = await burst.process("s", b"".join(frames))  # every frame queued behind a busy loop
+    trips_burst = batcher.trips - trips_before
+
+    assert len(expected) == 2
+    assert found == expected  # same starts, ends, durations and audio
+    assert burst.voiced_windows("s") == one_by_one.voiced_windows("s")
+    assert trips_one_by_one == len(stream) // frame  # one per whole frame
+    assert trips_burst <= 3  # the burst, and the rest again after each utterance's end
+
+
 async def test_it_drops_a_blip_shorter_than_the_minimum() -> None:
     detector = VolumeSpeechDetector()
 

@@ -14,7 +14,8 @@ from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
 from tests.memory.test_recall import chat, system_prompt, told_on_line
 
-pytestmark = pytest.mark.django_db
+# Committed rows, as in test_recall: the LINE turn writes on a connection of its own.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 MODEL = "text-embedding-3-small"
 

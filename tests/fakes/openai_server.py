@@ -156,6 +156,10 @@ class ScriptedReply:
     gate: threading.Event | None = None
     """Answer only once the test sets this event: it holds the reply (after the request is
     recorded) while the test checks what happens meanwhile."""
+    pause_after: int | None = None
+    """Stream this many content deltas, then wait for `resume` before the rest: the test sees
+    what happens while the model is still writing, without counting on timing."""
+    resume: threading.Event | None = None
     chunk_delay: float | None = None
     """Seconds between streamed deltas. None -> FakeOpenAI.default_chunk_delay,
     so one server-wide pace applies unless a reply overrides it (0.0 included)."""
@@ -169,6 +173,8 @@ class ScriptedReply:
             raise ValueError(f"repeat must be >= 1, got {self.repeat}")
         if self.ending not in ENDINGS:
             raise ValueError(f"ending must be one of {', '.join(ENDINGS)}, got {self.ending!r}")
+        if (self.pause_after is None) != (self.resume is None):
+            raise ValueError("pause_after and resume go together")
         if self.cut_after is not None and self.cut_after < 0:
             raise ValueError(f"cut_after must be >= 0, got {self.cut_after}")
         if self.delay < 0 or (self.chunk_delay is not None and self.chunk_delay < 0):
@@ -596,6 +602,8 @@ class _Handler(BaseHTTPRequestHandler):
         for sent, piece in enumerate(completion.content):
             if sent == cut_after:
                 self._cut()
+            if sent == reply.pause_after:
+                self._wait_for(reply.resume)
             self._pause(chunk_delay)
             if journal is not None:
                 journal.add("llm", piece)
@@ -654,10 +662,14 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _hold(self, reply: ScriptedReply) -> None:
         """Wait for the reply's gate, then its delay; stopping the server ends both."""
-        while reply.gate is not None and not reply.gate.wait(_POLL_INTERVAL):
+        self._wait_for(reply.gate)
+        self._pause(reply.delay)
+
+    def _wait_for(self, event: threading.Event | None) -> None:
+        """Wait until `event` is set (None: not at all); stopping the server ends the wait."""
+        while event is not None and not event.wait(_POLL_INTERVAL):
             if self.server.stopping.is_set():
                 raise _AbortResponse
-        self._pause(reply.delay)
 
     def _pause(self, seconds: float) -> None:
         """Sleep, but wake up at once (and abandon the response) if the server is

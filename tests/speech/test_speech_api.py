@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import threading
 import wave
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -125,7 +126,16 @@ def test_it_synthesises_sentence_one_while_the_llm_writes_sentence_two(
     journal = Journal()
     fake_llm.journal = fake_voicevox.journal = journal
     first, second = "First sentence here.", " And this is the second one, a longer sentence."
-    fake_llm.script(ScriptedReply(text=first + second, chunk_delay=0.05))
+    # The model stops writing after the start of sentence two until sentence one has gone to
+    # the engine: a pipeline that waited for the whole answer would never send it.
+    writing = threading.Event()
+    fake_llm.script(
+        ScriptedReply(
+            chunks=[first, " And this is", " the second one,", " a longer sentence."],
+            pause_after=2,
+            resume=writing,
+        )
+    )
     # Sentence one's audio is held until the engine is asked for sentence two: a pipeline
     # that waited for one sentence's audio before reading on would never get there.
     release = fake_voicevox.hold("First sentence")
@@ -140,6 +150,13 @@ def test_it_synthesises_sentence_one_while_the_llm_writes_sentence_two(
         )
         wait_until(
             lambda: any(
+                r["params"].get("text", "").startswith("First") for r in fake_voicevox.requests
+            ),
+            "sentence one sent to TTS while the model is still writing",
+        )
+        writing.set()
+        wait_until(
+            lambda: any(
                 r["params"].get("text", "").startswith("And this") for r in fake_voicevox.requests
             ),
             "sentence two sent to TTS",
@@ -147,7 +164,7 @@ def test_it_synthesises_sentence_one_while_the_llm_writes_sentence_two(
         release.set()
         result = pending.result()
 
-    last_llm_piece = " sentence."
+    last_llm_piece = " a longer sentence."
     assert journal.position("voicevox", "audio_query First") < journal.position(
         "llm", last_llm_piece
     )

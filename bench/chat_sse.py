@@ -62,32 +62,32 @@ from urllib.parse import urlsplit
 from bench.harness import (
     DEFAULT_SECRET_KEY,
     LLM_KEY_VARIABLE,
+    PEER_NAME,
+    PEER_VARIABLE,
     VAR_DIR,
     add_smoke_flag,
     database_url,
+    library_versions,
     machine_cpu_ticks,
     machine_description,
     manage,
     percentile,
     process_cpu_seconds,
     start_fake_llm,
+    start_peer,
     stop_fake,
 )
 from tests.fakes.openai_server import FAKE_API_KEY
 from tests.processes import (
     ASGI_SERVERS,
     BASE_DIR,
-    free_port,
+    DEFAULT_ASGI_SERVER,
     start_asgi_server,
     stop_process,
-    wait_for_port,
 )
 
 # The goal (issue 13): at least this many times the peer's requests/s, at every level.
 GOAL_RATIO = 1.5
-# Where the peer harness is (its README: setup.sh makes .venv-peer); unset: no peer.
-PEER_VARIABLE = "PEER_BENCH_DIR"
-PEER_NAME = "AIAvatarKit"
 
 TURNS_PER_CONVERSATION = 30
 CHARACTER_SLUG = "bench"
@@ -659,40 +659,6 @@ def set_up_database(env: dict[str, str], llm_base_url: str) -> dict[str, Any]:
     raise RuntimeError(f"the set-up script printed no result:\n{output}")
 
 
-def versions() -> dict[str, str]:
-    from importlib.metadata import version
-
-    names = ("daphne", "uvicorn", "uvloop", "httptools", "django", "openai")
-    return {name: version(name) for name in names}
-
-
-def start_peer(
-    peer_dir: Path, llm_base_url: str, api_key: str
-) -> tuple[subprocess.Popen[bytes], str]:
-    """AIAvatarKit's server from the peer harness, on the same fake LLM, requiring our key."""
-    port = free_port()
-    with PEER_LOG.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                str(peer_dir / ".venv-peer" / "bin" / "python"),
-                "peer_server.py",
-                "--port",
-                str(port),
-                "--openai-base-url",
-                llm_base_url,
-                "--openai-api-key",
-                FAKE_API_KEY,
-                "--api-key",
-                api_key,
-            ],
-            cwd=peer_dir,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    wait_for_port(process, port, PEER_LOG, PEER_NAME)
-    return process, f"http://127.0.0.1:{port}"
-
-
 # --- Report -------------------------------------------------------------------------------
 
 
@@ -833,8 +799,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--server",
         choices=sorted(ASGI_SERVERS),
-        default="uvicorn",
-        help="the ASGI server (uvicorn, as make run)",
+        default=DEFAULT_ASGI_SERVER,
+        help=f"the ASGI server ({DEFAULT_ASGI_SERVER}, as make run)",
     )
     parser.add_argument(
         "--peer-dir",
@@ -886,9 +852,11 @@ def main(argv: list[str] | None = None) -> int:
                 servers.append(server)
                 urls.append(url)
             if args.peer_dir is not None:
-                peer, peer_url = start_peer(args.peer_dir, llm_base_url, setup["api_key"])
+                peer, peer_url = start_peer(
+                    args.peer_dir, llm_base_url, FAKE_API_KEY, setup["api_key"], PEER_LOG
+                )
             extra = {} if setup["default_is_bench"] else {"X-Character": CHARACTER_SLUG}
-            lib = versions()
+            lib = library_versions()
             endpoint = ENDPOINTS[args.endpoint]
             print(f"avatarsite POST {endpoint.path} (SSE, {endpoint.name}) benchmark")
             print(

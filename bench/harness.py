@@ -178,6 +178,14 @@ def manage(env: dict[str, str], *args: str) -> str:
     return done.stdout
 
 
+def library_versions() -> dict[str, str]:
+    """The versions of what serves the benchmarks' requests, for their reports."""
+    from importlib.metadata import version
+
+    names = ("daphne", "uvicorn", "uvloop", "httptools", "websockets", "django", "openai")
+    return {name: version(name) for name in names}
+
+
 # --- Measuring ---------------------------------------------------------------------------
 
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")

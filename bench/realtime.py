@@ -6,7 +6,8 @@ Each simulated session is a microphone: it streams espeak-ng speech (a question,
 silence) as 32 ms PCM16 frames, paced at real time, over its own WebSocket, forever, while it
 reads the replies. STT, LLM and TTS are the tests' fake OpenAI server (transcription, chat
 completions and speech endpoints) at zero latency in a process of its own; the server runs
-the real Silero VAD (batched across sessions), pipeline and daphne. All on 127.0.0.1.
+the real Silero VAD (batched across sessions), pipeline and ASGI server (`--server`: uvicorn,
+as `make run`, or daphne; one process). All on 127.0.0.1.
 
 - *speech end -> first audio*: from `accepted` (sent the moment the VAD decides the utterance
   is over) to the first `chunk` carrying audio, as the client sees them.
@@ -18,10 +19,10 @@ the real Silero VAD (batched across sessions), pipeline and daphne. All on 127.0
     .venv/bin/python -m bench.realtime --levels 20,40 --duration 15
 
 Over ~400 lines on purpose: its own load generator and the side-by-side run against
-AIAvatarKit share one setup (the fake, the bench character and key, the daphne process).
+AIAvatarKit share one setup (the fake, the bench character and key, the server process).
 
 Against AIAvatarKit: with the peer harness set up (its folder in PEER_BENCH_DIR or
-`--peer-dir`), the same daphne and AIAvatarKit's server (`peer_server.py`, in the harness's own
+`--peer-dir`), the same server and AIAvatarKit's server (`peer_server.py`, in the harness's own
 virtualenv) are then both driven by the harness's load generator (`load_ws.py`: speech end ->
 first audio, pass at p99 <= 1000 ms), level by level, the order alternating, with each server's
 CPU per session-second and the ratios printed.
@@ -57,6 +58,7 @@ from bench.harness import (  # noqa: E402
     VAR_DIR,
     add_smoke_flag,
     database_url,
+    library_versions,
     machine_description,
     manage,
     peer_dir,
@@ -68,7 +70,12 @@ from bench.harness import (  # noqa: E402
 )
 from channels_app.listening import speech_detector  # noqa: E402
 from tests.fakes.openai_server import FAKE_API_KEY  # noqa: E402
-from tests.processes import start_daphne, stop_process  # noqa: E402
+from tests.processes import (  # noqa: E402
+    ASGI_SERVERS,
+    DEFAULT_ASGI_SERVER,
+    start_asgi_server,
+    stop_process,
+)
 from tests.speech.audio import utterance  # noqa: E402
 
 FRAME_BYTES = 1024  # 512 samples: one Silero window, 32 ms
@@ -76,6 +83,10 @@ FRAME_SECONDS = FRAME_BYTES / 2 / 16000
 TARGET_P99_MS = 300.0
 PEER_THRESHOLD_MS = 1000.0  # the harness's pass mark: p99 speech end -> first audio
 PEER_TURNS = 5
+# The end-of-speech silence both servers wait for (ours: REALTIME_VAD_SILENCE_SECONDS' default;
+# AIAvatarKit's Silero detector: 0.5 s too), subtracted from `accepted` to get the inbound lag.
+VAD_SILENCE_MS = 500.0
+INBOUND_LAG_GOAL_MS = 200.0
 SETUP_MARKER = "RT_BENCH_SETUP "
 SETUP_CODE = f"""
 import json, os
@@ -259,6 +270,13 @@ class PeerRun:
         """Server CPU per second of one live microphone: comparable across levels and loads."""
         return 1000 * self.cpu_seconds / (self.sessions * self.wall_seconds)
 
+    @property
+    def inbound_lag_p99_ms(self) -> float | None:
+        """How far behind real time the server heard the speech's end: `accepted` after speech
+        end minus the silence both VADs wait for before deciding (goal: at most 200 ms)."""
+        accepted = self.latency("latency_accepted_ms", "p99")
+        return None if accepted is None else accepted - VAD_SILENCE_MS
+
     def latency(self, name: str, q: str) -> float | None:
         value = (self.summary.get(name) or {}).get(q)
         return float(value) if value is not None else None
@@ -296,7 +314,8 @@ def _ms(value: float | None) -> str:
 def print_peer_runs(runs: list[PeerRun]) -> None:
     print(
         f"{'sessions':>8} {'server':<11} {'turns ok':>9} {'first audio p50/p99 ms':>23} "
-        f"{'accepted p99':>12} {'CPU %':>6} {'CPU ms/session-s':>16} {'pass':>5} {'load':>11}"
+        f"{'accepted p99':>12} {'inbound lag p99':>15} {'CPU %':>6} {'CPU ms/session-s':>16} "
+        f"{'pass':>5} {'load':>11}"
     )
     for run in runs:
         planned = run.summary.get("turns_planned", run.sessions * PEER_TURNS)
@@ -305,7 +324,8 @@ def print_peer_runs(runs: list[PeerRun]) -> None:
             f"{str(run.summary.get('turns_ok', 0)) + '/' + str(planned):>9} "
             f"{_ms(run.latency('latency_first_audio_ms', 'p50')):>11}/"
             f"{_ms(run.latency('latency_first_audio_ms', 'p99')):<11} "
-            f"{_ms(run.latency('latency_accepted_ms', 'p99')):>12} {run.cpu_percent:>6.1f} "
+            f"{_ms(run.latency('latency_accepted_ms', 'p99')):>12} "
+            f"{_ms(run.inbound_lag_p99_ms):>15} {run.cpu_percent:>6.1f} "
             f"{run.cpu_ms_per_session_second:>16.2f} {bool(run.summary.get('pass'))!s:>5} "
             f"{run.load:>11}"
         )
@@ -332,7 +352,9 @@ def peer_ratios(runs: list[PeerRun]) -> list[str]:
         if peer is not None and peer.cpu_seconds > 0:
             lines.append(
                 f"{ours.sessions} sessions: CPU per session-second avatarsite / {PEER_NAME} = "
-                f"{ours.cpu_ms_per_session_second / peer.cpu_ms_per_session_second:.2f}"
+                f"{ours.cpu_ms_per_session_second / peer.cpu_ms_per_session_second:.2f}; "
+                f"inbound lag p99 avatarsite {_ms(ours.inbound_lag_p99_ms)} ms, {PEER_NAME} "
+                f"{_ms(peer.inbound_lag_p99_ms)} ms (goal: at most {INBOUND_LAG_GOAL_MS:.0f})"
             )
     return lines
 
@@ -378,6 +400,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=15.0)
     parser.add_argument("--peer-dir", type=Path, default=None, help="the peer harness's folder")
     parser.add_argument("--peer-levels", default="10,20,40")
+    parser.add_argument(
+        "--server",
+        choices=sorted(ASGI_SERVERS),
+        default=DEFAULT_ASGI_SERVER,
+        help=f"the ASGI server ({DEFAULT_ASGI_SERVER}, as make run)",
+    )
     add_smoke_flag(parser)
     args = parser.parse_args(argv)
     peer = None if args.smoke else peer_dir(args.peer_dir)
@@ -412,8 +440,13 @@ def main(argv: list[str] | None = None) -> int:
             for line in output.splitlines()
             if line.startswith(SETUP_MARKER)
         )
-        server, http_url = start_daphne(env, VAR_DIR / "bench-realtime-daphne.log")
+        server, http_url = start_asgi_server(
+            args.server, env, VAR_DIR / f"bench-realtime-{args.server}.log"
+        )
         ws_url = http_url.replace("http://", "ws://") + "/ws?character=rt-bench"
+        lib = library_versions()
+        port = http_url.rsplit(":", 1)[1]
+        flags = " ".join(ASGI_SERVERS[args.server][1:]).replace("{port}", port)
         print("avatarsite realtime /ws benchmark")
         print(
             f"machine : {machine['cpu_model']}, {machine['cores']} cores "
@@ -422,15 +455,19 @@ def main(argv: list[str] | None = None) -> int:
             f"load average {_load_average()}"
         )
         print(
-            f"setup   : 1 daphne process, Silero VAD (batched), fake OpenAI STT/LLM/TTS at zero "
-            f"latency in its own process; {len(cycle) / 32000:.1f} s speech cycle "
+            f"server  : 1 {args.server} {lib[args.server]} process ({flags}), "
+            f"Django {lib['django']}"
+        )
+        print(
+            f"setup   : Silero VAD (batched), fake OpenAI STT/LLM/TTS at zero latency in its "
+            f"own process; {len(cycle) / 32000:.1f} s speech cycle "
             f"(question + silence) per session at real time in 32 ms frames; "
             f"{args.warmup:g} s warm-up + {args.duration:g} s measured per level"
         )
         print()
         print(
             f"{'sessions':>8} {'turns':>6} {'first audio p50/p95/p99 ms':>27} "
-            f"{'VAD lag p50/p99/max ms':>23} {'daphne CPU%':>11} {'load CPU%':>9} "
+            f"{'VAD lag p50/p99/max ms':>23} {'server CPU%':>11} {'load CPU%':>9} "
             f"{'fake CPU%':>8} {'CPU ms/session-s':>16} {'errors':>6}"
         )
         sustained = 0

@@ -56,6 +56,10 @@ ASGI_SERVERS: dict[str, list[str]] = {
 }
 
 
+# What `make run` serves with (scripts/run.sh's ASGI_SERVER default); benchmarks measure it.
+DEFAULT_ASGI_SERVER = "uvicorn"
+
+
 def start_daphne(env: dict[str, str], log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
     """Start daphne on a free loopback port and wait until it accepts connections."""
     return start_asgi_server("daphne", env, log_path)

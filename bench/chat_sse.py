@@ -89,7 +89,6 @@ from tests.processes import (
 # The goal (issue 13): at least this many times the peer's requests/s, at every level.
 GOAL_RATIO = 1.5
 
-TURNS_PER_CONVERSATION = 30
 CHARACTER_SLUG = "bench"
 
 # Far above any healthy turn (milliseconds at zero LLM latency) yet bounded, so a wedged
@@ -437,8 +436,10 @@ async def run_client(
     connection: ChatConnection,
     results: list[TurnResult],
     stopping: asyncio.Event,
+    conversation_turns: int,
 ) -> None:
-    """One user holding 30-turn conversations back to back until told to stop.
+    """One user holding `conversation_turns`-turn conversations back to back until told to
+    stop.
 
     A failed turn ends its conversation (the client cannot trust its context any more), like
     a real client would after an error.
@@ -480,7 +481,7 @@ async def run_client(
         )
         if failure is None and turn is not None:
             context_id = turn.context_id
-            if number == TURNS_PER_CONVERSATION:
+            if number == conversation_turns:
                 context_id, number = None, 0
                 conversation = next(CONVERSATION_NUMBERS)
         else:
@@ -579,6 +580,7 @@ async def run_level(
     server_pids: Sequence[int],
     fake_pid: int,
     endpoint: Endpoint,
+    conversation_turns: int,
 ) -> LevelResult:
     """Run `clients` users for warm-up + duration; count only turns that end in the window.
 
@@ -593,7 +595,7 @@ async def run_level(
         for i in range(clients)
     ]
     tasks = [
-        asyncio.create_task(run_client(i, connections[i], results, stopping))
+        asyncio.create_task(run_client(i, connections[i], results, stopping, conversation_turns))
         for i in range(clients)
     ]
     drained = False
@@ -808,6 +810,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=os.environ.get(PEER_VARIABLE) or None,
         help=f"the peer harness, to measure {PEER_NAME} in the same run (${PEER_VARIABLE})",
     )
+    parser.add_argument(
+        "--conversation-turns",
+        type=int,
+        default=30,
+        help="turns per conversation before a client starts a new one (30); 1, 15 and 30 "
+        "tell what a turn costs by its depth (docs/benchmarks.md)",
+    )
     add_smoke_flag(parser)
     args = parser.parse_args(argv)
     if args.peer_dir is not None and not (args.peer_dir / ".venv-peer" / "bin" / "python").exists():
@@ -818,6 +827,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--warmup must be >= 0")
     if args.servers < 1:
         parser.error("--servers must be >= 1")
+    if args.conversation_turns < 1:
+        parser.error("--conversation-turns must be >= 1")
     return args
 
 
@@ -880,7 +891,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"openai {lib['openai']} SDK in the server"
             )
             print(
-                f"load    : {TURNS_PER_CONVERSATION}-turn conversations per client, "
+                f"load    : {args.conversation_turns}-turn conversations per client, "
                 f"{args.warmup:g} s warm-up + {args.duration:g} s measured per level; "
                 "one Python process (asyncio, raw HTTP/1.1 keep-alive)"
                 + ("" if not extra else "; X-Character: bench (another default exists)")
@@ -906,6 +917,7 @@ def main(argv: list[str] | None = None) -> int:
                             pids,
                             fake.pid,
                             ENDPOINTS[args.endpoint],
+                            args.conversation_turns,
                         )
                     )
                     levels.append(result)
@@ -952,7 +964,7 @@ def main(argv: list[str] | None = None) -> int:
                     "levels": args.levels,
                     "warmup_seconds": args.warmup,
                     "duration_seconds": args.duration,
-                    "turns_per_conversation": TURNS_PER_CONVERSATION,
+                    "turns_per_conversation": args.conversation_turns,
                     "llm": "FakeOpenAI, zero latency, own process",
                 },
                 "goal_ratio_rps": GOAL_RATIO,

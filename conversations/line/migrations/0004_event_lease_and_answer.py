@@ -3,33 +3,8 @@ sent; a beat entry (every minute, editable in the admin's Periodic tasks) fails 
 lost workers and apologises where an answer was owed."""
 
 from django.db import migrations, models
-from django.utils import timezone
 
-TASK_NAME = "LINE events of lost workers"
-
-
-def create_entry(apps, schema_editor):
-    IntervalSchedule = apps.get_model("django_celery_beat", "IntervalSchedule")
-    PeriodicTask = apps.get_model("django_celery_beat", "PeriodicTask")
-    every_minute, _ = IntervalSchedule.objects.get_or_create(every=1, period="minutes")
-    _, created = PeriodicTask.objects.get_or_create(
-        name=TASK_NAME,
-        defaults={
-            "task": "line.fail_lost_events",
-            "interval": every_minute,
-            "description": "Fails LINE events whose worker was lost (lease run out) and "
-            "pushes the character's apology to users who were owed an answer.",
-        },
-    )
-    if created:
-        # A beat already running reloads its schedule when this timestamp moves.
-        apps.get_model("django_celery_beat", "PeriodicTasks").objects.update_or_create(
-            ident=1, defaults={"last_update": timezone.now()}
-        )
-
-
-def remove_entry(apps, schema_editor):
-    apps.get_model("django_celery_beat", "PeriodicTask").objects.filter(name=TASK_NAME).delete()
+from avatarsite.beat_entries import beat_entry
 
 
 class Migration(migrations.Migration):
@@ -59,5 +34,12 @@ class Migration(migrations.Migration):
                 null=True,
             ),
         ),
-        migrations.RunPython(create_entry, remove_entry),
+        beat_entry(
+            "LINE events of lost workers",
+            "line.fail_lost_events",
+            every=1,
+            period="minutes",
+            description="Fails LINE events whose worker was lost (lease run out) and "
+            "pushes the character's apology to users who were owed an answer.",
+        ),
     ]

@@ -230,23 +230,31 @@ def asgi_server(
 
 
 @pytest.fixture
-def app(
+def server_settings(
     settings: Settings, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
-) -> Iterator[InProcessApp]:
-    """The app in this process, set up as the live server is (without TOOL_MODULES: tests
-    that need the test tools use `asgi_server`)."""
+) -> Iterator[Settings]:
+    """This process set up as the live server is (without TOOL_MODULES: tests that need the
+    test tools use `asgi_server`), for the app run in process."""
     for name, value in SERVER_SETTINGS.items():
         setattr(settings, name, value)
-    # One process needs no shared layer. With Redis (and PostgreSQL), closing a request's event
-    # loop (async_to_sync runs one per request) hung cancelling its leftover tasks; the Redis
-    # layer has its own tests, across processes, in the live layer.
-    settings.CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
     for variable, value in server_env(fake_openai).items():
         if variable.startswith("FAKE_"):
             monkeypatch.setenv(variable, value)
     _validators.cache_clear()  # they are read once per process
-    yield InProcessApp()
+    yield settings
     _validators.cache_clear()
+
+
+@pytest.fixture
+def app(server_settings: Settings) -> InProcessApp:
+    """The app in this process (Django's async test client), set up as the live server is."""
+    # One process needs no shared layer. With Redis (and PostgreSQL), closing a request's event
+    # loop (async_to_sync runs one per request) hung cancelling its leftover tasks; the Redis
+    # layer has its own tests, across processes, in the live layer.
+    server_settings.CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}
+    }
+    return InProcessApp()
 
 
 @pytest.fixture

@@ -29,3 +29,12 @@ if "pytest" in sys.modules or "DJANGO_MEDIA_ROOT" not in os.environ:
     atexit.register(shutil.rmtree, os.environ["DJANGO_MEDIA_ROOT"], ignore_errors=True)
 
 from avatarsite.settings import *  # noqa: F403
+
+# Shards of the fuzz campaign run side by side (tests/fuzz/report.py), each on a test database
+# of its own.
+if _fuzz_shard := os.environ.get("FUZZ_SHARD", "").split("/")[0]:
+    _database = DATABASES["default"]  # noqa: F405
+    if _database["ENGINE"] == "django.db.backends.sqlite3":
+        _database["TEST"] = {"NAME": str(VAR_DIR / f"test-fuzz{_fuzz_shard}.sqlite3")}  # noqa: F405
+    else:
+        _database["TEST"] = {"NAME": f"test_{_database['NAME']}_fuzz{_fuzz_shard}"}

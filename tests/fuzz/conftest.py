@@ -1,5 +1,5 @@
-"""The fuzz campaign's size and its report: inputs tried and failures per endpoint, printed at
-the end of the run and written to var/fuzz-report.json (docs/testing.md#fuzzing).
+"""The fuzz campaign's size, its row check, and the report hooks
+(tests/fuzz/report.py; docs/testing.md#fuzzing).
 
 `FUZZ_EXAMPLES` sets how many inputs each endpoint gets; unset, the small slice `make test`
 runs. `make fuzz` sets it to 10,000.
@@ -7,22 +7,24 @@ runs. `make fuzz` sets it to 10,000.
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Iterator
+from typing import Any, cast
 
+import httpx
 import pytest
+from django.db import connection, models
+from pytest_django.fixtures import Settings
 
+from avatarsite.asgi import application
 from tests.conversations.line.conftest import (  # noqa: F401  (fixtures for the LINE fuzzer)
     fake_line,
     fake_line_server,
     line_channel,
     line_stack,
 )
-from tests.processes import BASE_DIR
-
-REPORT_PATH = BASE_DIR / "var" / "fuzz-report.json"
-KEPT_FAILURES = 5  # examples kept per endpoint; the count is exact
+from tests.fuzz.report import REPORT, lines, report_path, save
 
 
 def examples(default: int) -> int:
@@ -30,42 +32,73 @@ def examples(default: int) -> int:
     return int(os.environ.get("FUZZ_EXAMPLES") or default)
 
 
-@dataclass
-class Tally:
-    inputs: int = 0
-    failures: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
-    examples: list[str] = field(default_factory=list)
-
-    def record(self, status: str, failure: str | None = None) -> None:
-        self.inputs += 1
-        self.statuses[status] = self.statuses.get(status, 0) + 1
-        if failure is not None:
-            self.failures += 1
-            if len(self.examples) < KEPT_FAILURES:
-                self.examples.append(failure[:500])
+def row_counts(tables: Iterable[type[models.Model]]) -> tuple[int, ...]:
+    """The number of rows of each model, in one statement (one round trip per input, where a
+    count() per model took one each)."""
+    counts = ", ".join(
+        f"(SELECT count(*) FROM {connection.ops.quote_name(model._meta.db_table)})"
+        for model in tables
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT {counts}")
+        row = cursor.fetchone()
+    return tuple(row)
 
 
-REPORT: dict[str, Tally] = {}
+class InProcessClient:
+    """Requests to the ASGI app in this process (httpx's ASGI transport: no socket, no
+    server process), all on one event loop that lives as long as the test. One loop, unlike
+    the `app` fixture's loop per request, so the configured channel layer (Redis in CI) and
+    the loop's session coordinator serve every request as in a server process."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        # An exception escaping the app is a 500 here, as a server would answer it.
+        # (Channels types its scopes more narrowly than httpx's generic ASGI signature.)
+        app = cast(Any, application)
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        self.client = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    def post(
+        self, path: str, content: bytes, headers: dict[str, str], timeout: float
+    ) -> httpx.Response:
+        """The whole answer (a stream to its end); TimeoutError after `timeout` seconds."""
+        request = self.client.post(path, content=content, headers=headers)
+        return self.loop.run_until_complete(asyncio.wait_for(request, timeout))
+
+    def close(self) -> None:
+        self.loop.run_until_complete(self.client.aclose())
+        # What the requests left running (the coordinator's channel-layer listener) ends
+        # with the loop, as asyncio.run ends it.
+        self.loop.run_until_complete(_cancel_leftovers())
+        self.loop.run_until_complete(self.loop.shutdown_asyncgens())
+        self.loop.close()
 
 
-def tally(endpoint: str) -> Tally:
-    return REPORT.setdefault(endpoint, Tally())
+async def _cancel_leftovers() -> None:
+    leftovers = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in leftovers:
+        task.cancel()
+    await asyncio.gather(*leftovers, return_exceptions=True)
+
+
+@pytest.fixture
+def inprocess_client(server_settings: Settings) -> Iterator[InProcessClient]:
+    client = InProcessClient()
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def pytest_runtest_logfinish() -> None:
+    save()  # after every test, so a campaign stopped part-way still reports what it sent
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not REPORT:
         return
     terminalreporter.section("fuzz report")
-    for endpoint, counted in sorted(REPORT.items()):
-        statuses = ", ".join(f"{s}: {n}" for s, n in sorted(counted.statuses.items()))
-        terminalreporter.write_line(
-            f"{endpoint:48} {counted.inputs:7} inputs {counted.failures:5} failures  ({statuses})"
-        )
-        for example in counted.examples:
-            terminalreporter.write_line(f"    {example}")
-    REPORT_PATH.parent.mkdir(parents=True, exist_ok=True)
-    REPORT_PATH.write_text(
-        json.dumps({name: asdict(t) for name, t in REPORT.items()}, indent=2, ensure_ascii=False)
-    )
-    terminalreporter.write_line(f"written to {REPORT_PATH}")
+    for line in lines(REPORT):
+        terminalreporter.write_line(line)
+    terminalreporter.write_line(f"written to {report_path()}")

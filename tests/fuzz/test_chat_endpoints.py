@@ -1,4 +1,5 @@
-"""The chat endpoints, fed hostile bodies with an API key over a real daphne.
+"""The chat endpoints, fed hostile bodies with an API key, through the ASGI app in this
+process (tests/fuzz/conftest.py InProcessClient); a few bodies each also cross a real daphne.
 
 Hypothesis builds bodies from each endpoint's own fields with wrong types and junk nested in
 them (lone surrogates and NUL included), plus bare JSON values and bytes that are not JSON. No
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -21,11 +23,15 @@ from characters.models import Character
 from conversations.models import ChannelIdentity, Context, EndUser, Message, TurnRecord
 from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fuzz.conftest import examples, tally
+from tests.fuzz.conftest import InProcessClient, examples
+from tests.fuzz.report import Tally, only_in_shard, tally
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 EXAMPLES_PER_ENDPOINT = 40
+# Over daphne, per endpoint, whatever the campaign's size.
+LIVE_EXAMPLES_PER_ENDPOINT = 5
+HANG_SECONDS = 20
 FIELDS = {
     "/chat": [
         "type",
@@ -167,16 +173,19 @@ def problem(path: str, response: httpx.Response, before: dict[str, int]) -> str 
     return None
 
 
-@pytest.mark.parametrize("path", list(FIELDS))
-def test_it_answers_hostile_bodies_without_a_server_error(
-    path: str, asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
-) -> None:
-    headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"}
-    counted = tally(f"POST {path}")
+def fuzz_endpoint(
+    path: str,
+    api_key: str,
+    inputs: int,
+    post: Callable[[str, bytes, dict[str, str]], httpx.Response],
+) -> Tally:
+    """Send `inputs` hostile bodies to `path` with `post`, counting each answer."""
+    # Apart from the schema-fuzzed operation of the same path, whose inputs carry no key.
+    counted = tally(f"POST {path} (API key)")
 
     @given(body=body_for(path), key=st.sampled_from([api_key] * 8 + ["none", "wrong"]))
     @settings(
-        max_examples=examples(EXAMPLES_PER_ENDPOINT),
+        max_examples=inputs,
         derandomize=True,
         deadline=None,
         database=None,
@@ -184,21 +193,56 @@ def test_it_answers_hostile_bodies_without_a_server_error(
         suppress_health_check=list(HealthCheck),
     )
     def run(body: bytes, key: str) -> None:
+        headers = {
+            "Content-Type": "application/json",
+            "Authorization": f"Bearer {key}" if key != "none" else "",
+        }
         before = rows()
         try:
-            with httpx.Client(timeout=20) as client:
-                response = client.post(
-                    f"{asgi_server.url}{path}",
-                    content=body,
-                    headers={**headers, "Authorization": f"Bearer {key}" if key != "none" else ""},
-                )
-        except httpx.TimeoutException:
-            counted.record("hang", f"no answer within 20 s: {body[:300]!r}")
+            response = post(path, body, headers)
+        except (TimeoutError, httpx.TimeoutException):
+            counted.record("hang", f"no answer within {HANG_SECONDS} s: {body[:300]!r}")
             return
         found = problem(path, response, before)
         counted.record(str(response.status_code), found and f"{found}: {body[:300]!r}")
 
     run()
+    return counted
+
+
+# This run's chat endpoints (tests/fuzz/report.py shards).
+PATHS = [pytest.param(path, marks=only_in_shard(i)) for i, path in enumerate(FIELDS)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_it_answers_hostile_bodies_without_a_server_error(
+    path: str,
+    inprocess_client: InProcessClient,
+    character: Character,
+    api_key: str,
+    fake_llm: FakeOpenAI,
+) -> None:
+    # The endpoint's share, less what goes over daphne.
+    inputs = max(examples(EXAMPLES_PER_ENDPOINT) - LIVE_EXAMPLES_PER_ENDPOINT, 1)
+
+    def post(path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return inprocess_client.post(path, body, headers, timeout=HANG_SECONDS)
+
+    counted = fuzz_endpoint(path, api_key, inputs, post)
+    assert counted.failures == 0, counted.examples
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_it_answers_hostile_bodies_over_daphne_too(
+    path: str, asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
+) -> None:
+
+    def post(path: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(
+            f"{asgi_server.url}{path}", content=body, headers=headers, timeout=HANG_SECONDS
+        )
+
+    counted = fuzz_endpoint(path, api_key, LIVE_EXAMPLES_PER_ENDPOINT, post)
     assert counted.failures == 0, counted.examples
 
 

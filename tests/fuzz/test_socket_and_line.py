@@ -26,7 +26,8 @@ from tests.conftest import AsgiServer
 from tests.conversations.line.conftest import LineStack
 from tests.fakes.line_server import CHANNEL_SECRET, signature, text_event
 from tests.fakes.openai_server import FakeOpenAI
-from tests.fuzz.conftest import examples, tally
+from tests.fuzz.conftest import examples
+from tests.fuzz.report import only_in_shard, tally
 from tests.fuzz.test_chat_endpoints import junk
 from tests.realtime.ws import Socket
 from tests.waiting import wait_until
@@ -94,6 +95,7 @@ class Prober:
             self.socket = None
 
 
+@only_in_shard(0)
 def test_ws_frames_never_break_the_socket(
     asgi_server: AsgiServer, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
@@ -147,6 +149,7 @@ def _post(url: str, events: list[dict[str, Any]]) -> httpx.Response:
     )
 
 
+@only_in_shard(1)
 def test_signed_line_webhooks_are_answered_and_every_event_handled(
     line_stack: LineStack, line_channel: LineChannel, fake_llm: FakeOpenAI
 ) -> None:

@@ -45,6 +45,9 @@ def row_counts(tables: Iterable[type[models.Model]]) -> tuple[int, ...]:
     return tuple(row)
 
 
+LEFTOVER_SECONDS = 20
+
+
 class InProcessClient:
     """Requests to the ASGI app in this process (httpx's ASGI transport: no socket, no
     server process), all on one event loop that lives as long as the test. One loop, unlike
@@ -69,17 +72,24 @@ class InProcessClient:
     def close(self) -> None:
         self.loop.run_until_complete(self.client.aclose())
         # What the requests left running (the coordinator's channel-layer listener) ends
-        # with the loop, as asyncio.run ends it.
-        self.loop.run_until_complete(_cancel_leftovers())
+        # with the loop, as asyncio.run ends it; a task that outlives its cancellation would
+        # hold a server's shutdown too, so it fails the test, named with where it waits.
+        stuck = self.loop.run_until_complete(_cancel_leftovers())
         self.loop.run_until_complete(self.loop.shutdown_asyncgens())
         self.loop.close()
+        assert not stuck, (
+            f"tasks still running {LEFTOVER_SECONDS} s after their cancellation: {stuck}"
+        )
 
 
-async def _cancel_leftovers() -> None:
+async def _cancel_leftovers() -> list[str]:
     leftovers = asyncio.all_tasks() - {asyncio.current_task()}
     for task in leftovers:
         task.cancel()
-    await asyncio.gather(*leftovers, return_exceptions=True)
+    if not leftovers:
+        return []
+    _, pending = await asyncio.wait(leftovers, timeout=LEFTOVER_SECONDS)
+    return [f"{task!r} at {task.get_stack()}" for task in pending]
 
 
 @pytest.fixture

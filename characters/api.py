@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework import serializers, viewsets
 from rest_framework.filters import SearchFilter
 
-from avatarsite.tenants.api import clean_as_model, unique_in_tenant
+from avatarsite.tenants.api import clean_as_model, serializer_tenant, unique_in_tenant
 from avatarsite.tenants.scoping import TenantScopedViewSetMixin
 
 from .models import Character
@@ -63,6 +63,19 @@ class CharacterSerializer(serializers.ModelSerializer):
 
     def validate_slug(self, slug: str) -> str:
         return unique_in_tenant(self, "slug", slug)
+
+    def validate_is_default(self, is_default: bool) -> bool:
+        """One default character per tenant (the model's constraint): a second one is a 400,
+        as in the admin, not an IntegrityError at the database."""
+        if is_default:
+            defaults = Character.objects.filter(tenant=serializer_tenant(self), is_default=True)
+            if self.instance is not None:
+                defaults = defaults.exclude(pk=self.instance.pk)
+            if defaults.exists():
+                raise serializers.ValidationError(
+                    "This tenant already has a default character: unset its is_default first."
+                )
+        return is_default
 
     def validate(self, attrs: dict) -> dict:
         # The model's cross-field rules (provider and model, voice tags, hooks) apply here too.

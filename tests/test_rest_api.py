@@ -54,6 +54,36 @@ def test_it_creates_updates_and_validates_characters(admin_client: Client) -> No
     assert list(Character.objects.values_list("slug", flat=True)) == ["mia"]
 
 
+def test_it_refuses_a_second_default_character_of_a_tenant_with_a_400(
+    admin_client: Client,
+) -> None:
+    """The campaign's POST with `is_default: true` beside an existing default was a 500 (the
+    database's one-default constraint); another tenant's default does not count."""
+    Character.objects.create(tenant=Tenant.named("globex"), slug="kai", name="Kai", is_default=True)
+    first = admin_client.post(
+        "/api/characters/", {**MIA, "is_default": True}, content_type="application/json"
+    )
+    second = admin_client.post(
+        "/api/characters/",
+        {**MIA, "slug": "ren", "is_default": True},
+        content_type="application/json",
+    )
+    admin_client.post("/api/characters/", {**MIA, "slug": "ren"}, content_type="application/json")
+    promoted = admin_client.patch(
+        "/api/characters/ren/", {"is_default": True}, content_type="application/json"
+    )
+    kept = admin_client.patch(
+        "/api/characters/mia/", {"is_default": True}, content_type="application/json"
+    )
+
+    assert first.status_code == 201
+    assert second.status_code == 400 and set(second.json()) == {"is_default"}
+    assert promoted.status_code == 400 and set(promoted.json()) == {"is_default"}
+    assert kept.status_code == 200
+    defaults = Character.objects.filter(is_default=True).values_list("tenant__slug", "slug")
+    assert sorted(defaults) == [("default", "mia"), ("globex", "kai")]
+
+
 def test_it_shows_a_new_api_key_once_and_revokes_it(admin_client: Client) -> None:
     created = admin_client.post("/api/api-keys/", {"name": "kiosk"}).json()
     listed = admin_client.get("/api/api-keys/").json()["results"]

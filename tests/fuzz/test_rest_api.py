@@ -98,8 +98,10 @@ def fuzz_operation(
     def run(case: Any) -> None:
         try:
             status = check_case(case, base_url, auth)
-        except Exception as exc:  # counted, so the campaign tries every input
-            counted.record("failed", f"{type(exc).__name__}: {exc}")
+        # Counted, so the campaign tries every input. Schemathesis reports its checks' failures
+        # as a FailureGroup, a BaseExceptionGroup: `except Exception` let one end the run.
+        except (Exception, BaseExceptionGroup) as exc:
+            counted.record("failed", f"{type(exc).__name__}: {exc} {case.as_curl_command()}")
         else:
             counted.record(str(status))
 

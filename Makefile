@@ -43,12 +43,15 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py ensure_demo_character
 	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
 
+# pytest runs on TEST_WORKERS processes (pytest-xdist): most tests wait on servers, workers and
+# sockets, not on the CPU. TEST_WORKERS=0 runs them all in one process (docs/testing.md).
+TEST_WORKERS ?= 3
 test: export DJANGO_SECRET_KEY ?= insecure-key-for-tests-only
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(PYTEST_ARGS)
 
 # The fuzz campaign (docs/testing.md#fuzzing): FUZZ_EXAMPLES inputs per endpoint (a REST
 # operation's positive and negative ones together), no shrinking; inputs and failures per

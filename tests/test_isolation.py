@@ -1,8 +1,9 @@
-"""A test run is isolated from the machine: its own Celery queue, and no `.env` of the
-developer's (tests/settings.py)."""
+"""A test run is isolated from the machine: its own Celery queue, no `.env` of the
+developer's, and a Redis database per pytest-xdist worker (tests/settings.py)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from django.conf import settings
 from avatarsite.celery import app as celery_app
 from characters.tasks import run_generation_job
 from tests.processes import BASE_DIR
+from tests.settings import worker_redis_url
 
 
 def settings_value(name: str, module: str, *, env: dict[str, str], preamble: str = "") -> str:
@@ -51,6 +53,48 @@ def test_tasks_go_to_a_queue_of_this_runs_own() -> None:
         "CELERY_TASK_DEFAULT_QUEUE", "tests.settings", env={}, preamble="import pytest; "
     )
     assert other_run.startswith("tests-") and other_run != queue
+
+
+def test_it_gives_each_xdist_worker_a_redis_database_of_its_own() -> None:
+    assert worker_redis_url("redis://127.0.0.1:6379/5", 0) == "redis://127.0.0.1:6379/5"
+    assert worker_redis_url("redis://127.0.0.1:6379/5", 2) == "redis://127.0.0.1:6379/7"
+    assert worker_redis_url("redis://:pw@redis:6379", 1) == "redis://:pw@redis:6379/1"
+    assert worker_redis_url("redis://127.0.0.1:6379/15", 1) == "redis://127.0.0.1:6379/0"
+
+    # Worker gw2 moves the URLs once; the servers and workers it starts keep them as they are.
+    configured = {
+        "REDIS_URL": "redis://127.0.0.1:6379/3",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/3",
+        "RATE_LIMIT_STORAGE_URL": "memory://",
+        "PYTEST_XDIST_WORKER": "gw2",
+        "REDIS_MOVED_FOR": "",
+    }
+    worker = redis_environment(configured)
+    assert worker == {
+        **configured,
+        "REDIS_URL": "redis://127.0.0.1:6379/5",
+        "CELERY_BROKER_URL": "redis://127.0.0.1:6379/5",
+        "REDIS_MOVED_FOR": "gw2",
+    }
+    assert redis_environment(worker) == worker  # a process the worker starts
+
+
+def redis_environment(env: dict[str, str]) -> dict[str, str]:
+    """The variables in `env` as a process that loads tests.settings with `env` ends up."""
+    code = (
+        "import json, os, tests.settings; "
+        f"print(json.dumps({{name: os.environ[name] for name in {sorted(env)!r}}}))"
+    )
+    return json.loads(
+        subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=BASE_DIR,
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
 
 
 def test_the_filesystem_broker_keeps_its_exchange_tables_under_var() -> None:

@@ -11,16 +11,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from asgiref.sync import sync_to_async
 
 from characters.models import Character
-from conversations.models import TurnRecord
-from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
+from conversations.speech.models import TTSProvider
 from conversations.speech.turn_end import SMART_TURN
 from conversations.speech.vad import SAMPLE_RATE, WINDOW_SAMPLES
-from tests.conftest import LLM_KEY_VARIABLE
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
+from tests.realtime.turns import SLOW, heard_by_fake_stt, talk_over_a_reply, turns
 from tests.realtime.ws import FRAME_BYTES, Socket, types
 from tests.speech.audio import japanese, require_local_stt, silence, utterance
 from tests.speech.test_turn_end import require_smart_turn
@@ -28,45 +26,11 @@ from tests.speech.test_turn_end import require_smart_turn
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WINDOW = WINDOW_SAMPLES / SAMPLE_RATE  # one `data` frame of FRAME_BYTES is one VAD window
-SLOW = ScriptedReply(chunks=["One. ", "Two. ", "Three. ", "Four."], chunk_delay=1.0)
 assert FRAME_BYTES == 2 * WINDOW_SAMPLES
-
-
-@sync_to_async
-def heard_by_fake_stt(character: Character, fake_llm: FakeOpenAI) -> None:
-    VoiceSettings.objects.create(
-        character=character,
-        stt_provider=STTProvider.OPENAI,
-        stt_base_url=fake_llm.base_url,
-        stt_api_key_env=LLM_KEY_VARIABLE,
-    )
-
-
-@sync_to_async
-def turns() -> list[tuple[str, float | None]]:
-    rows = TurnRecord.objects.order_by("started_at").values_list("status", "speech_in_seconds")
-    return list(rows)
 
 
 def user_text(request: dict[str, Any]) -> str:
     return str(request["messages"][-1]["content"])
-
-
-async def talk_over_a_reply(
-    app: InProcessApp, api_key: str, metadata: dict[str, Any]
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A long reply, and the user speaking over it: what came while the reply was streaming
-    (up to its first chunk), and everything after."""
-    socket = await Socket.open(app.url, api_key)
-    try:
-        await socket.start(user_id="u1", metadata={"send_voiced": True, **metadata})
-        await socket.send("invoke", text="Tell me a long story")
-        before = await socket.until("chunk")
-        await socket.stream(utterance(after=1.0).pcm)
-        rest = await socket.turn()
-    finally:
-        await socket.close()
-    return before, rest
 
 
 @pytest.mark.parametrize("after", [0.3, 1.0])
@@ -81,7 +45,9 @@ async def test_barge_in_stops_the_answer_after_the_configured_speech(
     fake_llm.script(SLOW, ScriptedReply(text="Paris."))
     fake_llm.script_audio(ScriptedReply(text="What is the capital of France?"))
 
-    _, rest = await talk_over_a_reply(app, api_key, {"barge_in_seconds": after})
+    _, rest = await talk_over_a_reply(
+        app.url, api_key, {"send_voiced": True, "barge_in_seconds": after}
+    )
 
     kinds = types(rest)
     stop = kinds.index("stop")
@@ -109,7 +75,9 @@ async def test_with_barge_in_off_speech_does_not_stop_the_answer_early(
     fake_llm.script(SLOW, ScriptedReply(text="Paris."))
     fake_llm.script_audio(ScriptedReply(text="What is the capital of France?"))
 
-    _, rest = await talk_over_a_reply(app, api_key, {"barge_in_enabled": False})
+    _, rest = await talk_over_a_reply(
+        app.url, api_key, {"send_voiced": True, "barge_in_enabled": False}
+    )
 
     # Only the finished utterance, a new request, cuts the reply short (AIAvatarKit's
     # behaviour with barge_in_enabled false): no `stop` while the user speaks.
@@ -187,13 +155,7 @@ async def test_a_20_second_monologue_reaches_the_llm_whole(
 async def test_no_partial_arrives_for_an_utterance_already_accepted(
     app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    await sync_to_async(VoiceSettings.objects.create)(
-        character=character,
-        stt_provider=STTProvider.OPENAI,
-        stt_base_url=fake_llm.base_url,
-        stt_api_key_env=LLM_KEY_VARIABLE,
-        tts_provider=TTSProvider.NONE,
-    )
+    await heard_by_fake_stt(character, fake_llm, tts_provider=TTSProvider.NONE)
     # Every transcription takes 2 s: the partial asked for after 1 s of speech is still being
     # made when the utterance ends (the audio is streamed faster than real time).
     fake_llm.script_audio(ScriptedReply(text="What is", delay=2.0, repeat=10))
@@ -219,14 +181,7 @@ async def test_smart_turn_keeps_a_pause_after_a_filler_from_ending_the_turn(
     app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI, hook: str
 ) -> None:
     require_smart_turn()
-    await sync_to_async(VoiceSettings.objects.create)(
-        character=character,
-        stt_provider=STTProvider.OPENAI,
-        stt_base_url=fake_llm.base_url,
-        stt_api_key_env=LLM_KEY_VARIABLE,
-        tts_provider=TTSProvider.NONE,
-        turn_end_hook=hook,
-    )
+    await heard_by_fake_stt(character, fake_llm, tts_provider=TTSProvider.NONE, turn_end_hook=hook)
     fake_llm.script_audio(
         ScriptedReply(text="あの、えっと、東京の天気を教えてください。", repeat=2)
     )
@@ -256,13 +211,7 @@ async def test_smart_turn_keeps_a_pause_after_a_filler_from_ending_the_turn(
 async def test_no_partial_arrives_for_speech_dropped_when_a_turn_is_accepted(
     app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    await sync_to_async(VoiceSettings.objects.create)(
-        character=character,
-        stt_provider=STTProvider.OPENAI,
-        stt_base_url=fake_llm.base_url,
-        stt_api_key_env=LLM_KEY_VARIABLE,
-        tts_provider=TTSProvider.NONE,
-    )
+    await heard_by_fake_stt(character, fake_llm, tts_provider=TTSProvider.NONE)
     fake_llm.script_audio(ScriptedReply(text="What is", delay=2.0, repeat=10))
     fake_llm.script(ScriptedReply(chunks=["One. ", "Two. ", "Three."], chunk_delay=1.5))
     spoken = utterance("What is the capital of France and why", after=0.0)

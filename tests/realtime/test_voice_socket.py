@@ -19,27 +19,21 @@ from django.conf import settings
 
 from channels_app.models import LiveSession
 from characters.models import Character
-from conversations.models import Message, TurnRecord
-from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
-from tests.conftest import LLM_KEY_VARIABLE, AsgiServer
+from conversations.models import Message
+from conversations.speech.models import TTSProvider
+from tests.conftest import AsgiServer
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.inprocess import InProcessApp
+from tests.realtime.turns import SLOW, heard_by_fake_stt, talk_over_a_reply, turns
 from tests.realtime.ws import Socket, subprotocol, types, ws_url
 from tests.speech.audio import require_local_stt, silence, utterance
 from tests.waiting import wait_until_async
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SLOW = ScriptedReply(chunks=["One. ", "Two. ", "Three. ", "Four."], chunk_delay=1.0)
-
 
 def wav_of(message: dict) -> wave.Wave_read:
     return wave.open(io.BytesIO(base64.b64decode(message["audio_data"])), "rb")
-
-
-@sync_to_async
-def turn_statuses() -> list[str]:
-    return sorted(TurnRecord.objects.values_list("status", flat=True))
 
 
 @sync_to_async
@@ -127,16 +121,7 @@ async def test_barge_in_stops_the_answer_at_once(
 ) -> None:
     require_local_stt()
     fake_llm.script(SLOW, ScriptedReply(text="Paris."))
-    socket = await Socket.open(app.url, api_key)
-    try:
-        await socket.start(user_id="u1", metadata={"barge_in_enabled": True})
-        await socket.send("invoke", text="Tell me a long story")
-        first = await socket.until("chunk")
-        # The user talks over the answer.
-        await socket.stream(utterance(after=1.0).pcm)
-        rest = await socket.turn()
-    finally:
-        await socket.close()
+    first, rest = await talk_over_a_reply(app.url, api_key, {"barge_in_enabled": True})
 
     accepted = types(rest).index("accepted")
     assert "chunk" not in types(rest)[accepted:][: types(rest)[accepted:].index("start")]
@@ -146,19 +131,14 @@ async def test_barge_in_stops_the_answer_at_once(
     )
     assert cut_short.startswith("One.") and "Four." not in cut_short
     assert rest[-1]["type"] == "final" and rest[-1]["text"] == "Paris."
-    assert await turn_statuses() == ["completed", "interrupted"]
+    assert [status for status, _ in await turns()] == ["interrupted", "completed"]
     assert "Tell me a long story" not in await history()
 
 
 async def test_it_cancels_a_turn_without_speech(
     app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    await sync_to_async(VoiceSettings.objects.create)(
-        character=character,
-        stt_provider=STTProvider.OPENAI,
-        stt_base_url=fake_llm.base_url,
-        stt_api_key_env=LLM_KEY_VARIABLE,
-    )
+    await heard_by_fake_stt(character, fake_llm)
     fake_llm.script_audio(ScriptedReply(text=""))
     socket = await Socket.open(app.url, api_key)
     try:
@@ -200,13 +180,7 @@ async def test_it_streams_raw_pcm_slices_when_asked(
 async def test_it_reports_voice_and_partial_text_when_asked(
     app: InProcessApp, character: Character, api_key: str, fake_llm: FakeOpenAI
 ) -> None:
-    await sync_to_async(VoiceSettings.objects.create)(
-        character=character,
-        stt_provider=STTProvider.OPENAI,
-        stt_base_url=fake_llm.base_url,
-        stt_api_key_env=LLM_KEY_VARIABLE,
-        tts_provider=TTSProvider.NONE,
-    )
+    await heard_by_fake_stt(character, fake_llm, tts_provider=TTSProvider.NONE)
     fake_llm.script_audio(ScriptedReply(text="What is", repeat=10))
     socket = await Socket.open(app.url, api_key)
     try:

@@ -73,6 +73,7 @@ from bench.harness import (
     manage,
     percentile,
     process_cpu_seconds,
+    shown,
     start_fake_llm,
     start_peer,
     stop_fake,
@@ -80,7 +81,6 @@ from bench.harness import (
 from tests.fakes.openai_server import FAKE_API_KEY
 from tests.processes import (
     ASGI_SERVERS,
-    BASE_DIR,
     DEFAULT_ASGI_SERVER,
     start_asgi_server,
     stop_process,
@@ -878,7 +878,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"server  : {args.server} {lib[args.server]} (uvloop {lib['uvloop']}, httptools "
                 f"{lib['httptools']} for uvicorn), {args.servers} process(es), Django "
-                f"{lib['django']}, at {', '.join(urls)}; log {server_log(0).relative_to(BASE_DIR)}"
+                f"{lib['django']}, at {', '.join(urls)}; log {shown(server_log(0))}"
             )
             if peer is not None:
                 print(
@@ -948,7 +948,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"No ratio: {PEER_NAME} completed no turn (its log: {PEER_LOG}).")
     print_notes(levels, args.servers)
     results = results_path(args.endpoint)
-    print(f"total wall time: {wall:.1f} s; results in {results.relative_to(BASE_DIR)}")
+    print(f"total wall time: {wall:.1f} s; results in {shown(results)}")
     results.write_text(
         json.dumps(
             {

@@ -21,7 +21,10 @@ from typing import Any
 
 from tests.processes import BASE_DIR, free_port, stop_process, wait_for_port
 
-VAR_DIR = BASE_DIR / "var"
+# Where benchmarks write their SQLite files, logs and results: var/, or BENCH_VAR_DIR (the
+# test suite gives each smoke run a directory of its own, so runs side by side never share one).
+VAR_DIR_VARIABLE = "BENCH_VAR_DIR"
+VAR_DIR = Path(os.environ.get(VAR_DIR_VARIABLE) or BASE_DIR / "var")
 # The AIAvatarKit peer harness (its README: setup.sh makes .venv-peer and .venv-bench), where
 # a benchmark compares against AIAvatarKit 0.9.2; unset: no comparison.
 PEER_VARIABLE = "PEER_BENCH_DIR"
@@ -30,6 +33,11 @@ LLM_KEY_VARIABLE = "FAKE_OPENAI_API_KEY"
 DEFAULT_SECRET_KEY = "insecure-key-for-benchmarks-only"
 START_TIMEOUT_SECONDS = 30.0
 SMOKE_VARIABLE = "BENCH_SMOKE"
+
+
+def shown(path: Path) -> Path:
+    """`path` as a benchmark prints it: relative to the checkout when it is inside it."""
+    return path.relative_to(BASE_DIR) if path.is_relative_to(BASE_DIR) else path
 
 
 def add_smoke_flag(parser: argparse.ArgumentParser) -> None:

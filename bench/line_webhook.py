@@ -48,6 +48,7 @@ from bench.harness import (
     manage,
     percentile,
     process_cpu_seconds,
+    shown,
     start_fake,
     start_fake_llm,
     stop_fake,
@@ -62,7 +63,7 @@ from tests.fakes.line_server import (
     webhook_body,
 )
 from tests.fakes.openai_server import FAKE_API_KEY
-from tests.processes import BASE_DIR, start_celery_worker, start_daphne, stop_process
+from tests.processes import start_celery_worker, start_daphne, stop_process
 
 TARGET_P99_MS = 50.0
 USERS = 50
@@ -302,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             indent=2,
         )
     )
-    print(f"results : {RESULTS_PATH.relative_to(BASE_DIR)}")
+    print(f"results : {shown(RESULTS_PATH)}")
     ok = result.replies_delivered == result.replies_expected and not result.errors
     return 0 if ok else 1
 

@@ -8,10 +8,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-from bench.harness import SMOKE_VARIABLE
+from bench.harness import SMOKE_VARIABLE, VAR_DIR_VARIABLE
 from tests.processes import BASE_DIR
 
 _TARGET = re.compile(r"^(bench[\w-]*):.*\n((?:\t.*\n)+)", re.MULTILINE)
@@ -35,9 +36,14 @@ def test_the_makefile_has_the_benchmarks() -> None:
 
 @pytest.mark.live
 @pytest.mark.parametrize("target", sorted(bench_modules()))
-def test_the_benchmark_runs_in_its_smoke_configuration(target: str) -> None:
-    # Each benchmark's own fresh SQLite file, never the database DATABASE_URL names.
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {SMOKE_VARIABLE: "1"}
+def test_the_benchmark_runs_in_its_smoke_configuration(target: str, tmp_path: Path) -> None:
+    # Each benchmark's own fresh SQLite file, never the database DATABASE_URL names; it, the
+    # logs and the results go to a directory of this run's own (pytest-xdist runs several
+    # benchmarks at once, and two of them name their SQLite file alike).
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"} | {
+        SMOKE_VARIABLE: "1",
+        VAR_DIR_VARIABLE: str(tmp_path),
+    }
     run = subprocess.run(
         [sys.executable, "-m", bench_modules()[target]],
         cwd=BASE_DIR,

@@ -43,9 +43,10 @@ run: $(VENV)/.installed
 	$(BIN)/python manage.py ensure_demo_character
 	HOST=$(HOST) PORT=$(PORT) scripts/run.sh
 
-# pytest runs on TEST_WORKERS processes (pytest-xdist): most tests wait on servers, workers and
-# sockets, not on the CPU. TEST_WORKERS=0 runs them all in one process (docs/testing.md).
-TEST_WORKERS ?= 3
+# TEST_WORKERS=3 make test runs pytest on three processes (pytest-xdist): most tests wait on
+# servers, workers and sockets, not on the CPU. One process until parallel runs are proven
+# green under load (docs/testing.md#parallel-runs).
+TEST_WORKERS ?= 0
 test: export DJANGO_SECRET_KEY ?= insecure-key-for-tests-only
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

@@ -107,10 +107,17 @@ def platform_key_variables() -> None:
 LIVE_FIXTURES = frozenset({"asgi_server", "line_stack", "worker"})
 
 
+# The longest tests, each minutes on a loaded machine: collected first, so parallel workers
+# start on them and the short tests fill in around them, instead of one worker running them
+# alone at the end (docs/testing.md#parallel-runs).
+LONGEST_FIRST = ("tests/test_benchmarks.py::", "tests/fuzz/")
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.live)
+    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
 
 
 def require_service(name: str, available: bool) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import parse_qs
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError
 from django.utils import timezone
 
 from characters.models import Character
@@ -30,6 +30,7 @@ from conversations.admission import (
 from conversations.rate_limits import StreamSlot
 from conversations.transports.base import Rejected, bearer_token
 
+from .database import refresh_connections
 from .models import LiveSession
 
 logger = logging.getLogger(__name__)
@@ -128,5 +129,5 @@ async def keep_alive(channel_name: str) -> None:
 
 def _renew(channel_name: str) -> None:
     # Sockets skip Channels' per-message database housekeeping: do it here.
-    close_old_connections()
+    refresh_connections()
     LiveSession.objects.filter(channel_name=channel_name).update(seen_at=timezone.now())

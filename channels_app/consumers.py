@@ -31,7 +31,6 @@ from asgiref.typing import WebSocketReceiveEvent
 from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.db import close_old_connections
 
 from conversations.admission import AdmittedSession
 from conversations.history import OpenedContext
@@ -46,6 +45,7 @@ from conversations.transports.base import Rejected
 from . import live, messages
 from .admission import admit_socket, credentials, keep_alive, register
 from .connection import Connection
+from .database import refresh_connections
 from .listening import Listener, PartialTranscripts
 from .messages import AudioFrame, ClientError
 from .models import LiveSession
@@ -340,5 +340,5 @@ class VoiceConsumer(AsyncWebsocketConsumer):
 def _reopen(session: AdmittedSession, context_id: uuid.UUID | None) -> OpenedContext:
     """The turn's conversation, after the housekeeping that audio frames skipped (a spoken
     turn's first database work), in the same thread round trip."""
-    close_old_connections()
+    refresh_connections()
     return session.reopen(context_id)

@@ -1,7 +1,7 @@
 """How /ws takes microphone audio (docs/wire-protocols.md#realtime-voice-ws): AIAvatarKit's
 base64 `data` messages and, as an additive option, binary frames of raw PCM16LE samples; and
 the consumer's dispatch, which lets audio frames skip Django's per-message connection
-housekeeping while the turns they start still get fresh connections. In process (Channels'
+housekeeping while the turns they start still get working connections. In process (Channels'
 communicator), with the real Silero VAD and the fake OpenAI server's speech-to-text."""
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from django.db import connection
 
+from channels_app.database import refresh_connections
 from characters.models import Character
 from conversations.models import Message, TurnRecord
 from conversations.speech.models import STTProvider, VoiceSettings
@@ -149,3 +150,19 @@ async def test_a_spoken_turn_gets_a_fresh_connection_although_frames_skip_housek
 
     assert types(messages) == ["accepted", "stop", "start", "chunk", "final"]
     assert await history() == ["Hello?", "Hi."]
+
+
+def test_the_sockets_housekeeping_keeps_a_working_connection_only_on_sqlite() -> None:
+    connection.ensure_connection()
+    working = connection.connection
+    refresh_connections()
+    if connection.vendor == "sqlite":  # a file opened anew costs more than a pooled session
+        assert connection.connection is working
+    else:  # handed back to the pool, as Django's end-of-request housekeeping does
+        assert connection.connection is None
+
+    _break_the_database_connection()
+    refresh_connections()
+
+    assert connection.connection is None
+    assert TurnRecord.objects.count() == 0  # and the next query gets a working one

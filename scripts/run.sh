@@ -25,7 +25,7 @@ case "${ASGI_SERVER:-uvicorn}" in
 uvicorn)
     "$BIN/uvicorn" --host "${HOST:-127.0.0.1}" --port "${PORT:-8000}" \
         --loop uvloop --http httptools --ws websockets-sansio --ws-max-size 33554432 \
-        --no-access-log avatarsite.asgi:application
+        --ws-per-message-deflate false --no-access-log avatarsite.asgi:application
     ;;
 daphne)
     "$BIN/daphne" -b "${HOST:-127.0.0.1}" -p "${PORT:-8000}" \

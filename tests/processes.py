@@ -51,6 +51,8 @@ ASGI_SERVERS: dict[str, list[str]] = {
         "websockets-sansio",
         "--ws-max-size",
         "33554432",
+        "--ws-per-message-deflate",
+        "false",
         "--no-access-log",
     ],
 }

@@ -8,7 +8,8 @@ in their own module; this class routes what arrives to them. Turns run through
 (AIAvatarKit's default) the reply already stops once the user has spoken for
 `barge_in_after` seconds.
 
-Audio frames are the hot path (31 a second per microphone): they skip Channels' per-message
+Audio frames are the hot path (31 a second per microphone): they are read by a loop of the
+consumer's own rather than through a task per message, they skip Channels' per-message
 database housekeeping, which is a thread round trip, and the work that does reach the database
 (the start of a session, typed turns, the first read of a spoken turn) runs it itself
 (docs/benchmarks.md#where-the-time-goes). Nor does a frame wait for its VAD verdict: it joins
@@ -27,7 +28,12 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from asgiref.sync import sync_to_async
-from asgiref.typing import WebSocketReceiveEvent
+from asgiref.typing import (
+    ASGIReceiveCallable,
+    ASGIReceiveEvent,
+    ASGISendCallable,
+    WebSocketReceiveEvent,
+)
 from channels.db import aclose_old_connections
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -56,6 +62,8 @@ logger = logging.getLogger(__name__)
 POLICY_VIOLATION = 1008  # refused handshake: "Invalid or missing API Key"
 # Servers may only send 1000 or an application code (3000-4999); 4009 mirrors 1009.
 MESSAGE_TOO_BIG = 4009
+# What the consumer's own reading loop hands Channels when it ends (VoiceConsumer.__call__).
+_CLIENT_ENDED: dict[str, Any] = {"type": "client.ended"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,15 +120,40 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         if self.connection is not None:
             await sync_to_async(self.connection.stream_slot.release)()
 
+    async def __call__(
+        self, scope: Any, receive: ASGIReceiveCallable, send: ASGISendCallable
+    ) -> None:
+        """Channels' consumer, except that the client's messages are read by one loop of their
+        own: Channels waits on the client and the channel layer together with a new task and
+        an `asyncio.wait` for every message, 31 times a second per microphone. Here it waits
+        on the channel layer and on that loop, which ends (StopConsumer on disconnect, or an
+        error) as Channels' own reading would."""
+        self._dispatching = asyncio.Lock()  # one message handled at a time, as in Channels
+
+        async def client_messages() -> ASGIReceiveEvent:
+            try:
+                while True:
+                    await self.dispatch(cast(dict[str, Any], await receive()))
+            except Exception as exc:  # StopConsumer too
+                # Raised from this task, it would stop Channels' clean-up before it cancels
+                # the wait on the channel layer: it is raised from Channels' own loop instead.
+                self._client_ended = exc
+                return cast(ASGIReceiveEvent, _CLIENT_ENDED)
+
+        await super().__call__(scope, client_messages, send)
+
     async def dispatch(self, message: dict[str, Any]) -> None:
         """What a client sends skips Channels' database housekeeping before each message (one
         thread round trip per 32 ms audio frame); `receive` runs it for the messages that reach
         the database, `_turn_events` for spoken turns. Everything else (connect, disconnect,
         live control) keeps Channels' own dispatch."""
-        if message["type"] == "websocket.receive":
-            await self.websocket_receive(cast(WebSocketReceiveEvent, message))
-        else:
-            await super().dispatch(message)
+        if message is _CLIENT_ENDED:
+            raise self._client_ended
+        async with self._dispatching:
+            if message["type"] == "websocket.receive":
+                await self.websocket_receive(cast(WebSocketReceiveEvent, message))
+            else:
+                await super().dispatch(message)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         connection = self.connection

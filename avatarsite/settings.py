@@ -354,6 +354,11 @@ EVALUATION_FUNCTION_MODULES = env.list(
     "EVALUATION_FUNCTION_MODULES", default=["evaluation.functions"]
 )
 EVALUATION_JUDGE_MODEL = env.str("EVALUATION_JUDGE_MODEL", default="")
+# The lease a worker holds on the evaluation run it works on, renewed every third of it; once it
+# runs out (the worker was lost) another worker resumes the run, at most this many workers in
+# all before the run is failed (docs/evaluation.md#lost-workers).
+EVALUATION_RUN_LEASE_SECONDS = env.int("EVALUATION_RUN_LEASE_SECONDS", default=30)
+EVALUATION_RUN_ATTEMPTS = env.int("EVALUATION_RUN_ATTEMPTS", default=3)
 
 # Streaming chat: SSE keep-alive comment interval.
 SSE_PING_INTERVAL_SECONDS = env.float("SSE_PING_INTERVAL_SECONDS", default=15.0)
@@ -379,13 +384,16 @@ LIFE_BUSY_RETRIES = env.int("LIFE_BUSY_RETRIES", default=120)
 # Queued jobs older than this are taken for lost (their worker died) and enqueued again.
 LIFE_JOB_STALE_SECONDS = env.int("LIFE_JOB_STALE_SECONDS", default=3600)
 # Redis, unlike RabbitMQ, cannot tell that a worker died: the message it held comes back only
-# after the visibility timeout (kombu's default: an hour). It follows the generation lease, the
-# same "no sign of life for this long" promise, so a killed worker's job is handed on when its
-# claims can be taken over (not earlier: a live but slow job would run twice), and never before
-# a busy job's own retry is due. Unacked messages are looked for every 10 s (kombu: ~100 s).
+# after the visibility timeout (kombu's default: an hour). It follows the generation and
+# evaluation leases, the same "no sign of life for this long" promise, so a killed worker's job
+# is handed on when its leases can be taken over (not earlier: a live but slow job would run
+# twice), and never before a busy job's own retry is due. Unacked messages are looked for every
+# 10 s (kombu: ~100 s).
 if CELERY_BROKER_URL.startswith(("redis://", "rediss://")):
     CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "visibility_timeout": max(LIFE_LEASE_SECONDS, 2 * LIFE_BUSY_RETRY_SECONDS),
+        "visibility_timeout": max(
+            LIFE_LEASE_SECONDS, EVALUATION_RUN_LEASE_SECONDS, 2 * LIFE_BUSY_RETRY_SECONDS
+        ),
         "unacked_restore_interval": env.int("CELERY_UNACKED_RESTORE_SECONDS", default=10),
         "unacked_restore_throttle": 1,
     }

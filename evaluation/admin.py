@@ -144,7 +144,16 @@ class ScenarioAdmin(TenantScopedAdmin):
 
 @admin.register(EvaluationRun)
 class EvaluationRunAdmin(TenantScopedAdmin):
-    list_display = ("run", "character", "status", "progress", "verdicts", "queued", "finished")
+    list_display = (
+        "run",
+        "character",
+        "status",
+        "progress",
+        "workers",
+        "verdicts",
+        "queued",
+        "finished",
+    )
     list_filter = ("status", "character")
     list_select_related = ("character",)
 
@@ -166,6 +175,13 @@ class EvaluationRunAdmin(TenantScopedAdmin):
     @admin.display(description="run", ordering="pk")
     def run(self, obj: EvaluationRun) -> str:
         return f"Run {obj.pk}"
+
+    @admin.display(description="workers", ordering="attempts")
+    def workers(self, obj: EvaluationRun) -> str:
+        """How many workers took the run on: more than one means one was lost mid-run."""
+        if obj.attempts > 1:
+            return f"{obj.attempts} (resumed after {obj.attempts - 1} lost)"
+        return str(obj.attempts)
 
     @admin.display(description="passed")
     def verdicts(self, obj: Any) -> str:

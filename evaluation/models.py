@@ -107,6 +107,18 @@ class EvaluationRun(TenantOwned):
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The lease of the worker running it (evaluation/lease.py), renewed while it works.
+    lease_token = models.UUIDField(null=True, blank=True, editable=False)
+    leased_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="While running: when the worker's lease runs out unless renewed.",
+    )
+    attempts = models.PositiveIntegerField(
+        default=0,
+        help_text="Workers that took the run on; more than one: a worker was lost and the "
+        "next one resumed where it stopped.",
+    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -140,6 +152,9 @@ class ScenarioResult(TenantOwned):
         EndUser, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     context_id = models.UUIDField(null=True, blank=True)
+    # The provider's own memory of the conversation (a Dify conversation id), so a resumed
+    # run continues the same one.
+    provider_state = models.JSONField(default=dict, blank=True, editable=False)
 
     class Meta:
         ordering = ["run", "position"]

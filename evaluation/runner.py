@@ -29,7 +29,7 @@ from conversations.pipeline.events import TurnDropped, TurnFailed, TurnFinished,
 from conversations.pipeline.turn import run_turn
 from conversations.transports.base import Rejected
 
-from . import judge
+from . import judge, lease
 from .functions import JudgedTurn, Verdict, load_function
 from .models import EvaluationRun, Scenario, ScenarioResult, TurnResult
 
@@ -70,39 +70,66 @@ def plan(character: Character, scenarios: list[Scenario], judge_model: str = "")
 
 
 def execute(run_id: int) -> str:
-    """Run a queued run to its end (a Celery worker's job); a run already taken is left alone."""
-    claimed = EvaluationRun.objects.filter(pk=run_id, status=EvaluationRun.Status.QUEUED).update(
-        status=EvaluationRun.Status.RUNNING, started_at=timezone.now()
-    )
-    if not claimed:
+    """Run a queued run to its end (a Celery worker's job), or resume one whose worker was lost
+    (docs/evaluation.md#lost-workers); a run another worker holds raises lease.RunLeased, and
+    a finished one is left alone."""
+    token = lease.take(run_id)
+    if token is None:
         return "nothing to do"
     run = EvaluationRun.objects.select_related("character").get(pk=run_id)
+    if run.attempts > 1:  # resumed: count only what the lost worker's rows show done
+        EvaluationRun.objects.filter(lease.ours(run.pk, token)).update(
+            steps_done=steps_recorded(run)
+        )
+        logger.warning("evaluation run %s resumed (attempt %s)", run.pk, run.attempts)
     # The credential of an evaluation: its tenant, and the run's character only.
     caller = Caller(tenant_id=run.tenant_id, character_ids=frozenset({run.character_id}))
     try:
         character = find_character(caller, run.character.slug)
     except Rejected as refused:
-        return _finish(run, EvaluationRun.Status.FAILED, f"{refused.message} (inactive?)")
+        return _finish(run, token, EvaluationRun.Status.FAILED, f"{refused.message} (inactive?)")
     try:
-        for result in run.results.prefetch_related("turns"):
-            async_to_sync(ScenarioRun(run, caller, character, result).go)()
+        with lease.held(run.pk, token):
+            for result in run.results.prefetch_related("turns"):
+                async_to_sync(ScenarioRun(run, token, caller, character, result).go)()
+    except lease.LeaseLost:
+        logger.warning("evaluation run %s: lease lost to another worker; stopped", run.pk)
+        return "lease lost"
     except Exception as exc:
         logger.exception("evaluation run %s failed", run.pk)
-        return _finish(run, EvaluationRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
-    return _finish(run, EvaluationRun.Status.DONE)
+        return _finish(run, token, EvaluationRun.Status.FAILED, f"{type(exc).__name__}: {exc}")
+    return _finish(run, token, EvaluationRun.Status.DONE)
 
 
-def _finish(run: EvaluationRun, status: str, error: str = "") -> str:
-    EvaluationRun.objects.filter(pk=run.pk).update(
-        status=status, error=error, finished_at=timezone.now(), steps_done=F("steps_total")
+def _finish(run: EvaluationRun, token: uuid.UUID, status: str, error: str = "") -> str:
+    EvaluationRun.objects.filter(lease.ours(run.pk, token)).update(
+        status=status,
+        error=error,
+        finished_at=timezone.now(),
+        steps_done=F("steps_total"),
+        leased_until=None,
     )
     logger.info("evaluation run %s %s %s", run.pk, status, error)
     return status
 
 
+def steps_recorded(run: EvaluationRun) -> int:
+    """The steps a run's rows show done: each turn said, each turn's verdict asked for, each
+    goal judged."""
+    turns = TurnResult.objects.filter(scenario_result__run=run)
+    said = sum(turn.turn_record_id is not None for turn in turns)
+    judged = sum(is_judged(turn) and turn.passed is not None for turn in turns)
+    return said + judged + run.results.filter(goal_passed__isnull=False).count()
+
+
 @dataclass
 class ScenarioRun:
+    """One scenario of a run. Resumed after a lost worker, it goes on from its rows: turns
+    with a turn record were said (a failed one ends the scenario again), verdicts given are
+    kept, and the history the LLM sees is rebuilt from the answers recorded."""
+
     run: EvaluationRun
+    token: uuid.UUID
     caller: Caller
     character: Character
     result: ScenarioResult
@@ -111,17 +138,24 @@ class ScenarioRun:
 
     async def go(self) -> None:
         session, context_id = await sync_to_async(self.admit)()
+        self.provider_state = dict(self.result.provider_state)
         turns = list(self.result.turns.all())
         said: list[TurnResult] = []
         for turn in turns:
-            if not await self.say(session, context_id, turn):
+            if turn.turn_record_id is None:
+                answered = await self.say(session, context_id, turn)
+            else:  # said before this worker took the run over
+                answered = not turn.error
+                if answered:
+                    self.remember(turn)
+            if not answered:
                 self.result.error = f"Turn {turn.position} failed: {turn.error}"
                 break
             said.append(turn)
         for turn in said:
-            if is_judged(turn) or turn.evaluation_function:
+            if (is_judged(turn) or turn.evaluation_function) and turn.passed is None:
                 await self.judge_turn(turn)
-        if self.result.goal.strip() and len(said) == len(turns):
+        if self.result.goal.strip() and len(said) == len(turns) and self.result.goal_passed is None:
             verdict = await self.ask(
                 judge.GOAL_PROMPT,
                 judge.goal_question(
@@ -129,11 +163,13 @@ class ScenarioRun:
                 ),
             )
             self.result.goal_passed, self.result.goal_reason = verdict.passed, verdict.reason
+            await sync_to_async(self.result.save)()
             await self.step()
         await sync_to_async(self.result.save)()
 
     def admit(self) -> tuple[AdmittedSession, uuid.UUID]:
-        """The scenario's own end user (flagged as evaluation's) and a new conversation."""
+        """The scenario's own end user (flagged as evaluation's) and a new conversation, or
+        the ones a lost worker began."""
         session, context = admit(
             self.caller,
             self.character,
@@ -141,6 +177,8 @@ class ScenarioRun:
             user_id=f"run-{self.run.pk}-scenario-{self.result.pk}",
             session_id=f"evaluation-{self.run.pk}-{self.result.pk}",
         )
+        if self.result.context_id is not None:
+            return session, self.result.context_id
         end_user = session.end_user
         end_user.metadata = {**end_user.metadata, "evaluation_run": self.run.pk}
         end_user.display_name = f"Evaluation run {self.run.pk}: {self.result.name}"[:100]
@@ -149,6 +187,12 @@ class ScenarioRun:
         self.result.context_id = context.context_id
         self.result.save(update_fields=["end_user", "context_id"])
         return session, context.context_id
+
+    def remember(self, turn: TurnResult) -> None:
+        self.history += [
+            ChatMessage(role="user", content=turn.input_text),
+            ChatMessage(role="assistant", content=turn.actual_output_text),
+        ]
 
     async def say(self, session: AdmittedSession, context_id: uuid.UUID, turn: TurnResult) -> bool:
         """One turn through the pipeline; False when it did not complete."""
@@ -168,15 +212,21 @@ class ScenarioRun:
                 turn.error = event.error if isinstance(event, TurnFailed) else event.reason
         if answer is not None:
             turn.actual_output_text = answer
-            self.history += [
-                ChatMessage(role="user", content=turn.input_text),
-                ChatMessage(role="assistant", content=answer),
-            ]
+            self.remember(turn)
         else:
             turn.error = turn.error or "The turn ended without an answer."
-        await sync_to_async(turn.save)()
+        await sync_to_async(self.record_said)(turn)
         await self.step()
         return answer is not None
+
+    @transaction.atomic
+    def record_said(self, turn: TurnResult) -> None:
+        """The turn and the provider's memory after it, together: a resumed run neither says
+        it again nor continues from an older provider state."""
+        turn.save()
+        if self.provider_state != self.result.provider_state:
+            self.result.provider_state = dict(self.provider_state)
+            self.result.save(update_fields=["provider_state"])
 
     async def judge_turn(self, turn: TurnResult) -> None:
         verdict: Verdict | None = None
@@ -191,12 +241,13 @@ class ScenarioRun:
                     turn.evaluation_criteria,
                 ),
             )
-            await self.step()
         if turn.evaluation_function:
             verdict = await sync_to_async(self.apply_function)(turn, verdict)
         if verdict is not None:
             turn.passed, turn.reason = verdict.passed, verdict.reason
         await sync_to_async(turn.save)()
+        if is_judged(turn):  # counted once the verdict is kept, so a resumed run counts it
+            await self.step()
 
     def apply_function(self, turn: TurnResult, verdict: Verdict | None) -> Verdict:
         judged = JudgedTurn(
@@ -220,4 +271,7 @@ class ScenarioRun:
             return Verdict(False, f"The judge could not answer: {exc}")
 
     async def step(self) -> None:
-        await EvaluationRun.objects.filter(pk=self.run.pk).aupdate(steps_done=F("steps_done") + 1)
+        """Count a step done, while the run is still this worker's (else stop: LeaseLost)."""
+        mine = lease.ours(self.run.pk, self.token)
+        if not await EvaluationRun.objects.filter(mine).aupdate(steps_done=F("steps_done") + 1):
+            raise lease.LeaseLost(f"evaluation run {self.run.pk}")

@@ -111,6 +111,8 @@ class SessionTurns:
             try:
                 async for event in run_turn(turn.request):
                     queue.put_nowait(event)
+            except Exception as exc:  # raised again in the stream, whose transport reports it
+                queue.put_nowait(exc)
             finally:
                 queue.put_nowait(_DONE)
 
@@ -119,6 +121,8 @@ class SessionTurns:
         finished = False
         try:
             while (item := await queue.get()) is not _DONE:
+                if isinstance(item, Exception):
+                    raise item
                 event = cast(TurnEvent, item)
                 if isinstance(event, TurnChunk):
                     chunks.append(event)

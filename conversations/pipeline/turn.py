@@ -198,6 +198,9 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
     except asyncio.CancelledError:
         await asyncio.shield(record(turn, TurnRecord.Status.INTERRUPTED))
         raise
+    except Exception as exc:
+        yield await failed_unexpectedly(turn, exc)
+        return
     if isinstance(admitted, str):  # a validator's reason to refuse
         await record(turn, TurnRecord.Status.CANCELLED, error=admitted)
         yield TurnDropped(context_id=turn.context_id, reason=admitted)
@@ -230,10 +233,7 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
             yield failure
         return
     except Exception as exc:
-        logger.exception("turn id=%s failed unexpectedly", turn.record.id)
-        error = f"Internal error in the conversation pipeline ({type(exc).__name__})"
-        await record(turn, TurnRecord.Status.FAILED, error=error)
-        yield TurnFailed(context_id=turn.context_id, error=error)
+        yield await failed_unexpectedly(turn, exc)
         return
     except (asyncio.CancelledError, GeneratorExit):
         # The client went away or the turn was interrupted: record it, keep history clean.
@@ -248,6 +248,15 @@ async def run_turn(request: TurnRequest) -> AsyncIterator[TurnEvent]:
         await record(turn, TurnRecord.Status.COMPLETED, messages=kept)
         await turn.hooks.finished(turn.who, turn.composer.text)
     yield finished(turn.composer, turn.character, vision=True, usage=turn.usage)
+
+
+async def failed_unexpectedly(turn: Turn, exc: Exception) -> TurnFailed:
+    """A bug or an unforeseen fault at any stage: logged, the turn recorded as failed, and the
+    error event that ends its stream (never a stream that just stops)."""
+    logger.exception("turn id=%s failed unexpectedly", turn.record.id, exc_info=exc)
+    error = f"Internal error in the conversation pipeline ({type(exc).__name__})"
+    await record(turn, TurnRecord.Status.FAILED, error=error)
+    return TurnFailed(context_id=turn.context_id, error=error)
 
 
 class TurnTimedOut(Exception):

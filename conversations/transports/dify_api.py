@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping
@@ -25,6 +26,7 @@ from django.http import HttpRequest, JsonResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from redis.exceptions import RedisError
 
 from ..admission import admit, find_character, identify
 from ..models import Context
@@ -43,6 +45,8 @@ from ..rate_limits import StreamSlot
 from .base import INTERNAL_ERROR, Rejected, methods, problems, read_json
 from .sse import sse_response
 from .text import ID_MAX_LENGTH
+
+logger = logging.getLogger(__name__)
 
 CHANNEL = "dify"
 SUPERSEDED = "A newer request in this conversation replaced this one."
@@ -152,12 +156,21 @@ def _task_key(task_id: str) -> str:
 async def _remember_task(turn: TurnRequest) -> None:
     """Let a stop request find a stream's session, from any server process, for a while."""
     value = (str(turn.end_user.pk), turn.session_key)
-    await cache.aset(_task_key(str(turn.turn_id)), value, timeout=TASK_TTL_SECONDS)
+    try:
+        await cache.aset(_task_key(str(turn.turn_id)), value, timeout=TASK_TTL_SECONDS)
+    except RedisError as exc:  # the answer matters more than a later stop request
+        logger.warning("task %s cannot be stopped, the cache is unreachable: %s", turn.turn_id, exc)
 
 
 def task_session(task_id: str) -> tuple[str, str] | None:
-    """The end user id and session key of a stream started lately, by its task id."""
-    found = cache.get(_task_key(task_id))
+    """The end user id and session key of a stream started lately, by its task id; Rejected
+    (503) while the cache that keeps them is unreachable."""
+    try:
+        found = cache.get(_task_key(task_id))
+    except RedisError as exc:
+        raise Rejected(
+            503, "Stopping is unavailable: Redis is unreachable.", code="service_unavailable"
+        ) from exc
     return (str(found[0]), str(found[1])) if found else None
 
 

@@ -251,3 +251,28 @@ def test_on_chat_a_turn_over_its_time_limit_says_the_apology_then_an_error_event
     assert "time limit" in result.events[2]["metadata"]["error"]
     assert result.events[2]["transaction_id"] == result.events[0]["transaction_id"]
     assert Message.objects.count() == 0
+
+
+def test_on_chat_a_stage_that_raises_before_the_llm_fails_the_turn_with_an_error_event(
+    hooked: Character,
+    fake_llm: FakeOpenAI,
+    settings: Settings,
+    app: InProcessApp,
+    api_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a stream that just stops: an unforeseen failure of an early stage (a request
+    validator with a bug) is logged, recorded and ends the stream with `error`."""
+    settings.REQUEST_VALIDATORS = [f"{HOOKS}.failing_validator"]
+    body = {"type": "start", "session_id": "s1", "user_id": "u1", "text": "Hi"}
+
+    result = app.post_sse("/chat", body, key=api_key)
+
+    assert result.status == 200 and result.types == ["error"]
+    assert result.events[0]["metadata"]["error"] == (
+        "Internal error in the conversation pipeline (RuntimeError)"
+    )
+    record = TurnRecord.objects.get()
+    assert record.status == TurnRecord.Status.FAILED and "RuntimeError" in record.error
+    assert fake_llm.requests == [] and Message.objects.count() == 0
+    assert "the validator broke" in caplog.text

@@ -56,3 +56,8 @@ class NoPasswords:
 class NotAGuardrail:
     def check(self, text: str, turn: ToolContext) -> Any:
         return True
+
+
+async def failing_validator(request: object, text: str) -> str | None:
+    """A request validator (REQUEST_VALIDATORS) with a bug: it raises before the LLM."""
+    raise RuntimeError("the validator broke")

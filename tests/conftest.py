@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from urllib.parse import quote
 
 import pytest
+from asgiref.sync import SyncToAsync
 from celery.contrib.testing.worker import start_worker
 from django.conf import settings
 from django.core.cache import cache
@@ -85,6 +86,25 @@ SERVER_ENV = {
     # What the MCP tests' HTTP server gets as its Authorization header (by variable name).
     "FAKE_MCP_AUTH": "Bearer mcp-test-token",
 }
+
+
+def give_back_asgiref_thread_connections() -> None:
+    """Close the database connections of asgiref's shared thread (back to the pool).
+
+    An async test's ORM work (`acreate`, `sync_to_async`) runs on that one thread, never on
+    the test's own, so its connection outlives the test; the psycopg pool cannot take back a
+    connection another thread holds, and PostgreSQL then refuses to drop the test database at
+    the end of the run ("being accessed by other users"). (Such tests use
+    `django_db(transaction=True)`: the test's transaction lives on its own thread's connection,
+    which that thread cannot see.)"""
+    # Bounded: a call some test left hanging on that thread must not hang the whole run.
+    SyncToAsync.single_thread_executor.submit(connections.close_all).result(timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def _asgiref_thread_connections_given_back() -> Iterator[None]:
+    yield
+    give_back_asgiref_thread_connections()
 
 
 @pytest.fixture(autouse=True)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import httpx
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
-from django.db import connection
+from django.db import connection, connections
 
-from tests.conftest import IN_CI, AsgiServer, require_service
+from conversations.models import EndUser
+from tests.conftest import IN_CI, AsgiServer, give_back_asgiref_thread_connections, require_service
 
 
 @pytest.mark.skipif(not IN_CI, reason="CI runs on PostgreSQL and Redis; elsewhere any is fine")
@@ -37,3 +39,19 @@ async def test_it_round_trips_a_message_through_the_redis_channel_layer() -> Non
     await layer.send(channel, {"type": "greeting", "text": "hello"})
 
     assert await layer.receive(channel) == {"type": "greeting", "text": "hello"}
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_an_async_tests_database_connection_is_given_back_after_it() -> None:
+    """What every test's teardown does (tests/conftest.py), so PostgreSQL can drop the test
+    database at the end of the run."""
+
+    def holds_a_connection() -> bool:
+        return connections["default"].connection is not None
+
+    await EndUser.objects.acreate(display_name="async")
+    assert await sync_to_async(holds_a_connection)()  # asgiref's thread, not this one
+
+    give_back_asgiref_thread_connections()
+
+    assert not await sync_to_async(holds_a_connection)()

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from asgiref.sync import sync_to_async
-from django.db import connections
 
 from characters.models import Character
 from conversations.llm import provider_for
@@ -197,13 +194,9 @@ async def test_it_applies_pattern_replacements_before_synthesis(
 
 
 @pytest.fixture
-async def llm_key(fake_llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[None]:
+def llm_key(fake_llm: FakeOpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
     """The character's key variable, so it speaks through the fake LLM in this process."""
     monkeypatch.setenv(LLM_KEY_VARIABLE, fake_llm.api_key)
-    yield
-    # The readings were stored from sync_to_async's thread: give its connection back, or
-    # PostgreSQL cannot drop the test database at the end.
-    await sync_to_async(connections.close_all)()
 
 
 @pytest.mark.django_db(transaction=True)

@@ -4,8 +4,9 @@
   rows stop being renewed and expire (LIVE_SESSION_TTL_SECONDS). Expired sessions are not
   listed (REST API, admin, AIAvatarKit's /ws/sessions) nor controllable, and the next session
   that starts anywhere deletes them.
-- Redis unreachable: commands answer 503 with the API's JSON error (the admin shows an error),
-  and work again once Redis is back, without a restart; a socket keeps talking meanwhile.
+- Redis unreachable: commands answer 503 with the API's JSON error (the admin shows an error)
+  and /healthz 503 naming the channel layer, and all work again once Redis is back, without a
+  restart; a socket keeps talking meanwhile.
 """
 
 from __future__ import annotations
@@ -118,9 +119,9 @@ async def test_a_new_session_deletes_expired_ones(
 def test_live_control_answers_503_while_redis_is_down_then_recovers(
     character: Character, admin_client: Client, settings: Settings, redis_server: RedisServer
 ) -> None:
-    settings.CHANNEL_LAYERS = {
+    settings.CHANNEL_LAYERS = {  # the layer the settings name for Redis
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_app.layers.OutageTolerantRedisChannelLayer",
             "CONFIG": {"hosts": [redis_server.url]},
         }
     }
@@ -138,17 +139,24 @@ def test_live_control_answers_503_while_redis_is_down_then_recovers(
         body = {"text": "Hello"}
         return admin_client.post(speak, body, content_type="application/json").status_code
 
-    before = say()
+    def health() -> tuple[int, str]:
+        response = admin_client.get("/healthz")
+        return response.status_code, response.json()["checks"]["channel_layer"]
+
+    before, healthy = say(), health()
     redis_server.stop()
     spoken, stopped = (
         admin_client.post(speak, {"text": "Hello"}, content_type="application/json"),
         admin_client.post(interrupt),
     )
     in_admin = admin_client.post("/admin/channels_app/livesession/", admin_interrupt, follow=True)
+    unhealthy = health()
     redis_server.restart()
-    after = say()
+    after, healthy_again = say(), health()
 
     assert (before, spoken.status_code, stopped.status_code, after) == (202, 503, 503, 202)
+    assert healthy == healthy_again == (200, "ok")
+    assert unhealthy[0] == 503 and unhealthy[1].startswith("failed: ")
     assert spoken["Content-Type"] == "application/json"
     assert "Redis" in spoken.json()["detail"] and stopped.json() == spoken.json()
     shown = [str(m) for m in in_admin.context["messages"]]

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import itertools
 import json
+import threading
 from typing import Any
 
 import numpy as np
@@ -15,6 +16,7 @@ from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth.models import User
 from django.test import Client
+from pytest_django.fixtures import Settings
 
 from avatarsite.asgi import application
 from avatarsite.tenants.models import Membership, Tenant, TenantOrigin
@@ -36,6 +38,14 @@ SLOW = ScriptedReply(
     chunks=["One two three four five six. ", "Seven eight nine ten. ", "Eleven twelve."],
     chunk_delay=1.0,
 )
+
+
+def held_reply(resume: threading.Event, settings: Settings) -> ScriptedReply:
+    """SLOW's first sentence (the second delta tells the splitter it ended), then the model
+    keeps writing until `resume`: an interrupt then always finds the turn still generating,
+    however slowly the machine speaks that sentence. The LLM timeout is lifted for the hold."""
+    settings.LLM_TIMEOUT_SECONDS = 60.0
+    return ScriptedReply(chunks=SLOW.chunks, pause_after=2, resume=resume)
 
 
 @pytest.fixture(autouse=True)
@@ -134,9 +144,20 @@ async def test_frames_follow_the_frame_clock(
 
 
 async def test_an_interrupt_stops_face_and_audio_at_the_same_offset(
-    api_key: str, character: Character, fake_llm: FakeOpenAI
+    api_key: str, character: Character, fake_llm: FakeOpenAI, settings: Settings
 ) -> None:
-    fake_llm.script(SLOW)
+    resume = threading.Event()
+    fake_llm.script(held_reply(resume, settings))
+    try:
+        await _interrupt_and_check_offsets(api_key)
+    finally:
+        resume.set()
+    await wait_until_async(
+        lambda: TurnRecord.objects.filter(status="interrupted").aexists(), "interrupted turn record"
+    )
+
+
+async def _interrupt_and_check_offsets(api_key: str) -> None:
     socket = await _connect(api_key)
     await socket.send_json_to({"type": "text", "data": "Count"})
     frames: list[dict[str, Any]] = []
@@ -163,9 +184,6 @@ async def test_an_interrupt_stops_face_and_audio_at_the_same_offset(
     await socket.send_json_to({"type": "ping"})
     assert (await socket.receive_json_from(timeout=TIMEOUT))["type"] == "pong"
     await socket.disconnect()
-    await wait_until_async(
-        lambda: TurnRecord.objects.filter(status="interrupted").aexists(), "interrupted turn record"
-    )
 
 
 @pytest.mark.parametrize(
@@ -277,7 +295,7 @@ async def test_a_browser_token_in_the_url_opens_the_socket_from_its_origin(
 
 
 async def test_avatar_sessions_are_live_sessions_staff_see_and_command(
-    api_key: str, character: Character, fake_llm: FakeOpenAI
+    api_key: str, character: Character, fake_llm: FakeOpenAI, settings: Settings
 ) -> None:
     staff = Client()
     admin = await sync_to_async(User.objects.create_superuser)("staff", "s@example.com", "pw")
@@ -299,11 +317,15 @@ async def test_avatar_sessions_are_live_sessions_staff_see_and_command(
     assert spoken[-1]["text"] == "Welcome to the shop!" and fake_llm.requests == []
 
     # Staff stop a reply: the same interrupt as the client's own.
-    fake_llm.script(SLOW)
-    await socket.send_json_to({"type": "text", "data": "Count"})
-    await _until(socket, "sync_frame")
-    assert await command("interrupt") == 202
-    stopped = await _until(socket, "transcript_done")
+    resume = threading.Event()
+    fake_llm.script(held_reply(resume, settings))
+    try:
+        await socket.send_json_to({"type": "text", "data": "Count"})
+        await _until(socket, "sync_frame")
+        assert await command("interrupt") == 202
+        stopped = await _until(socket, "transcript_done")
+    finally:
+        resume.set()
     assert stopped[-1]["interrupted"] is True
     assert [m["type"] for m in stopped].count("interrupt") == 1
 

@@ -56,6 +56,11 @@ if "pytest" in sys.modules or "DJANGO_MEDIA_ROOT" not in os.environ:
 # The variables above are set before the project's settings read them.
 from avatarsite.settings import *  # noqa: E402, F403
 
+# PostgreSQL with a flush between transactional tests that deletes rows instead of truncating
+# every table (tests/postgresql/base.py).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":  # noqa: F405
+    DATABASES["default"]["ENGINE"] = "tests.postgresql"  # noqa: F405
+
 # Shards of the fuzz campaign run side by side (tests/fuzz/report.py), each on a test database
 # of its own.
 if _fuzz_shard := os.environ.get("FUZZ_SHARD", "").split("/")[0]:

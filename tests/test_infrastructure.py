@@ -6,11 +6,17 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
+from django.apps import apps
 from django.conf import settings
+from django.contrib.auth.models import Permission
+from django.contrib.contenttypes.models import ContentType
+from django.core.management import call_command
 from django.db import connection, connections
 
-from conversations.models import EndUser
+from characters.models import Character
+from conversations.models import Context, EndUser
 from tests.conftest import IN_CI, AsgiServer, give_back_asgiref_thread_connections, require_service
+from tests.postgresql.base import KEPT_TABLES
 
 
 @pytest.mark.skipif(not IN_CI, reason="CI runs on PostgreSQL and Redis; elsewhere any is fine")
@@ -55,3 +61,21 @@ async def test_an_async_tests_database_connection_is_given_back_after_it() -> No
     give_back_asgiref_thread_connections()
 
     assert not await sync_to_async(holds_a_connection)()
+
+
+@pytest.mark.skipif(not IN_CI, reason="the PostgreSQL flush; CI runs on PostgreSQL")
+@pytest.mark.django_db(transaction=True)
+def test_the_flush_between_transactional_tests_empties_every_table_but_the_kept_ones() -> None:
+    character = Character.objects.create(slug="mia", name="Mia", persona="You are Mia.")
+    Context.objects.create(
+        tenant=character.tenant, character=character, end_user=EndUser.objects.create()
+    )
+    permissions = Permission.objects.count()
+
+    # As a transactional test's teardown runs it: every model's table, no sequence reset.
+    call_command("flush", interactive=False, verbosity=0)
+
+    assert permissions and Permission.objects.count() == permissions
+    assert ContentType.objects.filter(model="character").exists()
+    emptied = [m for m in apps.get_models() if m._meta.db_table not in KEPT_TABLES]
+    assert [m.__name__ for m in emptied if m._default_manager.exists()] == []

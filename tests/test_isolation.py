@@ -17,9 +17,8 @@ from tests.processes import BASE_DIR
 from tests.settings import worker_redis_url
 
 
-def settings_value(name: str, module: str, *, env: dict[str, str], preamble: str = "") -> str:
-    """`name` from settings `module` as a fresh process (like a server the tests start) sees it."""
-    code = f"{preamble}import {module} as s; print(s.{name})"
+def fresh_process_output(code: str, env: dict[str, str]) -> str:
+    """What `code` prints in a fresh interpreter (like a server the tests start) with `env`."""
     return subprocess.run(
         [sys.executable, "-c", code],
         cwd=BASE_DIR,
@@ -28,6 +27,11 @@ def settings_value(name: str, module: str, *, env: dict[str, str], preamble: str
         text=True,
         check=True,
     ).stdout.strip()
+
+
+def settings_value(name: str, module: str, *, env: dict[str, str], preamble: str = "") -> str:
+    """`name` from settings `module` as a fresh process sees it."""
+    return fresh_process_output(f"{preamble}import {module} as s; print(s.{name})", env)
 
 
 def test_the_developers_env_file_is_not_read(tmp_path: Path) -> None:
@@ -85,16 +89,7 @@ def redis_environment(env: dict[str, str]) -> dict[str, str]:
         "import json, os, tests.settings; "
         f"print(json.dumps({{name: os.environ[name] for name in {sorted(env)!r}}}))"
     )
-    return json.loads(
-        subprocess.run(
-            [sys.executable, "-c", code],
-            cwd=BASE_DIR,
-            env={**os.environ, **env},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )
+    return json.loads(fresh_process_output(code, env))
 
 
 def test_the_filesystem_broker_keeps_its_exchange_tables_under_var() -> None:

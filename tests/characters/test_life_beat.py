@@ -16,6 +16,7 @@ from django_celery_beat.models import PeriodicTask
 from characters.life import days
 from characters.models import Character, DailySchedule, Diary, GenerationClaim, GenerationJob
 from characters.tasks import enqueue_due, enqueue_job, run_generation_job
+from tests.beat_entries import run_data_steps_again
 from tests.characters.conftest import GARBLED, answers, make_character
 from tests.fakes.life_replies import life_reply
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
@@ -51,6 +52,7 @@ def schedules() -> set[tuple[str, date]]:
 
 @pytest.mark.django_db
 def test_the_beat_entry_exists_and_is_editable_in_the_admin() -> None:
+    run_data_steps_again("characters.migrations.0010_life_tick_beat_entry")
     entry = PeriodicTask.objects.get(task="characters.tasks.life_tick")
 
     assert entry.enabled and (entry.interval.every, entry.interval.period) == (5, "minutes")

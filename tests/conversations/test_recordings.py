@@ -24,6 +24,7 @@ from conversations.recordings import purge_expired
 from conversations.speech.audio import read_wav, wav_bytes
 from conversations.speech.models import STTProvider, TTSProvider, VoiceSettings
 from conversations.tasks import purge_recordings
+from tests.beat_entries import run_data_steps_again
 from tests.conftest import LLM_KEY_VARIABLE
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply
 from tests.fakes.voicevox_server import FakeVoicevox
@@ -152,6 +153,7 @@ def test_recordings_past_the_tenants_retention_are_deleted(character: Character)
     kai.delete()
     assert not any(default_storage.exists(n) for n in names[kept[1].pk])
     # Beat runs the task; the task purges.
+    run_data_steps_again("conversations.migrations.0020_recordings_purge_beat_entry")
     entry = PeriodicTask.objects.get(task="conversations.tasks.purge_recordings")
     assert entry.enabled and entry.interval is not None
     assert purge_recordings.apply().get() == 0

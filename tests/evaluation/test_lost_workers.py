@@ -30,6 +30,7 @@ from evaluation.lease import RunLeased, retry_countdown
 from evaluation.models import EvaluationRun, ScenarioResult, TurnResult
 from evaluation.scenario_file import import_scenarios, parse
 from evaluation.tasks import resume_lost_runs, run_evaluation
+from tests.beat_entries import run_data_steps_again
 from tests.conftest import server_env
 from tests.evaluation.conftest import DOCUMENTED, verdict
 from tests.fakes.openai_server import FakeOpenAI, ScriptedReply, message_text
@@ -247,6 +248,7 @@ def test_the_admin_shows_how_many_workers_took_a_run_on(character: Character) ->
 
 @pytest.mark.django_db
 def test_the_sweep_is_on_the_beat_every_minute() -> None:
+    run_data_steps_again("evaluation.migrations.0002_run_lease_and_provider_state")
     entry = PeriodicTask.objects.get(task="evaluation.tasks.resume_lost_runs")
     assert (entry.name, entry.enabled) == ("Evaluation runs of lost workers", True)
     assert (entry.interval.every, entry.interval.period) == (1, "minutes")

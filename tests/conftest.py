@@ -127,17 +127,20 @@ def platform_key_variables() -> None:
 LIVE_FIXTURES = frozenset({"asgi_server", "line_stack", "worker"})
 
 
-# The longest tests, each minutes on a loaded machine: collected first, so parallel workers
-# start on them and the short tests fill in around them, instead of one worker running them
-# alone at the end (docs/testing.md#parallel-runs).
+# The longest tests, each minutes on a loaded machine: in a parallel run collected first, so
+# the workers start on them and the short tests fill in around them, instead of one worker
+# running them alone at the end (docs/testing.md#parallel-runs). Not in one process: there the
+# fuzzers' LINE stack would be up before the LINE tests start theirs, and two Celery workers
+# on the run's one queue take each other's events.
 LONGEST_FIRST = ("tests/test_benchmarks.py::", "tests/fuzz/")
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if LIVE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.live)
-    items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
+    if config.getoption("numprocesses", default=None):
+        items.sort(key=lambda item: not item.nodeid.startswith(LONGEST_FIRST))
 
 
 def require_service(name: str, available: bool) -> None:
